@@ -1,0 +1,104 @@
+"""``desktop`` target: ONNX Runtime on the CPU.
+
+``lower`` applies ORT's portable (extended) graph optimizations offline and saves the optimized
+model; ``benchmark`` runs batch 1 with warm-up and reports median/p90 latency and the memory the
+session holds after the runs (weights + arena; ORT's arena does not shrink, so this is its peak).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnxruntime as ort
+
+from nnfc.errors import NnfcError
+from nnfc.targets.base import BenchResult, summarize, time_calls
+from nnfc.targets.memory import rss_mb
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+              "tensor(double)": np.float64, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
+              "tensor(bool)": np.bool_, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+
+
+def session_options(threads: int | None = None,
+                    level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                    ) -> ort.SessionOptions:
+    """Session options with ``threads`` intra-op threads (None: ORT's default) and ``level``."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = level
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return opts
+
+
+def open_session(model: str | Path | bytes, threads: int | None = None) -> ort.InferenceSession:
+    """An ORT CPU session for a model path or serialized bytes, with a clear error if invalid."""
+    src = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(src, session_options(threads),
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+        where = "model bytes" if isinstance(model, bytes) else str(model)
+        raise NnfcError(f"onnxruntime cannot load {where}: {str(exc).splitlines()[0]}") from exc
+
+
+def random_inputs(session: ort.InferenceSession, batch: int = 1, seed: int = 0
+                  ) -> dict[str, np.ndarray]:
+    """Random inputs for every graph input; symbolic dims become ``batch`` (first) or 1."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for inp in session.get_inputs():
+        shape = [d if isinstance(d, int) else (batch if i == 0 else 1)
+                 for i, d in enumerate(inp.shape)]
+        dtype = _ORT_TYPES.get(inp.type, np.float32)
+        feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
+    return feeds
+
+
+class OnnxRuntimeTarget:
+    """ONNX Runtime CPU (the ``desktop`` target)."""
+
+    name = "desktop"
+    artifact_suffix = ".onnx"
+    runtime = "onnxruntime"
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+
+    def lower(self, pruned_onnx: str | Path, out_dir: str | Path) -> Path:
+        """Optimize with ORT (portable 'extended' level) and save ``out_dir/model.ort.onnx``."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        final = out_dir / "model.ort.onnx"
+        tmp = out_dir / ".model.ort.onnx.tmp"
+        opts = session_options(self.threads, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+        opts.optimized_model_filepath = str(tmp)
+        try:
+            ort.InferenceSession(str(pruned_onnx), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            tmp.unlink(missing_ok=True)
+            raise NnfcError(f"onnxruntime cannot load {pruned_onnx}: "
+                            f"{str(exc).splitlines()[0]}") from exc
+        os.replace(tmp, final)
+        return final
+
+    def run(self, artifact: str | Path, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the artifact on ``inputs`` (name -> array) and return all outputs."""
+        return open_session(artifact, self.threads).run(None, dict(inputs))
+
+    def benchmark(self, artifact: str | Path, runs: int = 50, warmup: int = 10) -> BenchResult:
+        """Median/p90 latency at batch 1 and the session's resident memory."""
+        before = rss_mb()
+        session = open_session(artifact, self.threads)
+        feeds = random_inputs(session)
+        times = time_calls(lambda: session.run(None, feeds), runs, warmup)
+        peak = max(0.0, rss_mb() - before)
+        median, p90 = summarize(times)
+        return BenchResult(median, p90, peak, len(times),
+                           details={"runtime": f"onnxruntime {ort.__version__}",
+                                    "threads": self.threads or "default",
+                                    "memory": "RSS held by the session after the runs"})

@@ -1,0 +1,1 @@
+"""Training side of nnfc (needs torch): gated backbones, assembler, trainer, export."""
