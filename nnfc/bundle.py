@@ -82,6 +82,15 @@ class Bundle:
         return [1.0 if a in attributes else 0.0 for a in vocab]
 
 
+def default_bundle_path() -> Path:
+    """The factory used when a command gets no ``--bundle``: ``$NNFC_FACTORY`` if set, else the
+    default factory shipped in the repository (``factories/default``)."""
+    env = os.environ.get("NNFC_FACTORY")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "factories" / "default"
+
+
 def read_bundle(root: str | os.PathLike, verify_hashes: bool = True) -> Bundle:
     """Open and validate a bundle directory; every problem is one clear NnfcError."""
     root = Path(root)
