@@ -1,0 +1,74 @@
+"""Parse budget strings: ``"20ms"``, ``"0.5s"``, ``"500us"`` -> milliseconds; ``"300MB"``,
+``"1.2GiB"`` -> megabytes (1 MB = 1e6 bytes). Bare numbers are rejected: a budget always names
+its unit. Every bad input is one :class:`~nnfc.errors.NnfcError` naming the accepted units.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from nnfc.errors import NnfcError
+
+#: latency unit -> milliseconds
+LATENCY_UNITS: dict[str, float] = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3}
+#: memory unit -> megabytes (1e6 bytes); KB/MB/GB are decimal, KiB/MiB/GiB binary
+MEMORY_UNITS: dict[str, float] = {
+    "B": 1e-6, "KB": 1e-3, "MB": 1.0, "GB": 1e3,
+    "KiB": 1024 / 1e6, "MiB": 1024 ** 2 / 1e6, "GiB": 1024 ** 3 / 1e6,
+}
+
+_NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-zµ]*)\s*$")
+
+
+def _parse(text: str | float | int, units: dict[str, float], what: str, example: str) -> float:
+    accepted = ", ".join(units)
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise NnfcError(f"{what} budget must be a string like {example!r}, got {text!r}")
+    raw = str(text)
+    match = _NUMBER.match(raw)
+    if not match:
+        raise NnfcError(f"cannot parse {what} budget {raw!r}: expected a positive number and a "
+                        f"unit, e.g. {example!r} (units: {accepted})")
+    number, unit = float(match.group(1)), match.group(2)
+    if not unit:
+        raise NnfcError(f"{what} budget {raw!r} has no unit; write e.g. {example!r} "
+                        f"(units: {accepted})")
+    lookup = {u.lower(): u for u in units}
+    # units are case-insensitive except that "b"/"B" ambiguity does not arise: only bytes exist.
+    key = lookup.get(unit.lower())
+    if key is None:
+        raise NnfcError(f"unknown {what} unit {unit!r} in {raw!r}; accepted units: {accepted}")
+    value = number * units[key]
+    if not math.isfinite(value) or value <= 0:
+        raise NnfcError(f"{what} budget {raw!r} must be positive and finite")
+    return value
+
+
+def parse_latency_ms(text: str) -> float:
+    """``"5ms"`` -> 5.0, ``"0.5s"`` -> 500.0, ``"500us"`` -> 0.5. Units: us/µs, ms, s."""
+    return _parse(text, LATENCY_UNITS, "latency", "20ms")
+
+
+def parse_memory_mb(text: str) -> float:
+    """``"50MB"`` -> 50.0, ``"1GiB"`` -> 1073.741824, ``"512KB"`` -> 0.512 (MB = 1e6 bytes).
+    Units: B, KB, MB, GB (decimal), KiB, MiB, GiB (binary)."""
+    return _parse(text, MEMORY_UNITS, "memory", "50MB")
+
+
+def format_ms(ms: float) -> str:
+    """Human latency: ``"4.31 ms"``, ``"1.20 s"``, ``"850 µs"``."""
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    if ms < 1:
+        return f"{ms * 1000:.0f} µs"
+    return f"{ms:.2f} ms"
+
+
+def format_mb(mb: float) -> str:
+    """Human memory: ``"12.5 MB"``, ``"1.20 GB"``, ``"340 KB"``."""
+    if mb >= 1000:
+        return f"{mb / 1000:.2f} GB"
+    if mb < 1:
+        return f"{mb * 1000:.0f} KB"
+    return f"{mb:.1f} MB"
