@@ -1,0 +1,199 @@
+"""What the pruning pass knows about each op: which ops are channel-wise (so a channel region
+flows through them), which produce channels (sources) and which consume them (sinks), and how to
+evaluate a channel-wise op on per-channel constants (for folding removed channels' constants)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx_ir as ir
+
+from nnfc.passes.graph_utils import attr, const_array, dim_of, is_const, rank_of
+
+UNARY = {"Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Neg", "Abs", "Sqrt", "Reciprocal", "Identity",
+         "LeakyRelu", "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus", "Gelu", "Clip",
+         "Dropout"}
+BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu"}
+POOLS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceMin",
+         "MaxPool", "AveragePool"}
+# Ops whose value on a spatially constant input is the same constant.
+CONST_PRESERVING_POOLS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax",
+                          "ReduceMin", "MaxPool"}
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _gelu(node, x):
+    if attr(node, "approximate", "none") == "tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+
+
+def eval_pointwise(node: ir.Node, args: list[np.ndarray]) -> np.ndarray:
+    """Evaluate a UNARY/BINARY op or BatchNormalization on numpy arrays (float64 math, float32
+    result). ``args`` are the node's inputs in order (None for absent optional inputs)."""
+    op = node.op_type
+    x = np.asarray(args[0], dtype=np.float64)
+    if op in BINARY:
+        y = np.asarray(args[1], dtype=np.float64)
+        fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
+              "Pow": np.power, "Max": np.maximum, "Min": np.minimum,
+              "PRelu": lambda a, s: np.where(a < 0, a * s, a)}[op]
+        return _f32(fn(x, y))
+    if op == "BatchNormalization":
+        scale, bias, mean, var = (np.asarray(a, dtype=np.float64) for a in args[1:5])
+        shape = [1] * x.ndim
+        shape[1] = -1
+        eps = attr(node, "epsilon", 1e-5)
+        y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+        return _f32(y * scale.reshape(shape) + bias.reshape(shape))
+    if op == "Clip":
+        lo = args[1] if len(args) > 1 and args[1] is not None else attr(node, "min", -np.inf)
+        hi = args[2] if len(args) > 2 and args[2] is not None else attr(node, "max", np.inf)
+        return _f32(np.clip(x, lo, hi))
+    alpha = attr(node, "alpha")
+    table = {
+        "Relu": lambda: np.maximum(x, 0), "Sigmoid": lambda: _sigmoid(x),
+        "Tanh": lambda: np.tanh(x), "Erf": lambda: _erf(x), "Exp": lambda: np.exp(x),
+        "Neg": lambda: -x, "Abs": lambda: np.abs(x), "Sqrt": lambda: np.sqrt(x),
+        "Reciprocal": lambda: 1 / x, "Identity": lambda: x, "Dropout": lambda: x,
+        "LeakyRelu": lambda: np.where(x < 0, (0.01 if alpha is None else alpha) * x, x),
+        "HardSigmoid": lambda: np.clip((0.2 if alpha is None else alpha) * x
+                                       + attr(node, "beta", 0.5), 0, 1),
+        "HardSwish": lambda: x * np.clip(x / 6 + 0.5, 0, 1),
+        "Elu": lambda: np.where(x < 0, (1.0 if alpha is None else alpha) * (np.exp(x) - 1), x),
+        "Selu": lambda: attr(node, "gamma", 1.0507) * np.where(
+            x < 0, attr(node, "alpha", 1.67326) * (np.exp(x) - 1), x),
+        "Softplus": lambda: np.log1p(np.exp(x)), "Gelu": lambda: _gelu(node, x),
+    }
+    return _f32(table[op]())
+
+
+def is_depthwise_conv(node: ir.Node) -> bool:
+    """Conv with one filter per input channel (groups == in channels == out channels)."""
+    if node.op_type != "Conv" or not is_const(node.inputs[1]):
+        return False
+    w = node.inputs[1].const_value
+    group = attr(node, "group", 1)
+    return group > 1 and w.shape[1] == 1 and w.shape[0] == group
+
+
+def conv_has_padding(node: ir.Node) -> bool:
+    pads = attr(node, "pads") or []
+    auto = attr(node, "auto_pad", "NOTSET")
+    return any(int(p) != 0 for p in pads) or auto in ("SAME_UPPER", "SAME_LOWER")
+
+
+def source_kind(node: ir.Node, axis: int) -> str | None:
+    """'conv' / 'matmul' / 'gemm' if ``node`` produces channels on ``axis`` (negative) that can be
+    sliced out of a constant weight; else None."""
+    if node.op_type == "Conv" and axis == -3 and attr(node, "group", 1) == 1 \
+            and is_const(node.inputs[1]) and rank_of(node.outputs[0]) == 4:
+        return "conv"
+    if node.op_type == "MatMul" and axis == -1 and is_const(node.inputs[1]) \
+            and node.inputs[1].const_value.shape.rank() == 2 and not is_const(node.inputs[0]):
+        return "matmul"
+    if node.op_type == "Gemm" and axis == -1 and is_const(node.inputs[1]):
+        return "gemm"
+    return None
+
+
+def sink_kind(node: ir.Node, index: int, axis: int) -> str | None:
+    """'conv' / 'matmul' / 'gemm' if ``node`` consumes input ``index``'s channels on ``axis``
+    through a constant weight whose rows/columns can be sliced; else None."""
+    if index != 0:
+        return None
+    if node.op_type == "Conv" and axis == -3 and attr(node, "group", 1) == 1 \
+            and is_const(node.inputs[1]):
+        return "conv"
+    if node.op_type == "MatMul" and axis == -1 and is_const(node.inputs[1]) \
+            and node.inputs[1].const_value.shape.rank() == 2:
+        return "matmul"
+    if node.op_type == "Gemm" and axis == -1 and is_const(node.inputs[1]) \
+            and not attr(node, "transA", 0):
+        return "gemm"
+    return None
+
+
+def channelwise_axes(node: ir.Node, value: ir.Value, axis: int) -> dict[ir.Value, int] | None:
+    """If ``node`` is channel-wise w.r.t. its input ``value`` whose channels lie on ``axis``,
+    return the channel axis of each of its data (non-constant) inputs and outputs; else None."""
+    op = node.op_type
+    data_inputs = [v for v in node.inputs if v is not None and not is_const(v)]
+    if op in UNARY:
+        if op == "Clip" and any(v is not None and not is_const(v) for v in node.inputs[1:]):
+            return None
+        return {node.inputs[0]: axis, node.outputs[0]: axis}
+    if op in BINARY:
+        if op == "PRelu" and not is_const(node.inputs[1]):
+            return None
+        if op != "Mul" and len(data_inputs) > 1:
+            return None  # residual Add and friends: the other path needs every channel
+        out_rank = rank_of(node.outputs[0])
+        result = {node.outputs[0]: axis}
+        for v in data_inputs:
+            r = rank_of(v)
+            if r is None or out_rank is None or r + axis < 0 or dim_of(v, axis) != dim_of(
+                    value, axis):
+                return None  # a data operand that does not carry the channels
+            result[v] = axis
+        return result
+    if op == "BatchNormalization":
+        if axis != 1 - (rank_of(value) or 0) or len([o for o in node.outputs if o.uses()]) > 1:
+            return None
+        if not all(is_const(v) for v in node.inputs[1:5]):
+            return None
+        return {node.inputs[0]: axis, node.outputs[0]: axis}
+    if op == "Conv" and is_depthwise_conv(node) and axis == -3:
+        return {node.inputs[0]: axis, node.outputs[0]: axis}
+    if op in POOLS:
+        rank = rank_of(value)
+        if rank is None:
+            return None
+        chan = rank + axis
+        if op.startswith("Reduce"):
+            axes = _reduce_axes(node)
+            if axes is None or chan in [a % rank for a in axes]:
+                return None
+            if not attr(node, "keepdims", 1):
+                return None
+        elif chan != 1:
+            return None
+        return {node.inputs[0]: axis, node.outputs[0]: axis}
+    if op in ("Flatten", "Reshape"):
+        out = node.outputs[0]
+        if value.shape is None or out.shape is None:
+            return None
+        rank = len(value.shape)
+        trailing_in = [value.shape[i] for i in range(rank + axis + 1, rank)]
+        if any(d != 1 for d in trailing_in):
+            return None
+        c = dim_of(value, axis)
+        out_dims = list(out.shape)
+        if c is None or c not in out_dims:
+            return None
+        pos = len(out_dims) - 1 - out_dims[::-1].index(c)
+        if any(d != 1 for d in out_dims[pos + 1:]):
+            return None
+        if op == "Reshape":
+            shape = const_array(node.inputs[1])
+            if shape is None or len(shape) != len(out_dims):
+                return None
+        return {node.inputs[0]: axis, out: pos - len(out_dims)}
+    return None
+
+
+def _reduce_axes(node: ir.Node) -> list[int] | None:
+    if len(node.inputs) > 1 and node.inputs[1] is not None:
+        axes = const_array(node.inputs[1])
+        return None if axes is None else [int(a) for a in axes]
+    return attr(node, "axes")

@@ -1,0 +1,52 @@
+"""Pass: tidy a pruned graph — drop gate Muls that became identities, dead nodes and initializers,
+and stale shapes (re-inferred when the model is serialized)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
+
+from nnfc.passes.graph_utils import GATE_TAG, const_array, rank_of
+
+
+def remove_identity_gates(model: ir.Model) -> ir.Model:
+    """Remove ``Mul(x, g)`` where ``g`` is a bound gate of all ones that does not broadcast x."""
+    graph = model.graph
+    for node in list(graph):
+        if node.op_type != "Mul":
+            continue
+        for i, value in enumerate(node.inputs):
+            if value is None or not value.metadata_props.get(GATE_TAG):
+                continue
+            gate = const_array(value)
+            data = node.inputs[1 - i]
+            out = node.outputs[0]
+            if not np.all(gate == 1) or (rank_of(data) or 0) < gate.ndim:
+                continue
+            if out.is_graph_output():
+                continue
+            out.replace_all_uses_with(data)
+            graph.remove(node, safe=True)
+            break
+    return model
+
+
+def clear_intermediate_shapes(model: ir.Model) -> ir.Model:
+    """Forget inferred shapes of intermediate values (slicing made some stale)."""
+    for node in model.graph:
+        for out in node.outputs:
+            if not out.is_graph_output():
+                out.shape = None
+    return model
+
+
+def remove_unused(model: ir.Model) -> ir.Model:
+    """Remove nodes and initializers nothing reads, then sort topologically."""
+    RemoveUnusedNodesPass()(model)
+    graph = model.graph
+    for name, value in list(graph.initializers.items()):
+        if not value.uses() and not value.is_graph_output() and not value.is_graph_input():
+            del graph.initializers[name]
+    TopologicalSortPass()(model)
+    return model
