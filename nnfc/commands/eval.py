@@ -1,0 +1,60 @@
+"""``nnfc eval``: accuracy and activation ratio of a factory's pruned models per task and limit."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _split_csv(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+@click.command(help="For each task and limit: run the assembler, prune the supernet with the "
+                    "gates, run the pruned ONNX model on the task's test split and report "
+                    "accuracy and the actual activation ratio (like the paper's Table 2). "
+                    "Without --task: every trained (seen) and held-out (unseen) task.")
+@click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), default=None,
+              help="Factory bundle directory (default: the shipped factory).")
+@click.option("--task", "tasks", multiple=True,
+              help="Task as comma-separated attributes, e.g. only-two,odd (repeatable).")
+@click.option("--limit", "limits", multiple=True,
+              help="Activation limit(s) as fractions, e.g. 0.03,0.1 (default "
+                   "0.03,0.05,0.1,0.25,1).")
+@click.option("--samples", type=click.IntRange(2, None), default=200, show_default=True,
+              help="Test samples per task (balanced yes/no).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per "
+                                                       "(task, limit).")
+def eval_(bundle_dir: str | None, tasks: tuple[str, ...], limits: tuple[str, ...],
+          samples: int, as_json: bool) -> None:
+    from tqdm import tqdm
+
+    from nnfc.bundle import default_bundle_path, read_bundle
+    from nnfc.errors import NnfcError
+    from nnfc.training.tasks.evaluation import DEFAULT_LIMITS, evaluate_bundle, summary_rows
+
+    bundle = read_bundle(bundle_dir or default_bundle_path())
+    task_list = [[a.strip() for a in t.split(",") if a.strip()] for t in tasks]
+    if not task_list:
+        task_list = bundle.tasks("seen") + bundle.tasks("unseen")
+    try:
+        limit_list = [float(x) for x in _split_csv(limits)] or list(DEFAULT_LIMITS)
+    except ValueError as exc:
+        raise NnfcError(f"--limit: {exc}") from exc
+    rows = evaluate_bundle(bundle, task_list, limit_list, samples,
+                           progress=lambda it: tqdm(it, desc="eval", unit="model",
+                                                    disable=as_json, leave=False))
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows], indent=1))
+        return
+    click.echo(f"{'task':22s} {'seen':6s} {'limit':>6s} {'accuracy':>9s} {'activation':>11s}")
+    for r in rows:
+        click.echo(f"{'{' + ', '.join(r.task) + '}':22s} {'seen' if r.seen else 'unseen':6s} "
+                   f"{r.limit:6.0%} {r.accuracy:9.3f} {r.activation_ratio:11.3f}")
+    click.echo("")
+    click.echo(f"{'group':8s} {'limit':>6s} {'tasks':>6s} {'accuracy':>9s} {'activation':>11s} "
+               f"{'max act.':>9s}")
+    for s in summary_rows(rows):
+        click.echo(f"{s['group']:8s} {s['limit']:6.0%} {s['tasks']:6d} {s['accuracy']:9.3f} "
+                   f"{s['activation_ratio']:11.3f} {s['max_activation_ratio']:9.3f}")

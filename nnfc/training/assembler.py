@@ -1,0 +1,116 @@
+"""The assembler: (task attributes, activation limit) -> one gate vector per gate layer.
+
+``enc_req = concat(task multi-hot [B,A], sinusoidal(limit) [B,E])``;
+``enc_sel = ReLU(BN(FC(enc_req)))`` (``depth`` such layers); per gate layer ``l`` a gater
+``FC+BN+ReLU`` (its own BN) followed by a linear score head ``v_l ∈ R^{D_l}``. Optionally
+``experts > 1`` gaters per layer mixed by a small softmax gating network (the paper's MoE detail).
+``weight_l = clamp(1.2σ(v_l) − 0.1, 0, 1)`` and gates ``= weight_l > 0.5`` (i.e. ``v_l > 0``);
+training uses improved SemHash (see semhash.py).
+
+The limit's positional encoding is part of the module, so the exported ``assembler.onnx`` takes
+just ``task`` [B,A] and ``limit`` [B] and returns 0/1 float gates ``gate.<layer>`` [B,size].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from nnfc.training.gating import GateLayer
+from nnfc.training.semhash import hard_gate, semhash
+
+
+def limit_encoding(limit: torch.Tensor, dim: int, scale: float) -> torch.Tensor:
+    """Sinusoidal encoding of ``limit`` [B] at position ``scale·limit``: [B, dim] (+1 raw limit)."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32, device=limit.device)
+                      * (-math.log(10000.0) * 2.0 / dim))
+    pos = (limit.to(torch.float32) * scale).unsqueeze(1) * freqs.unsqueeze(0)
+    return torch.cat([torch.sin(pos), torch.cos(pos), limit.to(torch.float32).unsqueeze(1)], 1)
+
+
+def _fc_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(cin, cout), nn.BatchNorm1d(cout), nn.ReLU())
+
+
+class Gater(nn.Module):
+    """FC+BN+ReLU then a linear score per gate entry; ``experts`` of them mixed by softmax."""
+
+    def __init__(self, cin: int, hidden: int, size: int, experts: int = 1):
+        super().__init__()
+        self.experts = nn.ModuleList(
+            nn.Sequential(_fc_bn_relu(cin, hidden), nn.Linear(hidden, size))
+            for _ in range(experts))
+        self.mix = nn.Linear(cin, experts) if experts > 1 else None
+
+    def forward(self, enc: torch.Tensor) -> torch.Tensor:
+        if self.mix is None:
+            return self.experts[0](enc)
+        weights = torch.softmax(self.mix(enc), dim=1)  # [B, E]
+        scores = torch.stack([e(enc) for e in self.experts], dim=2)  # [B, D, E]
+        return (scores * weights.unsqueeze(1)).sum(2)
+
+
+class Assembler(nn.Module):
+    """Task + limit -> gater scores / gates for every gate layer of a supernet."""
+
+    def __init__(self, num_attributes: int, gate_layers: Sequence[GateLayer], hidden: int = 128,
+                 depth: int = 1, gater_hidden: int = 64, experts: int = 1,
+                 limit_dim: int = 20, limit_scale: float = 100.0, init_bias: float = 1.0):
+        super().__init__()
+        self.config = dict(hidden=hidden, depth=depth, gater_hidden=gater_hidden,
+                           experts=experts, limit_dim=limit_dim, limit_scale=limit_scale,
+                           init_bias=init_bias)
+        self.num_attributes = num_attributes
+        self.layers = list(gate_layers)
+        self.limit_dim, self.limit_scale = limit_dim, limit_scale
+        cin = num_attributes + 2 * (limit_dim // 2) + 1
+        enc: list[nn.Module] = []
+        for _ in range(depth):
+            enc.append(_fc_bn_relu(cin, hidden))
+            cin = hidden
+        self.encoder = nn.Sequential(*enc)
+        self.gaters = nn.ModuleList(Gater(cin, gater_hidden, g.size, experts)
+                                    for g in self.layers)
+        for g in self.gaters:  # start with most gates on: the supernet trains as a whole first
+            for e in g.experts:
+                nn.init.constant_(e[-1].bias, init_bias)
+
+    def scores(self, task: torch.Tensor, limit: torch.Tensor) -> list[torch.Tensor]:
+        """Gater scores ``v_l`` [B, size] per gate layer (gate = v > 0)."""
+        enc = torch.cat([task.to(torch.float32),
+                         limit_encoding(limit, self.limit_dim, self.limit_scale)], 1)
+        enc = self.encoder(enc)
+        return [g(enc) for g in self.gaters]
+
+    def forward(self, task: torch.Tensor, limit: torch.Tensor,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Gates per layer name: SemHash mix in training, discrete 0/1 in eval."""
+        return {layer.name: semhash(v, self.training, generator)
+                for layer, v in zip(self.layers, self.scores(task, limit))}
+
+
+def active_ratio(gates: dict[str, torch.Tensor], layers: Sequence[GateLayer]) -> torch.Tensor:
+    """Per-sample active ratio [B]: sum of gate values over all layers / sum of layer sizes."""
+    total = sum(g.size for g in layers)
+    return sum(gates[g.name].sum(1) for g in layers) / total
+
+
+def gate_loss(ratio: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+    """Mean over samples of ``(ratio − limit)²`` where ``ratio > limit``, else 0."""
+    over = torch.relu(ratio - limit)
+    return (over * over).mean()
+
+
+class _ExportAssembler(nn.Module):
+    """ONNX view: discrete gates, outputs in gate-layer order."""
+
+    def __init__(self, assembler: Assembler):
+        super().__init__()
+        self.assembler = assembler
+
+    def forward(self, task: torch.Tensor, limit: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(hard_gate(v) for v in self.assembler.scores(task, limit))

@@ -1,0 +1,96 @@
+"""Write a trained factory (supernet + assembler) as a bundle: ONNX + JSON + safetensors.
+
+``supernet.onnx`` (gate inputs, from export.export_supernet), ``assembler.onnx`` (task [B,A],
+limit [B] -> ``gate.<layer>`` [B,size] of 0/1 float, positional encoding and threshold inside the
+graph, dynamic batch), ``supernet.safetensors`` / ``assembler.safetensors`` and the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import onnx
+import torch
+from safetensors.torch import save_file
+
+from nnfc.bundle import ASSEMBLER, SUPERNET, WEIGHTS, Bundle, write_bundle
+from nnfc.training.assembler import Assembler, _ExportAssembler
+from nnfc.training.export import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_supernet, save_model_atomic
+from nnfc.training.gating import GatedSupernet
+
+ASSEMBLER_WEIGHTS = "assembler.safetensors"
+TASK_INPUT, LIMIT_INPUT = "task", "limit"
+
+logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+
+
+def export_assembler(assembler: Assembler, path: str | os.PathLike,
+                     opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Export the assembler (eval mode, discrete gates) with a dynamic batch dimension."""
+    was_training = assembler.training
+    assembler.eval()
+    try:
+        example = (torch.zeros(4, assembler.num_attributes), torch.linspace(0.1, 1.0, 4))
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            exported = torch.export.export(_ExportAssembler(assembler), example,
+                                           dynamic_shapes=({0: batch}, {0: batch}))
+            program = torch.onnx.export(
+                exported, dynamo=True, opset_version=opset,
+                input_names=[TASK_INPUT, LIMIT_INPUT],
+                output_names=[f"gate.{g.name}" for g in assembler.layers],
+                verbose=False, optimize=True)
+        model = program.model_proto
+    finally:
+        assembler.train(was_training)
+    save_model_atomic(model, path)
+    return model
+
+
+def export_factory(root: str | os.PathLike, supernet: GatedSupernet, assembler: Assembler,
+                   *, image_shape: Sequence[int], attributes: Sequence[str],
+                   seen: Sequence[Sequence[str]], unseen: Sequence[Sequence[str]],
+                   task_info: dict[str, Any], training: dict[str, Any],
+                   opset: int = DEFAULT_OPSET) -> Bundle:
+    """Export both networks and write the bundle at ``root`` atomically."""
+    supernet, assembler = supernet.cpu(), assembler.cpu()
+    with tempfile.TemporaryDirectory(prefix="nnfc-export-") as tmp:
+        tmp = Path(tmp)
+        export_supernet(supernet, tmp / SUPERNET, (1, *image_shape), opset=opset)
+        export_assembler(assembler, tmp / ASSEMBLER, opset=opset)
+        save_file({k: v.detach().contiguous() for k, v in supernet.state_dict().items()},
+                  str(tmp / WEIGHTS))
+        save_file({k: v.detach().contiguous() for k, v in assembler.state_dict().items()},
+                  str(tmp / ASSEMBLER_WEIGHTS))
+        layers = supernet.gate_layers()
+        manifest = {
+            "backbone": {"family": supernet.family, "config": supernet.config},
+            "input": {"name": INPUT_NAME, "shape": [1, *image_shape], "dtype": "float32",
+                      "preprocessing": task_info.get("preprocessing", "")},
+            "output": {"name": OUTPUT_NAME, "shape": [1, 2], "classes": ["no", "yes"]},
+            "attributes": list(attributes),
+            "tasks": {"seen": [list(t) for t in seen], "unseen": [list(t) for t in unseen]},
+            "task_family": task_info,
+            "gate_layers": [g.to_json() for g in layers],
+            "limit_encoding": {
+                "type": "sinusoidal", "dim": assembler.limit_dim,
+                "position": f"{assembler.limit_scale:g} * limit", "appends_raw_limit": True,
+                "in_graph": True,
+                "assembler_inputs": {TASK_INPUT: "float32 [B, A] multi-hot over attributes",
+                                     LIMIT_INPUT: "float32 [B], fraction in (0, 1]"},
+                "assembler_outputs": "gate.<layer> float32 [B, size] of 0/1",
+                "activation_ratio": "sum of active gate entries over all gate layers / "
+                                    "sum of their sizes",
+            },
+            "assembler": {"config": assembler.config},
+            "training": training,
+        }
+        files = {SUPERNET: tmp / SUPERNET, ASSEMBLER: tmp / ASSEMBLER, WEIGHTS: tmp / WEIGHTS,
+                 ASSEMBLER_WEIGHTS: tmp / ASSEMBLER_WEIGHTS}
+        return write_bundle(root, manifest, files)

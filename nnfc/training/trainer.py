@@ -1,0 +1,292 @@
+"""Joint training of a gated supernet and its assembler (NN-Factory §3.3–3.4).
+
+Every step draws samples ``(task, limit, x, y)`` mixed across tasks and limits:
+``loss = CE(y, supernet(x, gates)) + λ · GL(ratio, limit)`` with ``gates = Assembler(task, limit)``
+(improved SemHash in training) and ``GL = mean(relu(ratio − limit)²)``; ``ratio`` is the per-sample
+share of active gate entries over all gate layers, computed on the discrete (straight-through)
+gates so that the penalty tracks the ratio the pruned model will have.
+
+Runs in one process or under ``torchrun`` (DistributedDataParallel; gloo on CPU, nccl on GPU):
+each rank takes its slice of the epoch's shuffled samples. Deterministic for a given seed
+(data from ``numpy.random.default_rng([seed, epoch])``, torch seeded per epoch and rank).
+Checkpoints after every epoch; ``resume`` continues from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from nnfc.errors import NnfcError
+from nnfc.training.assembler import Assembler, active_ratio, gate_loss
+from nnfc.training.backbones import build_backbone
+from nnfc.training.checkpoint import load_checkpoint, save_checkpoint
+from nnfc.training.config import FactoryConfig
+from nnfc.training.gating import GatedSupernet
+from nnfc.training.semhash import semhash, straight_through
+from nnfc.training.tasks import FAMILIES
+
+
+class FactoryNet(nn.Module):
+    """Supernet + assembler as one module (what DDP wraps)."""
+
+    def __init__(self, supernet: GatedSupernet, assembler: Assembler, hard_fraction: float = 0.5):
+        super().__init__()
+        self.supernet, self.assembler = supernet, assembler
+        self.hard_fraction = hard_fraction
+
+    def forward(self, x: torch.Tensor, task: torch.Tensor,
+                limit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B,2] and per-sample discrete active ratio [B] (straight-through gradient)."""
+        layers = self.assembler.layers
+        scores = self.assembler.scores(task, limit)
+        gates = {l.name: semhash(v, self.training, hard_fraction=self.hard_fraction)
+                 for l, v in zip(layers, scores)}
+        hard = {l.name: straight_through(v) for l, v in zip(layers, scores)}
+        return self.supernet(x, gates), active_ratio(hard, layers)
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: torch.device) -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise NnfcError("train.device = 'cuda' but no CUDA device is available")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def build_task_family(cfg: FactoryConfig):
+    """The task family object a config names."""
+    t = cfg.task
+    if t.family not in FAMILIES:
+        raise NnfcError(f"unknown task family {t.family!r}; known: {', '.join(FAMILIES)}")
+    return FAMILIES[t.family](mnist_dir=t.mnist_dir or None, test_fraction=t.test_fraction,
+                              split_seed=t.split_seed, unseen=t.unseen)
+
+
+def build_models(cfg: FactoryConfig, family) -> tuple[GatedSupernet, Assembler]:
+    """Supernet (input channels / 2 classes from the task) and its assembler."""
+    bb = dict(cfg.backbone)
+    name = bb.pop("family")
+    bb.setdefault("in_channels", family.image_shape[0])
+    bb.setdefault("num_classes", 2)
+    if name.startswith("vit") or bb.get("image_size"):
+        bb.setdefault("image_size", family.image_shape[1])
+    try:
+        supernet = build_backbone(name, **bb)
+    except (TypeError, ValueError) as exc:
+        raise NnfcError(f"[backbone]: {exc}") from exc
+    a = cfg.assembler
+    assembler = Assembler(len(family.attributes), supernet.gate_layers(), hidden=a.hidden,
+                          depth=a.depth, gater_hidden=a.gater_hidden, experts=a.experts,
+                          limit_dim=a.limit_dim, limit_scale=a.limit_scale,
+                          init_bias=a.init_bias)
+    return supernet, assembler
+
+
+def sample_limits(cfg: FactoryConfig, n: int, rng: np.random.Generator) -> np.ndarray:
+    t = cfg.train
+    if t.limit_sampling == "loguniform":
+        return np.exp(rng.uniform(math.log(t.limit_min), math.log(t.limit_max), n)).astype(np.float32)
+    return rng.uniform(t.limit_min, t.limit_max, n).astype(np.float32)
+
+
+def _lr_at(cfg: FactoryConfig, progress: float) -> float:
+    """Linear warm-up then cosine decay; ``progress`` in epochs."""
+    t = cfg.train
+    if progress < t.warmup_epochs:
+        return t.lr * (progress + 1e-3) / t.warmup_epochs
+    frac = (progress - t.warmup_epochs) / max(1e-9, t.epochs - t.warmup_epochs)
+    return 0.5 * t.lr * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+@torch.no_grad()
+def evaluate(supernet: GatedSupernet, assembler: Assembler, family, tasks: Sequence[Sequence[str]],
+             limits: Sequence[float], n_per_task: int, seed: int,
+             device: torch.device = torch.device("cpu")) -> list[dict[str, Any]]:
+    """Accuracy and actual activation ratio per (task, limit) on the test split, discrete gates
+    (numerically what the pruned model computes)."""
+    supernet.eval(), assembler.eval()
+    rng = np.random.default_rng([seed, 7777])
+    results = []
+    for ti, task in enumerate(tasks):
+        x, _, y = family.sample([task], n_per_task, "test", rng)
+        xt = torch.from_numpy(x).to(device)
+        enc = torch.from_numpy(family.encode([task])).to(device)
+        for limit in limits:
+            gates = assembler(enc, torch.tensor([float(limit)], device=device))
+            ratio = float(active_ratio(gates, assembler.layers)[0])
+            pred = supernet(xt, {k: v[0] for k, v in gates.items()}).argmax(1).cpu().numpy()
+            results.append({"task": list(task), "limit": float(limit),
+                            "accuracy": float((pred == y).mean()), "activation_ratio": ratio})
+    return results
+
+
+def summarize(results: list[dict[str, Any]], seen: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """Mean accuracy / ratio per limit for seen and unseen tasks."""
+    seen_set = {tuple(t) for t in seen}
+    out: dict[str, Any] = {}
+    for group in ("seen", "unseen"):
+        rows = [r for r in results if (tuple(r["task"]) in seen_set) == (group == "seen")]
+        per = {}
+        for limit in sorted({r["limit"] for r in rows}):
+            rs = [r for r in rows if r["limit"] == limit]
+            per[f"{limit:g}"] = {"accuracy": round(float(np.mean([r["accuracy"] for r in rs])), 4),
+                                 "activation_ratio": round(float(np.mean(
+                                     [r["activation_ratio"] for r in rs])), 4),
+                                 "tasks": len(rs)}
+        if per:
+            out[group] = per
+    return out
+
+
+def train_factory(cfg: FactoryConfig, out: str | os.PathLike, *, resume: bool = False,
+                  checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
+                  log: Callable[[str], None] = print) -> Path | None:
+    """Train a factory and write its bundle to ``out`` (rank 0). Returns the bundle path on
+    rank 0, None on other ranks."""
+    out = Path(out)
+    ckpt = Path(checkpoint_dir) if checkpoint_dir else out.with_name(out.name + ".ckpt")
+    device = _pick_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    di = _init_distributed(device)
+    try:
+        return _train(cfg, out, ckpt, resume, progress, log, device, di)
+    finally:
+        if di.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bool,
+           log: Callable[[str], None], device: torch.device, di: DistInfo) -> Path | None:
+    t = cfg.train
+    torch.manual_seed(cfg.seed)
+    family = build_task_family(cfg)
+    supernet, assembler = build_models(cfg, family)
+    net = FactoryNet(supernet, assembler, t.hard_fraction).to(device)
+    if t.optimizer == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=t.lr, momentum=t.momentum,
+                              weight_decay=t.weight_decay, nesterov=True)
+    else:
+        opt = torch.optim.AdamW(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    start_epoch, history = 0, []
+    if resume:
+        if not (ckpt / "state.json").is_file():
+            raise NnfcError(f"--resume: no checkpoint at {ckpt}")
+        meta = load_checkpoint(ckpt, net, opt)
+        if meta.get("config") != json.loads(json.dumps(cfg.to_dict())):
+            raise NnfcError(f"--resume: the checkpoint at {ckpt} was made with a different "
+                            "config; use the same config or start afresh")
+        start_epoch, history = int(meta["epoch"]) + 1, list(meta.get("history", []))
+        if di.main:
+            log(f"resuming from {ckpt} after epoch {start_epoch}")
+    model: nn.Module = net
+    if di.world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+    seen = family.seen_tasks
+    task_enc = torch.from_numpy(family.encode(seen))
+    per_task = max(1, t.samples_per_epoch // len(seen))
+    steps = (per_task * len(seen)) // (t.batch_size * di.world)
+    if steps < 1:
+        raise NnfcError("train.samples_per_epoch is too small for batch_size x processes")
+    t0 = time.time()
+    for epoch in range(start_epoch, t.epochs):
+        rng = np.random.default_rng([cfg.seed, epoch])
+        x_all, tid_all, y_all = family.sample(seen, per_task, "train", rng)
+        lim_all = sample_limits(cfg, len(y_all), rng)
+        order = rng.permutation(len(y_all))[di.rank::di.world][: steps * t.batch_size]
+        torch.manual_seed(cfg.seed * 100003 + epoch * 101 + di.rank)
+        model.train()
+        sums = np.zeros(4)  # loss, correct, ratio, count
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{t.epochs}", disable=not (progress and di.main),
+                   leave=True, dynamic_ncols=True)
+        for step in bar:
+            idx = order[step * t.batch_size:(step + 1) * t.batch_size]
+            lr = _lr_at(cfg, epoch + step / steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x = torch.from_numpy(x_all[idx]).to(device)
+            y = torch.from_numpy(y_all[idx]).to(device)
+            task = task_enc[tid_all[idx]].to(device)
+            limit = torch.from_numpy(lim_all[idx]).to(device)
+            logits, ratio = model(x, task, limit)
+            task_loss = F.cross_entropy(logits, y)
+            lam = t.lambda_gate * min(1.0, (epoch + step / steps) / t.gate_warmup_epochs) \
+                if t.gate_warmup_epochs > 0 else t.lambda_gate
+            loss = task_loss + lam * gate_loss(ratio, limit)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n = len(idx)
+            sums += [float(loss.detach()) * n, float((logits.argmax(1) == y).sum()),
+                     float((ratio - limit).detach().mean()) * n, n]
+            bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", acc=f"{sums[1] / sums[3]:.3f}",
+                            over=f"{sums[2] / sums[3]:+.3f}", lr=f"{lr:.3g}")
+        bar.close()
+        if di.world > 1:
+            tot = torch.tensor(sums, dtype=torch.float64, device=device)
+            dist.all_reduce(tot)
+            sums = tot.cpu().numpy()
+        row = {"epoch": epoch + 1, "loss": round(sums[0] / sums[3], 4),
+               "train_accuracy": round(sums[1] / sums[3], 4),
+               "ratio_minus_limit": round(sums[2] / sums[3], 4),
+               "elapsed_s": round(time.time() - t0, 1)}
+        history.append(row)
+        if di.main:
+            save_checkpoint(ckpt, net, opt, {"epoch": epoch, "config": cfg.to_dict(),
+                                             "history": history})
+            if not progress:
+                log(json.dumps(row))
+        if di.world > 1:
+            dist.barrier()
+    if not di.main:
+        return None
+    net.cpu()
+    results = evaluate(supernet, assembler, family, seen + family.unseen_tasks, t.eval_limits,
+                       t.eval_per_task, cfg.seed)
+    metrics = summarize(results, seen)
+    metrics["history"] = history
+    from nnfc.training.bundle_export import export_factory  # ONNX export needs onnxscript
+    bundle = export_factory(
+        out, supernet, assembler, image_shape=family.image_shape,
+        attributes=family.attributes, seen=seen, unseen=family.unseen_tasks,
+        task_info={"family": family.name, "source": family.source,
+                   "preprocessing": "four digits in a 2x2 grid, grey values scaled to [0, 1], "
+                                    "one channel"},
+        training={"config": cfg.to_dict(), "seed": cfg.seed, "metrics": metrics,
+                  "world_size": di.world, "device": device.type},
+        opset=cfg.export.opset)
+    return bundle.root
