@@ -93,19 +93,25 @@ def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]
         foldable = state.const if (kind != "conv" or not conv_has_padding(sink)) else state.zero
         removable &= foldable
     keep = np.flatnonzero(~removable)
-    if keep.size == 0:
-        keep = np.array([0])  # zero-size tensors are not portable: keep one (gated-off) channel
+    placeholder = keep.size == 0
+    if placeholder:
+        # Zero-size tensors are not portable: keep one channel whose consumers ignore it.
+        keep = np.array([0])
     if keep.size == size:
         return keep
     slicer = _Slicer(graph, keep)
-    drop = np.setdiff1d(np.arange(size), keep)
+    drop = np.arange(size) if placeholder else np.setdiff1d(np.arange(size), keep)
     for sink, kind in region.sinks.items():
         _fold_into_sink(graph, sink, kind, states.get(sink.inputs[0]), drop)
         slicer.sink(sink, kind)
+        if placeholder:
+            slicer.zero(sink, 1)
     for source, kind in region.sources.items():
         slicer.source(source, kind)
     for node in region.nodes:
         slicer.channelwise(node, region.tensors)
+        if placeholder:
+            slicer.ungate(node)
     for value, axis in region.cut.items():
         slicer.gather_cut(value, axis, region)
     for value, axis in region.tensors.items():
@@ -176,6 +182,19 @@ class _Slicer:
             tag = value.metadata_props.get(GATE_TAG)
             self.cache[key] = new_initializer(self.graph, arr, value.name or "sliced", tag=tag)
         node.replace_input_with(index, self.cache[key])
+
+    def zero(self, node: ir.Node, index: int) -> None:
+        """Replace a constant input by zeros of the same shape (the placeholder's weights)."""
+        arr = np.zeros_like(const_array(node.inputs[index]))
+        node.replace_input_with(index, new_initializer(self.graph, arr, "placeholder_weight"))
+
+    def ungate(self, node: ir.Node) -> None:
+        """Set a gate constant to 1 (its channel's consumers ignore it; cleanup drops the Mul)."""
+        for i, value in enumerate(node.inputs):
+            if value is not None and value.metadata_props.get(GATE_TAG):
+                ones = np.ones_like(const_array(value))
+                node.replace_input_with(i, new_initializer(self.graph, ones, value.name,
+                                                           tag=value.metadata_props[GATE_TAG]))
 
     def source(self, node: ir.Node, kind: str) -> None:
         if kind == "conv":

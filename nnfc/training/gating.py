@@ -74,6 +74,20 @@ class GatedSupernet(nn.Module):
                 seen[module.layer.name] = module.layer
         return list(seen.values())
 
+    def gated_param_axes(self) -> dict[str, dict[int, str]]:
+        """Parameter name -> {axis: gate layer} for every parameter a gate slices (out-channel
+        axis 0 of the gated layer's weights/BN, in-channel axis 1 of its consumers). Declared by
+        blocks in ``GATED_PARAMS`` as (relative param name, axis, gate attribute)."""
+        axes: dict[str, dict[int, str]] = {}
+        for prefix, module in self.named_modules():
+            for rel, axis, gate_attr in getattr(module, "GATED_PARAMS", ()):
+                gate = getattr(module, gate_attr, None)
+                param = f"{prefix}.{rel}" if prefix else rel
+                if gate is None or param not in dict(self.named_parameters()):
+                    continue
+                axes.setdefault(param, {})[axis] = gate.layer.name
+        return axes
+
     def full_gates(self, batch: int | None = None) -> dict[str, torch.Tensor]:
         """All-ones gates (the full supernet)."""
         shape = (lambda s: (s,)) if batch is None else (lambda s: (batch, s))

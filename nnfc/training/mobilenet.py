@@ -39,6 +39,11 @@ class SqueezeExcite(nn.Module):
 
 
 class InvertedResidual(nn.Module):
+    GATED_PARAMS = (("expand.0.weight", 0, "gate"), ("expand.1.weight", 0, "gate"),
+                    ("expand.1.bias", 0, "gate"), ("dw.0.weight", 0, "gate"),
+                    ("dw.1.weight", 0, "gate"), ("dw.1.bias", 0, "gate"),
+                    ("se.fc1.weight", 1, "gate"), ("se.fc2.weight", 0, "gate"),
+                    ("se.fc2.bias", 0, "gate"), ("project.0.weight", 1, "gate"))
     def __init__(self, name: str, cin: int, cout: int, stride: int, expand: int, act: str,
                  se_ratio: float):
         super().__init__()

@@ -19,6 +19,8 @@ def _conv_bn(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
 
 class BasicBlock(nn.Module):
     expansion = 1
+    GATED_PARAMS = (("conv1.weight", 0, "gate1"), ("bn1.weight", 0, "gate1"),
+                    ("bn1.bias", 0, "gate1"), ("conv2.weight", 1, "gate1"))
 
     def __init__(self, name: str, cin: int, width: int, stride: int):
         super().__init__()
@@ -35,6 +37,10 @@ class BasicBlock(nn.Module):
 
 class Bottleneck(nn.Module):
     expansion = 4
+    GATED_PARAMS = (("conv1.weight", 0, "gate1"), ("bn1.weight", 0, "gate1"),
+                    ("bn1.bias", 0, "gate1"), ("conv2.weight", 1, "gate1"),
+                    ("conv2.weight", 0, "gate2"), ("bn2.weight", 0, "gate2"),
+                    ("bn2.bias", 0, "gate2"), ("conv3.weight", 1, "gate2"))
 
     def __init__(self, name: str, cin: int, width: int, stride: int):
         super().__init__()

@@ -29,6 +29,7 @@ class Attention(nn.Module):
 
 
 class GatedFFN(nn.Module):
+    GATED_PARAMS = (("fc1.weight", 0, "gate"), ("fc1.bias", 0, "gate"), ("fc2.weight", 1, "gate"))
     def __init__(self, name: str, dim: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)

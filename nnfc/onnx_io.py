@@ -1,0 +1,55 @@
+"""Loading and saving ONNX files with clear errors and atomic writes (no torch)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from nnfc.errors import NnfcError
+
+
+def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
+    """Read and structurally check an ONNX model; one NnfcError for anything wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise NnfcError(f"ONNX file {path} does not exist")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NnfcError(f"{path} is not a valid ONNX model: {first}") from exc
+    return model
+
+
+def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
+    """Write ``model`` to a temp file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        onnx.save_model(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def count_params(model: onnx.ModelProto) -> int:
+    """Number of floating-point weights (initializers of float/float16/double/bfloat16)."""
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+              onnx.TensorProto.BFLOAT16}
+    total = 0
+    for init in model.graph.initializer:
+        if init.data_type in floats:
+            n = 1
+            for d in init.dims:
+                n *= d
+            total += n
+    return total
