@@ -58,10 +58,6 @@ def validate_gates(model: onnx.ModelProto, gates: Mapping[str, np.ndarray],
     if unknown:
         known = ", ".join(expected) or "none"
         raise NnfcError(f"unknown gate {unknown[0]!r}; the model's gate inputs are: {known}")
-    if require_all:
-        missing = [name for name in expected if name not in gates]
-        if missing:
-            raise NnfcError(f"no values for gate(s) {', '.join(missing)}")
     checked = {}
     for name, values in gates.items():
         arr = np.asarray(values, dtype=np.float32).reshape(-1)
@@ -72,6 +68,10 @@ def validate_gates(model: onnx.ModelProto, gates: Mapping[str, np.ndarray],
             bad = arr[(arr != 0) & (arr != 1)][0]
             raise NnfcError(f"gate {name} must hold only 0 and 1 (found {bad:g})")
         checked[name] = arr
+    if require_all:
+        missing = [name for name in expected if name not in gates]
+        if missing:
+            raise NnfcError(f"no values for gate(s) {', '.join(missing)}")
     return checked
 
 
