@@ -1,0 +1,65 @@
+"""``nnfc compile``: the model for a task within a latency/memory budget on a target."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("compile")
+@click.option("--bundle", "bundle_path", type=click.Path(), default=None,
+              help="Factory bundle directory (default: the shipped default factory).")
+@click.option("--task", required=True,
+              help="Comma-separated attributes from the factory's vocabulary, e.g. only-two,odd.")
+@click.option("--target", default="desktop", show_default=True, help="Deployment target.")
+@click.option("--lat", default=None, help="Latency budget at batch 1, e.g. 5ms, 0.5s, 800us.")
+@click.option("--mem", default=None,
+              help="Memory budget (parameters + largest intermediate tensor), e.g. 50MB, 1GiB.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output directory (written atomically).")
+@click.option("--profile", "profile_path", type=click.Path(), default=None,
+              help="Predictor JSON (default: <bundle>/profiles/<target>.json).")
+@click.option("--search", "method", type=click.Choice(["batched", "algorithm1"]),
+              default="batched", show_default=True,
+              help="batched: one assembler call for every limit; algorithm1: one per limit.")
+@click.option("--step", default=0.01, show_default=True, type=click.FloatRange(0.001, 1.0),
+              help="Limit step of the search grid (from 1%).")
+@click.option("--margin", default=None, type=click.FloatRange(0.0, 1.0),
+              help="Safety margin on predictions (default: the predictor's held-out p90 error).")
+@click.option("--runs", default=20, show_default=True, type=click.IntRange(1, None),
+              help="Timed runs per measurement round of the artifact.")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, None),
+              help="Measurement rounds; the smallest median is reported.")
+@click.option("--warmup", default=5, show_default=True, type=click.IntRange(0, None))
+@click.option("--no-verify", is_flag=True, help="Skip the equivalence check vs the supernet.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
+def compile_(bundle_path, task, target, lat, mem, output, profile_path, method, step, margin,
+             runs, rounds, warmup, no_verify, as_json):
+    """Build the model for TASK within --lat/--mem on a target: search, prune, lower, measure.
+
+    Writes OUT/model.onnx (pruned), the target artifact, gates.json and report.json.
+    """
+    from nnfc.compiler.pipeline import CompileRequest, compile_model, summary
+    from nnfc.errors import NnfcError
+    from nnfc.units import parse_latency_ms, parse_memory_mb
+
+    attrs = [a.strip() for a in task.split(",") if a.strip()]
+    if not attrs:
+        raise NnfcError("--task needs at least one attribute, e.g. --task only-two,odd")
+    req = CompileRequest(task=attrs, target=target, out=Path(output),
+                         lat_ms=parse_latency_ms(lat) if lat is not None else None,
+                         mem_mb=parse_memory_mb(mem) if mem is not None else None,
+                         bundle=Path(bundle_path) if bundle_path else None,
+                         profile=Path(profile_path) if profile_path else None,
+                         method=method, step=step, margin=margin, runs=runs, rounds=rounds,
+                         warmup=warmup,
+                         verify=not no_verify)
+    report = compile_model(req)
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+    else:
+        click.echo(summary(report))
+        click.echo(f"  wrote {output}/ (model.onnx, {report['artifact']}, gates.json, "
+                   "report.json)")

@@ -1,0 +1,110 @@
+"""``nnfc profile``: measure random subnets of a factory on a target and fit its predictor;
+``nnfc profile fit``: fit a predictor from measurements made elsewhere (e.g. on a Jetson)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from nnfc.errors import NnfcError
+
+
+def _paths(bundle_root: Path, target: str, out: str | None) -> tuple[Path, Path, Path]:
+    from nnfc.compiler.pipeline import default_profile_path
+    predictor = Path(out) if out else default_profile_path(bundle_root, target)
+    stem = predictor.with_suffix("")
+    return (predictor, stem.with_name(stem.name + ".measurements.json"),
+            stem.with_name(stem.name + ".png"))
+
+
+def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> None:
+    acc = predictor.meta["accuracy"]
+    if as_json:
+        click.echo(json.dumps({"predictor": str(path), "plot": str(png) if png else None,
+                               "accuracy": acc}, indent=1))
+        return
+    for key in ("latency", "memory"):
+        a = acc[key]
+        click.echo(f"{key:8s} accuracy {a['accuracy']:.2%} (1 - MAPE, {a['n_test']} held-out "
+                   f"subnets; p90 error {a['p90_rel_error']:.1%}, max {a['max_rel_error']:.1%})")
+    click.echo(f"predictor: {path}" + (f"\nplot:      {png}" if png else ""))
+
+
+@click.group(invoke_without_command=True)
+@click.option("--bundle", "bundle_path", type=click.Path(), default=None,
+              help="Factory bundle directory (default: the shipped default factory).")
+@click.option("--target", default="desktop", show_default=True, help="Target to profile.")
+@click.option("--subnets", default=300, show_default=True, type=click.IntRange(10, None),
+              help="Random subnets to measure (the paper: 200-1000 are enough).")
+@click.option("-o", "--output", default=None,
+              help="Predictor JSON (default: <bundle>/profiles/<target>.json); measurements go "
+                   "beside it as <name>.measurements.json, the plot as <name>.png.")
+@click.option("--runs", default=20, show_default=True, type=click.IntRange(1, None),
+              help="Timed runs per round (each round's median is taken).")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, None),
+              help="Measurement rounds per subnet; the smallest median is recorded.")
+@click.option("--warmup", default=5, show_default=True, type=click.IntRange(0, None),
+              help="Untimed warm-up runs per subnet.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(0, None),
+              help="Intra-op threads of the runtime (0: the runtime's default). One thread "
+                   "gives repeatable latencies on a shared machine; compile reuses the setting.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random gate vectors.")
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming earlier measurements.")
+@click.option("--json", "as_json", is_flag=True, help="Print the accuracy as JSON.")
+@click.pass_context
+def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, threads, seed,
+            fresh, as_json):
+    """Profile random subnets of a factory on a target and fit its latency/memory predictor.
+
+    Resumable: rerunning continues from the measurements already on disk.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.update(bundle_path=bundle_path, target=target, output=output, as_json=as_json)
+    if ctx.invoked_subcommand is not None:
+        return
+    from nnfc.bundle import default_bundle_path, read_bundle
+    from nnfc.compiler.fitting import fit_and_save
+    from nnfc.compiler.profiler import profile_subnets
+    from nnfc.compiler.pipeline import make_target
+
+    bundle = read_bundle(bundle_path or default_bundle_path())
+    options = {"threads": threads} if threads else {}
+    tgt = make_target(target, options)
+    pred_path, meas_path, png_path = _paths(bundle.root, target, output)
+    data = profile_subnets(bundle, tgt, meas_path, subnets=subnets, runs=runs, warmup=warmup,
+                           rounds=rounds,
+                           seed=seed, resume=not fresh, progress=not as_json)
+    data["_path"] = str(meas_path)
+    data["rows"] = data["rows"][:subnets]
+    predictor, png = fit_and_save(bundle, target, data, pred_path, png_path,
+                                  target_options=options)
+    _print_accuracy(predictor, pred_path, png, as_json)
+
+
+@profile.command("fit")
+@click.option("--measurements", required=True, type=click.Path(),
+              help="Measurement JSON ({'rows': [{'gates': ..., 'latency_ms': ...}, ...]}), "
+                   "e.g. parsed from a device-side profiling run.")
+@click.option("--local", is_flag=True,
+              help="The measurements were made on this machine (compile then checks the host).")
+@click.pass_context
+def fit(ctx, measurements, local):
+    """Fit a predictor from measurements made elsewhere (nnfc profile's options apply:
+    --bundle, --target, -o go before `fit`)."""
+    from nnfc.bundle import default_bundle_path, read_bundle
+    from nnfc.compiler.fitting import fit_and_save
+    from nnfc.compiler.profiler import read_measurements
+
+    opts = ctx.obj
+    bundle = read_bundle(opts["bundle_path"] or default_bundle_path())
+    data = read_measurements(measurements)
+    if data.get("target") not in (None, opts["target"]):
+        raise NnfcError(f"{measurements} holds measurements for target {data['target']!r}, "
+                        f"not {opts['target']!r} (pass --target {data['target']})")
+    data["_path"] = str(measurements)
+    pred_path, _, png_path = _paths(bundle.root, opts["target"], opts["output"])
+    predictor, png = fit_and_save(bundle, opts["target"], data, pred_path, png_path,
+                                  measured_locally=local)
+    _print_accuracy(predictor, pred_path, png, opts["as_json"])

@@ -1,0 +1,279 @@
+"""``nnfc compile`` end to end: request -> search (predictor + assembler) -> prune (passes) ->
+lower (target) -> measure -> equivalence check -> ``report.json``, written atomically.
+
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from nnfc.bundle import Bundle, read_bundle
+from nnfc.compiler.assembler_runtime import Assembler
+from nnfc.compiler.graph_stats import graph_stats
+from nnfc.compiler.measure import measure
+from nnfc.compiler.predictor import Predictor, host_info, write_json_atomic
+from nnfc.compiler.search import SearchResult, algorithm1, batched_search
+from nnfc.errors import NnfcError
+from nnfc.units import format_mb, format_ms
+
+
+def seconds_since_process_start() -> float | None:
+    """Wall seconds since this process started (Linux /proc), else None."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 overall: starttime in clock ticks after boot
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def make_target(name: str, options: dict | None = None):
+    """``get_target(name, **options)``, with a clear error for an option the target lacks."""
+    from nnfc.targets import get_target
+    try:
+        target = get_target(name, **(options or {}))
+    except TypeError as exc:
+        raise NnfcError(f"target {name!r} does not take option(s) "
+                        f"{', '.join(sorted(options or {}))}") from exc
+    target.options = dict(options or {})
+    return target
+
+
+def default_profile_path(bundle_root: str | os.PathLike, target: str) -> Path:
+    """Where ``nnfc profile`` writes a bundle's predictor for ``target`` by default."""
+    return Path(bundle_root) / "profiles" / f"{target}.json"
+
+
+def profile_command(bundle_root: str | os.PathLike, target: str) -> str:
+    return f"nnfc profile --bundle {bundle_root} --target {target}"
+
+
+def load_predictor_for(bundle: Bundle, target: str, path: str | os.PathLike | None = None
+                       ) -> Predictor:
+    """The predictor for ``bundle`` on ``target``; a clear error naming the command that makes
+    it when it is missing or was made for another factory, target or machine."""
+    cmd = profile_command(bundle.root, target) + (f" -o {path}" if path else "")
+    path = Path(path) if path else default_profile_path(bundle.root, target)
+    if not path.is_file():
+        raise NnfcError(f"no {target} profile for factory {bundle.root} ({path} is missing); "
+                        f"make it with: {cmd}")
+    predictor = Predictor.load(path)
+    if predictor.target != target:
+        raise NnfcError(f"{path} is a profile for target {predictor.target!r}, not {target!r}; "
+                        f"make one with: {cmd}")
+    want = bundle.manifest.get("files", {}).get("supernet.onnx")
+    have = predictor.meta.get("bundle", {}).get("supernet_sha256")
+    if want and have and want != have:
+        raise NnfcError(f"{path} was made for another factory (supernet sha256 {have[:12]}…, "
+                        f"this one is {want[:12]}…); profile again with: {cmd}")
+    if predictor.meta.get("measured_locally", True):
+        made, here = predictor.meta.get("host", {}), host_info()
+        if (made.get("cpu"), made.get("cores")) != (here["cpu"], here["cores"]):
+            raise NnfcError(f"{path} was measured on another machine ({made.get('cpu')}, "
+                            f"{made.get('cores')} cores; this one: {here['cpu']}, "
+                            f"{here['cores']} cores); profile again with: {cmd}")
+    return predictor
+
+
+@dataclass
+class CompileRequest:
+    """What to build: task attributes, target, budgets (None = unconstrained), output dir."""
+
+    task: list[str]
+    target: str
+    out: Path
+    lat_ms: float | None = None
+    mem_mb: float | None = None
+    bundle: Path | None = None
+    profile: Path | None = None
+    method: str = "batched"            # or "algorithm1"
+    step: float = 0.01
+    margin: float | None = None        # None: the predictor's held-out p90 error
+    runs: int = 20
+    warmup: int = 5
+    rounds: int = 3
+    verify: bool = True
+
+
+def compile_model(req: CompileRequest) -> dict[str, Any]:
+    """Run the whole compile and return the report (also written to ``out/report.json``)."""
+    from nnfc.bundle import default_bundle_path
+    from nnfc.passes import apply_gates
+    from nnfc.targets import get_target
+
+    timings: dict[str, float] = {}
+    started = seconds_since_process_start()
+    if started is not None:
+        timings["startup"] = started
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    if req.lat_ms is None and req.mem_mb is None:
+        raise NnfcError("give a budget: --lat (e.g. 5ms) and/or --mem (e.g. 50MB)")
+    get_target(req.target)  # an unknown target is the first error
+    bundle = read_bundle(req.bundle or default_bundle_path())
+    task_vec = bundle.encode_task(req.task)
+    predictor = load_predictor_for(bundle, req.target, req.profile)
+    # measure the artifact exactly as the profile measured its subnets (e.g. threads)
+    target = make_target(req.target, predictor.meta.get("target_options"))
+    assembler = Assembler(bundle.assembler_path, predictor.structure.gates)
+    lap("load")
+
+    margins = predictor.margins if req.margin is None else (req.margin, req.margin)
+    search = batched_search if req.method == "batched" else algorithm1
+    if req.method not in ("batched", "algorithm1"):
+        raise NnfcError(f"unknown search method {req.method!r} (batched, algorithm1)")
+    found: SearchResult = search(assembler, predictor, task_vec, req.lat_ms, req.mem_mb,
+                                 step=req.step, margins=margins)
+    lap("search")
+
+    supernet = onnx.load(str(bundle.supernet_path))
+    pruned = apply_gates(supernet, found.gates)
+    lap("prune")
+
+    out = Path(req.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        onnx.save_model(pruned, str(tmp / "model.onnx"))
+        gates_json = {k: [int(x) for x in v] for k, v in found.gates.items()}
+        (tmp / "gates.json").write_text(json.dumps(gates_json) + "\n", encoding="utf-8")
+        artifact = target.lower(tmp / "model.onnx", tmp)
+        lap("lower")
+
+        bench = measure(target, artifact, runs=req.runs, warmup=req.warmup, rounds=req.rounds)
+        lap("measure")
+
+        diff = _equivalence(bundle, supernet, found.gates, target, artifact) if req.verify \
+            else None
+        stats = graph_stats(pruned)
+        lap("verify")
+
+        report = _report(req, bundle, found, predictor, margins, bench, stats, diff,
+                         artifact.name, timings, target)
+        write_json_atomic(tmp / "report.json", report)
+        (tmp / "summary.txt").write_text(summary(report) + "\n", encoding="utf-8")
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    lap("write")
+    if started is not None:
+        timings["total"] = started + sum(v for k, v in timings.items()
+                                         if k not in ("startup", "total"))
+    report["timings_s"] = dict(timings)
+    write_json_atomic(out / "report.json", report)
+    return report
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished temp dir into place, replacing an older output dir."""
+    if out.exists():
+        if not out.is_dir():
+            raise NnfcError(f"output {out} exists and is not a directory")
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def _equivalence(bundle: Bundle, supernet: onnx.ModelProto, gates: dict, target, artifact
+                 ) -> float:
+    """Largest |difference| between the artifact and the gated supernet on one random input."""
+    from nnfc.targets.onnxruntime import open_session
+    session = open_session(supernet.SerializeToString())
+    main = next(i for i in session.get_inputs() if not i.name.startswith("gate."))
+    shape = [d if isinstance(d, int) else 1 for d in main.shape]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    feeds = {main.name: x, **{k: np.asarray(v, np.float32) for k, v in gates.items()}}
+    want = session.run(None, feeds)[0]
+    got = target.run(artifact, {main.name: x})[0]
+    if np.shape(got) != np.shape(want):
+        raise NnfcError(f"the artifact's output shape {np.shape(got)} differs from the "
+                        f"supernet's {np.shape(want)}")
+    return float(np.max(np.abs(np.asarray(got, np.float64) - want)))
+
+
+def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact, timings,
+            target):
+    lat = bench.latency_ms
+    mem = stats.memory_mb
+    within = ((req.lat_ms is None or lat <= req.lat_ms)
+              and (req.mem_mb is None or mem <= req.mem_mb))
+    return {
+        "request": {"task": list(req.task), "target": req.target, "lat_ms": req.lat_ms,
+                    "mem_mb": req.mem_mb},
+        "limit": found.limit,
+        "activation_ratio": found.activation_ratio,
+        "params": stats.params,
+        "flops": stats.flops,
+        "predicted": {"latency_ms": found.latency_ms, "memory_mb": found.memory_mb},
+        "measured": {"latency_ms": {"median": bench.latency_ms, "p90": bench.p90_ms,
+                                    "round_medians": bench.round_medians,
+                                    "spread": bench.spread},
+                     "memory_mb": mem, "runtime_memory_mb": bench.runtime_memory_mb,
+                     "runs": bench.runs,
+                     "latency_definition": "best of the rounds' medians, batch 1"},
+        "within_budget": bool(within),
+        "max_abs_diff_vs_supernet": diff,
+        "artifact": artifact,
+        "timings_s": dict(timings),
+        "search": {"method": found.method, "assembler_calls": found.assembler_calls,
+                   "candidates": found.candidates, "step": req.step,
+                   "safety_margin": {"latency": margins[0], "memory": margins[1]}},
+        "memory_definition": "parameter bytes + largest intermediate tensor of the pruned graph "
+                             "(MB = 1e6 bytes); runtime_memory_mb is what the runtime reports",
+        "bundle": {"path": str(bundle.root),
+                   "supernet_sha256": bundle.manifest.get("files", {}).get("supernet.onnx")},
+        "predictor_accuracy": {k: predictor.meta.get("accuracy", {}).get(k, {}).get("accuracy")
+                               for k in ("latency", "memory")},
+        "runtime": {**bench.details, "target_options": getattr(target, "options", {})},
+    }
+
+
+def summary(report: dict[str, Any]) -> str:
+    """A few human lines about a compile report."""
+    req = report["request"]
+    budget = ", ".join(x for x in (
+        f"latency ≤ {format_ms(req['lat_ms'])}" if req.get("lat_ms") else "",
+        f"memory ≤ {format_mb(req['mem_mb'])}" if req.get("mem_mb") else "") if x)
+    meas, pred = report["measured"], report["predicted"]
+    t = report["timings_s"]
+    diff = report.get("max_abs_diff_vs_supernet")
+    lines = [
+        f"task {{{', '.join(req['task'])}}} on {req['target']} with {budget}:",
+        f"  limit {report['limit']:.0%} -> activation {report['activation_ratio']:.1%}, "
+        f"{report['params'] / 1e6:.3f} M params, {report['flops'] / 1e6:.1f} MFLOPs",
+        f"  latency  predicted {format_ms(pred['latency_ms'])}, "
+        f"measured {format_ms(meas['latency_ms']['median'])} "
+        f"(p90 {format_ms(meas['latency_ms']['p90'])})",
+        f"  memory   predicted {format_mb(pred['memory_mb'])}, "
+        f"measured {format_mb(meas['memory_mb'])} (runtime reports "
+        f"{format_mb(meas['runtime_memory_mb'])})",
+        f"  {'within budget' if report['within_budget'] else 'OVER BUDGET'}; "
+        + (f"max |diff| vs gated supernet {diff:.2g}" if diff is not None else "not verified"),
+        "  time " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()),
+    ]
+    return "\n".join(lines)

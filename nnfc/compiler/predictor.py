@@ -1,0 +1,243 @@
+"""Layer-wise latency/memory predictor of pruned subnets on one target (the paper's §3.5).
+
+latency  = bias + Σ_layers (a_l · MACs_l + b_l · output elements_l), where each layer's MACs and
+           output size follow its active input/output channels (``cost_structure``);
+memory   = c0 + c1 · parameter bytes + c2 · largest intermediate tensor, both computed exactly
+           from the gates (the pruned graph's own figures; see ``graph_stats``).
+
+Coefficients are fitted by non-negative least squares (scikit-learn) on profiled subnets; the
+held-out accuracy is 1 − MAPE. Saved as JSON with the runtime, host and bundle it was made for.
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from nnfc.compiler.cost_structure import CostStructure
+from nnfc.errors import NnfcError
+
+FORMAT = "nnfc-predictor"
+VERSION = 1
+
+
+def host_info() -> dict[str, Any]:
+    """What the measurements depend on: CPU model, core count, OS, runtime versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import onnxruntime  # local: only to record its version
+    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(),
+            "system": platform.system(), "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__}
+
+
+def latency_features(structure: CostStructure, gates: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[B, 2L] features: per layer MACs and output elements (in millions)."""
+    terms = structure.layer_terms(gates)
+    return np.concatenate([terms["macs"], terms["out_elems"]], axis=1) / 1e6
+
+
+def memory_features(structure: CostStructure, gates: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[B, 2] features: parameter bytes and the largest intermediate tensor, in MB."""
+    terms = structure.memory_terms(gates)
+    return np.stack([terms["param_bytes"], terms["peak_bytes"]], axis=1) / 1e6
+
+
+def mape_accuracy(pred: np.ndarray, true: np.ndarray) -> float:
+    """1 − mean absolute percentage error."""
+    true = np.asarray(true, dtype=np.float64)
+    return float(1.0 - np.mean(np.abs(np.asarray(pred) - true) / np.maximum(np.abs(true), 1e-12)))
+
+
+@dataclass
+class LinearModel:
+    """``y = intercept + features · coef`` (non-negative coefficients)."""
+
+    intercept: float
+    coef: list[float]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.intercept + np.asarray(x) @ np.asarray(self.coef)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray) -> "LinearModel":
+        from sklearn.linear_model import LinearRegression  # imported on fit only (slow import)
+        scale = np.maximum(np.abs(x).max(axis=0), 1e-12)
+        reg = LinearRegression(positive=True).fit(x / scale, y)
+        return cls(float(reg.intercept_), [float(c) for c in reg.coef_ / scale])
+
+
+@dataclass
+class Predictor:
+    """Latency (ms) and memory (MB) predictions for gate vectors on one target."""
+
+    target: str
+    structure: CostStructure
+    latency: LinearModel
+    memory: LinearModel
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, gates: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(latency_ms [B], memory_mb [B]) for gates given as [size] or [B, size] arrays."""
+        lat = self.latency(latency_features(self.structure, gates))
+        mem = self.memory(memory_features(self.structure, gates))
+        return np.maximum(lat, 1e-6), np.maximum(mem, 1e-6)
+
+    @property
+    def margins(self) -> tuple[float, float]:
+        """Relative error bounds (held-out 90th percentile) used as a safety margin."""
+        acc = self.meta.get("accuracy", {})
+        return (float(acc.get("latency", {}).get("p90_rel_error", 0.0)),
+                float(acc.get("memory", {}).get("p90_rel_error", 0.0)))
+
+    # ---- persistence
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "target": self.target, **self.meta,
+                "structure": self.structure.to_json(),
+                "latency_model": {"intercept": self.latency.intercept,
+                                  "coef": self.latency.coef,
+                                  "features": "per layer MACs (M), then output elements (M)"},
+                "memory_model": {"intercept": self.memory.intercept, "coef": self.memory.coef,
+                                 "features": "parameter MB, largest intermediate tensor MB"}}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the predictor JSON atomically."""
+        return write_json_atomic(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Predictor":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise NnfcError(f"cannot read predictor {path}: {exc}") from exc
+        if data.get("format") != FORMAT or data.get("version") != VERSION:
+            raise NnfcError(f"{path} is not an nnfc predictor (version {VERSION}); "
+                            "make it again with `nnfc profile`")
+        meta = {k: v for k, v in data.items()
+                if k not in ("format", "version", "target", "structure", "latency_model",
+                             "memory_model")}
+        return cls(data["target"], CostStructure.from_json(data["structure"]),
+                   LinearModel(data["latency_model"]["intercept"], data["latency_model"]["coef"]),
+                   LinearModel(data["memory_model"]["intercept"], data["memory_model"]["coef"]),
+                   meta)
+
+
+def fit_predictor(structure: CostStructure, target: str, rows: Sequence[Mapping[str, Any]],
+                  test_fraction: float = 0.2, min_test: int = 50, seed: int = 0,
+                  memory_key: str = "graph_memory_mb", meta: Mapping[str, Any] | None = None
+                  ) -> tuple[Predictor, dict[str, np.ndarray]]:
+    """Fit on profiled rows (``gates``, ``latency_ms``, ``memory_key``), score on held-out ones.
+
+    Holds out ``max(min_test, test_fraction·n)`` rows (at most half) and refits on all rows
+    after scoring. Returns the predictor and the held-out arrays for plotting.
+    """
+    n = len(rows)
+    if n < 10:
+        raise NnfcError(f"need at least 10 profiled subnets to fit a predictor, have {n}")
+    gates = {g: np.stack([unpack_gates(r["gates"])[g] for r in rows]) for g in structure.gates}
+    x_lat = latency_features(structure, gates)
+    x_mem = memory_features(structure, gates)
+    y_lat = np.array([float(r["latency_ms"]) for r in rows])
+    y_mem = np.array([float(r[memory_key]) for r in rows])
+    n_test = min(n // 2, max(min_test, int(round(test_fraction * n))))
+    order = np.random.default_rng(seed).permutation(n)
+    test, train = order[:n_test], order[n_test:]
+    lat_m = LinearModel.fit(x_lat[train], y_lat[train])
+    mem_m = LinearModel.fit(x_mem[train], y_mem[train])
+    p_lat, p_mem = lat_m(x_lat[test]), mem_m(x_mem[test])
+
+    def score(pred, true):
+        rel = np.abs(pred - true) / np.maximum(np.abs(true), 1e-12)
+        return {"accuracy": float(1 - rel.mean()), "p90_rel_error": float(np.percentile(rel, 90)),
+                "max_rel_error": float(rel.max()), "n_test": int(len(true)),
+                "n_train": int(len(train))}
+
+    accuracy = {"latency": score(p_lat, y_lat[test]), "memory": score(p_mem, y_mem[test]),
+                "memory_target": memory_key, "metric": "1 - MAPE on held-out subnets"}
+    # final model: all rows
+    predictor = Predictor(target, structure, LinearModel.fit(x_lat, y_lat),
+                          LinearModel.fit(x_mem, y_mem),
+                          {**dict(meta or {}), "accuracy": accuracy, "n_subnets": n})
+    held = {"latency_pred": p_lat, "latency_true": y_lat[test], "memory_pred": p_mem,
+            "memory_true": y_mem[test]}
+    return predictor, held
+
+
+def plot_accuracy(held: Mapping[str, np.ndarray], accuracy: Mapping[str, Any],
+                  path: str | os.PathLike, title: str = "") -> Path | None:
+    """Predicted vs measured scatter (latency, memory) as a PNG; None without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    for ax, key, unit in ((axes[0], "latency", "ms"), (axes[1], "memory", "MB")):
+        true, pred = held[f"{key}_true"], held[f"{key}_pred"]
+        lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.scatter(true, pred, s=12, alpha=0.7)
+        ax.set_xlabel(f"measured {key} ({unit})")
+        ax.set_ylabel(f"predicted {key} ({unit})")
+        ax.set_title(f"{key}: accuracy {accuracy[key]['accuracy']:.1%} "
+                     f"(n={accuracy[key]['n_test']})")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+# ---- gate packing for JSON profiles: "0110..." strings keep files small and readable
+def pack_gates(gates: Mapping[str, np.ndarray]) -> dict[str, str]:
+    return {k: "".join("1" if v > 0.5 else "0" for v in np.asarray(a).reshape(-1))
+            for k, a in gates.items()}
+
+
+def unpack_gates(packed: Mapping[str, str | Sequence[float]]) -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in packed.items():
+        if isinstance(v, str):
+            out[k] = (np.frombuffer(v.encode("ascii"), dtype=np.uint8) == ord("1")).astype(
+                np.float32)
+        else:
+            out[k] = np.asarray(v, dtype=np.float32)
+    return out
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """json.dump to a temp file beside ``path``, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,156 @@
+"""`nnfc compile` end to end on a fixture factory: outputs, report, clear errors, no torch."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from compile_fixtures import profiled_bundle
+from nnfc.cli import main
+from nnfc.passes import load_gates_json
+
+
+def run_cli(args, capsys):
+    """Run `nnfc ARGS` in-process; return (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        main(args)
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return profiled_bundle()
+
+
+def test_compile_writes_artifacts_and_report(bundle, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(["compile", "--bundle", str(bundle), "--task", "only-two,odd",
+                                 "--lat", "50ms", "--mem", "50MB", "-o", str(out),
+                                 "--runs", "3", "--rounds", "1"], capsys)
+    assert code == 0, err
+    assert {"model.onnx", "model.ort.onnx", "gates.json", "report.json"} <= \
+        {p.name for p in out.iterdir()}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
+    report = json.loads((out / "report.json").read_text())
+    for key in ("request", "limit", "activation_ratio", "params", "flops", "predicted",
+                "measured", "within_budget", "max_abs_diff_vs_supernet", "artifact",
+                "timings_s"):
+        assert key in report
+    assert report["request"] == {"task": ["only-two", "odd"], "target": "desktop",
+                                 "lat_ms": 50.0, "mem_mb": 50.0}
+    # a generous budget takes the whole grid: the last limit
+    assert report["limit"] == 1.0 and report["activation_ratio"] == 1.0
+    assert report["within_budget"] is True
+    assert report["max_abs_diff_vs_supernet"] < 1e-4
+    assert set(report["timings_s"]) >= {"load", "search", "prune", "lower", "measure"}
+    assert report["measured"]["latency_ms"]["median"] > 0
+    gates = load_gates_json(out / "gates.json")
+    assert all(set(np.unique(v)) <= {0.0, 1.0} for v in gates.values())
+    ort.InferenceSession(str(out / "model.onnx"))  # loads
+    assert "within budget" in stdout and "limit" in stdout
+
+
+def test_compile_tight_budget_prunes_and_json(bundle, tmp_path, capsys):
+    pred = json.loads((bundle / "profiles" / "desktop.json").read_text())
+    assert pred["target"] == "desktop"
+    from compile_fixtures import ATTRIBUTES
+    from nnfc.compiler.assembler_runtime import Assembler
+    from nnfc.compiler.predictor import Predictor
+    from nnfc.compiler.search import candidates
+    predictor = Predictor.load(bundle / "profiles" / "desktop.json")
+    asm = Assembler(bundle / "assembler.onnx", predictor.structure.gates)
+    _, _, _, mem = candidates(asm, predictor, [float(a == "odd") for a in ATTRIBUTES])
+    budget_kb = float(mem.min() + mem.max()) / 2 * 1000
+    out = tmp_path / "o"
+    code, stdout, err = run_cli(["compile", "--bundle", str(bundle), "--task", "odd",
+                                 "--mem", f"{budget_kb:.3f}KB", "-o", str(out), "--json", "--runs", "2",
+                                 "--rounds", "1", "--search", "algorithm1"], capsys)
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["limit"] < 1.0 and report["activation_ratio"] < 1.0
+    assert report["predicted"]["memory_mb"] <= budget_kb / 1000
+    assert report["measured"]["memory_mb"] == pytest.approx(report["predicted"]["memory_mb"],
+                                                            rel=0.05)
+    assert report["search"]["method"] == "algorithm1"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--lat", "5"], "has no unit"),
+    (["--lat", "5 parsecs"], "unknown latency unit"),
+    (["--mem", "12 bananas"], "unknown memory unit"),
+    (["--task", "only-two,purple", "--lat", "5ms"], "unknown attribute(s) 'purple'"),
+    ([], "give a budget"),
+    (["--target", "mars", "--lat", "5ms"], "unknown target 'mars'"),
+])
+def test_compile_bad_input_is_one_clear_error(bundle, tmp_path, capsys, args, needle):
+    base = ["compile", "--bundle", str(bundle), "--task", "odd", "-o", str(tmp_path / "x")]
+    if "--task" in args:
+        base = base[:3] + base[5:]
+    code, _, err = run_cli(base + args, capsys)
+    assert code == 2
+    assert needle in err and err.startswith("nnfc: error:") and err.count("\n") == 1
+    if "purple" in needle:
+        assert "only-one, only-two" in err  # lists the known attributes
+    assert not (tmp_path / "x").exists()
+
+
+def test_infeasible_budget(bundle, tmp_path, capsys):
+    code, _, err = run_cli(["compile", "--bundle", str(bundle), "--task", "odd", "--lat", "1us",
+                            "-o", str(tmp_path / "x")], capsys)
+    assert code == 2 and "infeasible budget" in err and "smallest achievable" in err
+
+
+def test_missing_profile_names_the_command(bundle, tmp_path, capsys):
+    copy = tmp_path / "factory"
+    shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("profiles"))
+    code, _, err = run_cli(["compile", "--bundle", str(copy), "--task", "odd", "--lat", "5ms",
+                            "-o", str(tmp_path / "x")], capsys)
+    assert code == 2
+    assert f"make it with: nnfc profile --bundle {copy} --target desktop" in err
+
+
+def test_profile_of_another_factory_is_refused(bundle, tmp_path, capsys):
+    copy = tmp_path / "factory"
+    shutil.copytree(bundle, copy)
+    prof = copy / "profiles" / "desktop.json"
+    data = json.loads(prof.read_text())
+    data["bundle"]["supernet_sha256"] = "0" * 64
+    prof.write_text(json.dumps(data))
+    code, _, err = run_cli(["compile", "--bundle", str(copy), "--task", "odd", "--lat", "5ms",
+                            "-o", str(tmp_path / "x")], capsys)
+    assert code == 2 and "another factory" in err and "nnfc profile --bundle" in err
+
+
+def test_compile_never_imports_torch(bundle, tmp_path):
+    code = ("import sys\nfrom nnfc.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]\n"
+            "assert not bad, bad[:5]\nprint('NO_TORCH')\n")
+    res = subprocess.run([sys.executable, "-c", code, "compile", "--bundle", str(bundle),
+                          "--task", "only-one,even", "--lat", "20ms", "-o", str(tmp_path / "o"),
+                          "--runs", "2", "--rounds", "1"],
+                         capture_output=True, text=True, env={**os.environ}, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "NO_TORCH" in res.stdout
+    assert (tmp_path / "o" / "report.json").is_file()
+
+
+def test_recompile_replaces_output_atomically(bundle, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    code, _, err = run_cli(["compile", "--bundle", str(bundle), "--task", "even", "--lat", "1s",
+                            "-o", str(out), "--runs", "2", "--rounds", "1", "--no-verify"], capsys)
+    assert code == 0, err
+    assert not (out / "stale.txt").exists() and (out / "report.json").is_file()
+    assert json.loads((out / "report.json").read_text())["max_abs_diff_vs_supernet"] is None
