@@ -17,9 +17,12 @@ import click
               help="Where checkpoints go (default: <out>.ckpt beside the bundle).")
 @click.option("--epochs", type=int, default=None, help="Override train.epochs.")
 @click.option("--seed", type=int, default=None, help="Override the config's seed.")
+@click.option("--stop-after", type=click.IntRange(1, None), default=None,
+              help="Stop after this epoch, leaving a checkpoint (continue with --resume).")
 @click.option("--no-progress", is_flag=True, help="One JSON line per epoch instead of a bar.")
 def train(config_path: str, out: str, resume: bool, checkpoint_dir: str | None,
-          epochs: int | None, seed: int | None, no_progress: bool) -> None:
+          epochs: int | None, seed: int | None, stop_after: int | None,
+          no_progress: bool) -> None:
     from nnfc.training.config import load_config
     from nnfc.training.trainer import train_factory
 
@@ -29,9 +32,9 @@ def train(config_path: str, out: str, resume: bool, checkpoint_dir: str | None,
     if seed is not None:
         cfg.seed = seed
     root = train_factory(cfg, out, resume=resume, checkpoint_dir=checkpoint_dir,
-                         progress=not no_progress, log=lambda m: click.echo(m, err=True))
+                         progress=not no_progress, log=lambda m: click.echo(m, err=True),
+                         stop_after=stop_after)
     if root is not None:
-        import json
         from nnfc.bundle import read_bundle
         metrics = read_bundle(root).manifest["training"]["metrics"]
         click.echo(f"wrote factory bundle {root}")
@@ -39,4 +42,3 @@ def train(config_path: str, out: str, resume: bool, checkpoint_dir: str | None,
             for limit, m in metrics.get(group, {}).items():
                 click.echo(f"  {group:6s} limit {float(limit):5.0%}: accuracy "
                            f"{m['accuracy']:.3f}, activation {m['activation_ratio']:.3f}")
-        del json

@@ -3,7 +3,7 @@
 Sections (all optional except ``[backbone] family``)::
 
     seed = 0
-    [task]      family, mnist_dir, test_fraction, split_seed, unseen (list of attribute lists)
+    [task]      family, mnist_dir, test_fraction, split_seed, unseen, seen (lists of attribute lists)
     [backbone]  family or preset + its keyword arguments (in_channels/num_classes are filled in)
     [assembler] hidden, depth, gater_hidden, experts, limit_dim, limit_scale, init_bias
     [train]     epochs, samples_per_epoch, batch_size, optimizer, lr, momentum, weight_decay,
@@ -32,6 +32,7 @@ class TaskConfig:
     test_fraction: float = 0.25
     split_seed: int = 0
     unseen: list[list[str]] | None = None  # None: the family's fixed unseen list
+    seen: list[list[str]] | None = None  # None: every task of the family that is not unseen
 
 
 @dataclass

@@ -92,7 +92,7 @@ def build_task_family(cfg: FactoryConfig):
     if t.family not in FAMILIES:
         raise NnfcError(f"unknown task family {t.family!r}; known: {', '.join(FAMILIES)}")
     return FAMILIES[t.family](mnist_dir=t.mnist_dir or None, test_fraction=t.test_fraction,
-                              split_seed=t.split_seed, unseen=t.unseen)
+                              split_seed=t.split_seed, unseen=t.unseen, seen=t.seen)
 
 
 def build_models(cfg: FactoryConfig, family) -> tuple[GatedSupernet, Assembler]:
@@ -173,9 +173,11 @@ def summarize(results: list[dict[str, Any]], seen: Sequence[Sequence[str]]) -> d
 
 def train_factory(cfg: FactoryConfig, out: str | os.PathLike, *, resume: bool = False,
                   checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
-                  log: Callable[[str], None] = print) -> Path | None:
+                  log: Callable[[str], None] = print,
+                  stop_after: int | None = None) -> Path | None:
     """Train a factory and write its bundle to ``out`` (rank 0). Returns the bundle path on
-    rank 0, None on other ranks."""
+    rank 0, None on other ranks. ``stop_after``: stop after that epoch with only a checkpoint
+    written (continue later with ``resume``)."""
     out = Path(out)
     ckpt = Path(checkpoint_dir) if checkpoint_dir else out.with_name(out.name + ".ckpt")
     device = _pick_device(cfg.train.device)
@@ -183,14 +185,15 @@ def train_factory(cfg: FactoryConfig, out: str | os.PathLike, *, resume: bool = 
         torch.set_num_threads(cfg.train.threads)
     di = _init_distributed(device)
     try:
-        return _train(cfg, out, ckpt, resume, progress, log, device, di)
+        return _train(cfg, out, ckpt, resume, progress, log, device, di, stop_after)
     finally:
         if di.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bool,
-           log: Callable[[str], None], device: torch.device, di: DistInfo) -> Path | None:
+           log: Callable[[str], None], device: torch.device, di: DistInfo,
+           stop_after: int | None) -> Path | None:
     t = cfg.train
     torch.manual_seed(cfg.seed)
     family = build_task_family(cfg)
@@ -272,6 +275,11 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
                 log(json.dumps(row))
         if di.world > 1:
             dist.barrier()
+        if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < t.epochs:
+            if di.main:
+                log(f"stopped after epoch {epoch + 1}; checkpoint in {ckpt} (continue with "
+                    "--resume)")
+            return None
     if not di.main:
         return None
     net.cpu()

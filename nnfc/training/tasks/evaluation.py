@@ -40,7 +40,7 @@ def task_family_of(bundle: Bundle):
     return FAMILIES[name](mnist_dir=cfg.get("mnist_dir") or None,
                           test_fraction=cfg.get("test_fraction", 0.25),
                           split_seed=cfg.get("split_seed", 0),
-                          unseen=bundle.tasks("unseen"))
+                          unseen=bundle.tasks("unseen"), seen=bundle.tasks("seen"))
 
 
 def run_assembler(bundle: Bundle, tasks: Sequence[Sequence[str]],
@@ -74,6 +74,8 @@ def evaluate_bundle(bundle: Bundle, tasks: Sequence[Sequence[str]], limits: Iter
     for x in limits:
         if not 0 < x <= 1:
             raise NnfcError(f"limit {x:g} must lie in (0, 1] (a fraction of active gates)")
+    for t in tasks:
+        bundle.encode_task(list(t))  # unknown attributes: one clear error naming the vocabulary
     tasks = [family.parse_task(t) for t in tasks]
     seen = {tuple(t) for t in bundle.tasks("seen")}
     pairs = [(t, x) for t in tasks for x in limits]

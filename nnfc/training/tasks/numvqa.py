@@ -121,7 +121,8 @@ class NumVQA:
     name = "numvqa"
 
     def __init__(self, mnist_dir: str | os.PathLike | None = None, test_fraction: float = 0.25,
-                 split_seed: int = 0, unseen: Sequence[Sequence[str]] | None = None):
+                 split_seed: int = 0, unseen: Sequence[Sequence[str]] | None = None,
+                 seen: Sequence[Sequence[str]] | None = None):
         src = load_digit_source(mnist_dir)
         self.source = src.name
         rng = np.random.default_rng(split_seed)
@@ -137,7 +138,15 @@ class NumVQA:
         for t in unseen:
             self._check(t)
         self.unseen_tasks = unseen
-        self.seen_tasks = [t for t in all_tasks() if t not in unseen]
+        if seen is None:
+            self.seen_tasks = [t for t in all_tasks() if t not in unseen]
+        else:
+            self.seen_tasks = [self.parse_task(t) for t in seen]
+            both = [t for t in self.seen_tasks if t in unseen]
+            if both:
+                raise NnfcError(f"task(s) {both} are both seen and unseen")
+            if not self.seen_tasks:
+                raise NnfcError("the list of training (seen) tasks is empty")
         # Per split and digit: indices of source images with that label.
         self._by_digit = {s: [idx[self._labels[idx] == d] for d in range(10)]
                           for s, idx in self._split.items()}

@@ -1,0 +1,94 @@
+"""Assembler: shapes, gate loss, active ratio, MoE gaters, ONNX export equals torch."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from nnfc.training.assembler import Assembler, active_ratio, gate_loss, limit_encoding
+from nnfc.training.bundle_export import export_assembler
+from nnfc.training.gating import GateLayer
+
+LAYERS = [GateLayer("layer1.0.conv1", 8, "conv"), GateLayer("layer2.0.conv1", 16, "conv"),
+          GateLayer("blocks.0.ffn", 12, "ffn")]
+
+
+def _inputs(batch=6, attrs=17, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    task = (torch.rand(batch, attrs, generator=g) > 0.7).float()
+    limit = torch.rand(batch, generator=g) * 0.99 + 0.01
+    return task, limit
+
+
+def test_gate_loss_zero_at_or_below_limit():
+    limit = torch.tensor([0.1, 0.5, 0.3])
+    assert gate_loss(torch.tensor([0.05, 0.5, 0.0]), limit).item() == 0.0
+    ratio = torch.tensor([0.2, 0.4, 0.3], requires_grad=True)
+    loss = gate_loss(ratio, limit)
+    assert loss.item() == pytest.approx(0.1 ** 2 / 3)
+    loss.backward()
+    # only the sample over its limit gets a gradient, pushing its ratio down
+    assert ratio.grad.tolist() == pytest.approx([2 * 0.1 / 3, 0.0, 0.0])
+
+
+def test_active_ratio_over_all_layers():
+    gates = {"a": torch.tensor([[1.0, 1.0, 0.0, 0.0]]), "b": torch.tensor([[1.0] * 6])}
+    layers = [GateLayer("a", 4, "conv"), GateLayer("b", 6, "conv")]
+    assert active_ratio(gates, layers).tolist() == pytest.approx([0.8])
+
+
+def test_limit_encoding_shape_and_values():
+    enc = limit_encoding(torch.tensor([0.0, 0.5]), 20, 100.0)
+    assert enc.shape == (2, 21)
+    assert torch.allclose(enc[0, :10], torch.zeros(10)) and torch.allclose(enc[0, 10:20], torch.ones(10))
+    assert enc[1, 0].item() == pytest.approx(np.sin(50.0), abs=1e-5)
+    assert enc[1, -1].item() == 0.5
+
+
+@pytest.mark.parametrize("experts", [1, 3])
+def test_forward_shapes_and_discrete_eval(experts):
+    torch.manual_seed(0)
+    asm = Assembler(17, LAYERS, hidden=32, gater_hidden=16, experts=experts)
+    task, limit = _inputs()
+    asm.train()
+    gates = asm(task, limit)
+    assert [tuple(gates[l.name].shape) for l in LAYERS] == [(6, 8), (6, 16), (6, 12)]
+    asm.eval()
+    gates = asm(task, limit)
+    for l in LAYERS:
+        assert set(gates[l.name].unique().tolist()) <= {0.0, 1.0}
+    # training: gradients reach every gater (and the MoE mixer)
+    asm.train()
+    loss = sum(g.sum() for g in asm(task, limit).values())
+    loss.backward()
+    assert all(p.grad is not None for p in asm.parameters())
+
+
+@pytest.mark.parametrize("experts", [1, 2])
+def test_onnx_equals_torch(tmp_path, experts):
+    torch.manual_seed(1)
+    asm = Assembler(17, LAYERS, hidden=32, gater_hidden=16, experts=experts)
+    # give BN non-trivial running statistics
+    asm.train()
+    for seed in range(5):
+        asm(*_inputs(32, seed=seed))
+    path = tmp_path / "assembler.onnx"
+    export_assembler(asm, path)
+    model = onnx.load(path)
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["task", "limit"]
+    assert [o.name for o in model.graph.output] == [f"gate.{l.name}" for l in LAYERS]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    asm.eval()
+    for batch in (1, 3, 40):  # dynamic batch
+        task, limit = _inputs(batch, seed=batch)
+        outs = sess.run(None, {"task": task.numpy(), "limit": limit.numpy()})
+        with torch.no_grad():
+            ref = asm(task, limit)
+            scores = asm.scores(task, limit)
+        for l, o, s in zip(LAYERS, outs, scores):
+            assert o.shape == (batch, l.size) and o.dtype == np.float32
+            # equal except where a score sits within float rounding of the threshold
+            near = np.abs(s.numpy()) < 1e-5
+            assert np.array_equal(o[~near], ref[l.name].numpy()[~near])

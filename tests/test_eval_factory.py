@@ -1,0 +1,85 @@
+"""nnfc eval: pruned ONNX models (apply_gates + ORT) compute what the gated torch supernet
+computes; table and --json output; clear errors."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from factory_fixtures import train_tiny
+from nnfc.bundle import read_bundle
+from nnfc.cli import cli, main
+from nnfc.passes import apply_gates
+from nnfc.training.backbones import build_backbone
+from nnfc.training.tasks.evaluation import activation_ratio, evaluate_bundle, run_assembler, task_family_of
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return read_bundle(train_tiny(tmp_path_factory.mktemp("factory") / "tiny"))
+
+
+def test_pruned_models_equal_torch_supernet(bundle):
+    m = bundle.manifest
+    net = build_backbone(m["backbone"]["family"], **m["backbone"]["config"])
+    net.load_state_dict(load_file(str(bundle.root / "supernet.safetensors")))
+    net.eval()
+    family = task_family_of(bundle)
+    x, _, _ = family.sample([("has", "0")], 8, "test", np.random.default_rng(0))
+    tasks = [["has", "0"], ["has", "0"], ["has", "1"]]
+    gates = run_assembler(bundle, tasks, [0.05, 1.0, 0.5])
+    supernet = onnx.load(str(bundle.supernet_path))
+    for i in range(3):
+        g = {k: v[i] for k, v in gates.items()}
+        pruned = apply_gates(supernet, g)
+        assert not any(inp.name.startswith("gate.") for inp in pruned.graph.input)
+        out = ort.InferenceSession(pruned.SerializeToString(),
+                                   providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        with torch.no_grad():
+            ref = net(torch.from_numpy(x), {k[5:]: torch.from_numpy(v) for k, v in g.items()})
+        assert np.allclose(out, ref.numpy(), atol=1e-4)
+        assert 0.0 <= activation_ratio(g) <= 1.0
+
+
+def test_evaluate_bundle_rows(bundle):
+    rows = evaluate_bundle(bundle, [["has", "0"], ["has", "1"]], [0.5, 1.0], samples=40)
+    assert [(r.task, r.limit, r.seen) for r in rows] == [
+        (["has", "0"], 0.5, True), (["has", "0"], 1.0, True),
+        (["has", "1"], 0.5, False), (["has", "1"], 1.0, False)]
+    assert all(r.activation_ratio <= r.limit + 0.01 for r in rows)
+    # the tiny factory learned its seen task (chance = 0.5)
+    assert max(r.accuracy for r in rows[:2]) >= 0.7
+
+
+def test_cli_json_and_table(bundle):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["eval", "--bundle", str(bundle.root), "--task", "only-four,odd",
+                               "--limit", "0.5,1", "--samples", "20", "--json"],
+                        catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert len(rows) == 2
+    assert set(rows[0]) == {"task", "limit", "accuracy", "activation_ratio", "seen"}
+    assert rows[0]["task"] == ["only-four", "odd"] and rows[0]["seen"] is True
+    res = runner.invoke(cli, ["eval", "--bundle", str(bundle.root), "--samples", "10",
+                               "--limit", "1"], catch_exceptions=False)
+    assert res.exit_code == 0
+    assert "{has, 1}" in res.output and "unseen" in res.output and "seen" in res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "has,purple"], "unknown attribute"),
+    (["--task", "has,odd,even"], "not a NumVQA task"),
+    (["--limit", "1.5"], "must lie in (0, 1]"),
+    (["--limit", "abc"], "--limit"),
+])
+def test_cli_errors(bundle, args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--bundle", str(bundle.root), "--samples", "4", *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

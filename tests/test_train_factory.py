@@ -1,0 +1,91 @@
+"""Joint training: a tiny run learns above chance, respects limits, is deterministic, resumes,
+and runs under torchrun with 2 CPU processes (DDP, gloo)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from factory_fixtures import tiny_config, toml_text
+from nnfc.bundle import read_bundle
+from nnfc.errors import NnfcError
+from nnfc.training.config import config_from_dict, load_config
+from nnfc.training.trainer import train_factory
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _train(tmp, name, **overrides):
+    cfg = config_from_dict(tiny_config(**overrides))
+    return train_factory(cfg, tmp / name, progress=False, log=lambda m: None)
+
+
+def test_tiny_run_learns_and_respects_limits(tmp_path):
+    root = _train(tmp_path, "f")
+    metrics = read_bundle(root).manifest["training"]["metrics"]
+    # two seen tasks, balanced yes/no: chance is 50%
+    assert metrics["seen"]["1"]["accuracy"] >= 0.75
+    assert metrics["seen"]["0.5"]["activation_ratio"] <= 0.5 + 0.01
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    assert (tmp_path / "f.ckpt" / "state.json").is_file()
+
+
+def test_deterministic_and_resume_equals_uninterrupted(tmp_path):
+    a = _train(tmp_path, "a", epochs=2, samples_per_epoch=640)
+    b = _train(tmp_path, "b", epochs=2, samples_per_epoch=640)
+    wa, wb = load_file(str(a / "supernet.safetensors")), load_file(str(b / "supernet.safetensors"))
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+    # 1 epoch, then --resume to 2 epochs: same weights as 2 epochs in one go
+    cfg = config_from_dict(tiny_config(epochs=2, samples_per_epoch=640))
+    ck = tmp_path / "ck"
+    assert train_factory(cfg, tmp_path / "c", checkpoint_dir=ck, progress=False,
+                         log=lambda m: None, stop_after=1) is None
+    assert json.loads((ck / "state.json").read_text())["epoch"] == 0
+    assert not (tmp_path / "c").exists()
+    c = train_factory(cfg, tmp_path / "c", checkpoint_dir=ck, resume=True,
+                      progress=False, log=lambda m: None)
+    wc = load_file(str(c / "supernet.safetensors"))
+    assert all(np.allclose(wa[k], wc[k], atol=1e-6) for k in wa)
+
+
+def test_resume_errors(tmp_path):
+    cfg = config_from_dict(tiny_config(epochs=1, samples_per_epoch=640))
+    with pytest.raises(NnfcError, match="no checkpoint"):
+        train_factory(cfg, tmp_path / "x", resume=True, progress=False)
+
+
+def test_config_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[backbone]\nfamily = "resnet"\n[train]\nepochz = 3\n')
+    with pytest.raises(NnfcError, match=r"unknown key\(s\) in \[train\]: epochz"):
+        load_config(bad)
+    bad.write_text("[train]\nepochs = 3\n")
+    with pytest.raises(NnfcError, match=r"\[backbone\]"):
+        load_config(bad)
+    bad.write_text("seed = [")
+    with pytest.raises(NnfcError, match="not valid TOML"):
+        load_config(bad)
+    for shipped in sorted((REPO / "configs").glob("numvqa-*.toml")):
+        load_config(shipped)
+
+
+def test_torchrun_two_cpu_processes(tmp_path):
+    cfg = tiny_config(epochs=1, samples_per_epoch=512, batch_size=32, eval_per_task=10)
+    path = tmp_path / "tiny.toml"
+    path.write_text(toml_text(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "nnfc.cli", "train", "--config", str(path), "--out", str(tmp_path / "ddp"),
+         "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bundle = read_bundle(tmp_path / "ddp")
+    assert bundle.manifest["training"]["world_size"] == 2
+    history = bundle.manifest["training"]["metrics"]["history"]
+    assert len(history) == 1 and history[0]["epoch"] == 1
