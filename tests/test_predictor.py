@@ -1,0 +1,111 @@
+"""Graph figures, cost structure and the layer-wise predictor."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from compile_fixtures import profiled_bundle
+from nnfc.bundle import read_bundle
+from nnfc.compiler.cost_structure import CostStructure, analyse
+from nnfc.compiler.graph_stats import graph_stats
+from nnfc.compiler.predictor import (LinearModel, Predictor, fit_predictor, mape_accuracy,
+                                     pack_gates, plot_accuracy, unpack_gates)
+from nnfc.compiler.profiler import random_gates
+from nnfc.errors import NnfcError
+from nnfc.passes import apply_gates
+
+
+def test_graph_stats_conv_and_gemm():
+    w = numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")
+    fc = numpy_helper.from_array(np.ones((8 * 4 * 4, 5), np.float32), "fc")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+         helper.make_node("Flatten", ["c"], ["f"]),
+         helper.make_node("MatMul", ["f", "fc"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], [w, fc])
+    stats = graph_stats(helper.make_model(graph))
+    assert stats.params == 8 * 27 + 128 * 5
+    assert stats.param_bytes == 4 * stats.params
+    # conv: 2·Cout·Cin·k²·Hout·Wout; matmul: 2·M·K·N
+    assert stats.flops == 2 * 8 * 27 * 16 + 2 * 128 * 5
+    assert stats.peak_tensor_bytes == 3 * 8 * 8 * 4  # the input image is the largest tensor
+    assert stats.memory_mb == pytest.approx((stats.param_bytes + 768) / 1e6)
+
+
+@pytest.fixture(scope="module")
+def supernet():
+    return onnx.load(str(read_bundle(profiled_bundle()).supernet_path))
+
+
+def test_structure_matches_pruned_graphs(supernet):
+    structure = CostStructure.from_json(json.loads(json.dumps(analyse(supernet).to_json())))
+    assert structure.gates == ["gate.layer1.0.conv1", "gate.layer2.0.conv1"]
+    for gates in random_gates(structure.gates, structure.sizes, 8, seed=3):
+        stats = graph_stats(apply_gates(supernet, gates))
+        mem = structure.memory_terms(gates)
+        macs = structure.layer_terms(gates)["macs"].sum()
+        assert 2 * macs == pytest.approx(stats.flops, rel=1e-6)
+        assert mem["peak_bytes"][0] == stats.peak_tensor_bytes
+        assert mem["param_bytes"][0] == pytest.approx(stats.param_bytes, rel=0.01)
+
+
+def test_random_gates_cover_the_range():
+    names, sizes = ["gate.a", "gate.b"], [32, 64]
+    plan = random_gates(names, sizes, 200, seed=0)
+    ratios = np.array([sum(g.sum() for g in p.values()) / 96 for p in plan])
+    assert ratios[0] == 1.0 and ratios.min() < 0.06 and np.mean(ratios < 0.3) > 0.15
+    assert all(g.sum() >= 1 for p in plan for g in p.values())
+    assert random_gates(names, sizes, 5, seed=1)[3]["gate.a"].tolist() == \
+        random_gates(names, sizes, 5, seed=1)[3]["gate.a"].tolist()
+
+
+def test_pack_roundtrip():
+    gates = {"gate.a": np.array([1, 0, 1], np.float32)}
+    packed = pack_gates(gates)
+    assert packed == {"gate.a": "101"}
+    np.testing.assert_array_equal(unpack_gates(packed)["gate.a"], gates["gate.a"])
+    np.testing.assert_array_equal(unpack_gates({"gate.a": [1, 0, 1]})["gate.a"], [1, 0, 1])
+
+
+def test_fit_recovers_a_layerwise_linear_cost(supernet, tmp_path):
+    structure = analyse(supernet)
+    plan = random_gates(structure.gates, structure.sizes, 120, seed=1)
+    from nnfc.compiler.predictor import latency_features, memory_features
+    rows = []
+    true_coef = np.linspace(0.5, 2.0, 2 * len(structure.layers))
+    for g in plan:
+        lat = 0.3 + float(latency_features(structure, g)[0] @ true_coef)
+        mem = float(memory_features(structure, g)[0].sum())
+        rows.append({"gates": pack_gates(g), "latency_ms": lat, "graph_memory_mb": mem})
+    pred, held = fit_predictor(structure, "desktop", rows, meta={"host": {}})
+    acc = pred.meta["accuracy"]
+    assert acc["latency"]["n_test"] == 50 and acc["latency"]["accuracy"] > 0.999
+    assert acc["memory"]["accuracy"] > 0.999
+    assert mape_accuracy(held["latency_pred"], held["latency_true"]) > 0.999
+    path = pred.save(tmp_path / "p.json")
+    back = Predictor.load(path)
+    lat, mem = back.predict({k: np.stack([p[k] for p in plan[:4]]) for k in structure.gates})
+    np.testing.assert_allclose(lat, [r["latency_ms"] for r in rows[:4]], rtol=1e-3)
+    assert back.margins[0] < 0.01
+    png = plot_accuracy(held, acc, tmp_path / "p.png")
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_linear_model_is_nonnegative():
+    x = np.random.default_rng(0).random((40, 3))
+    y = 1.0 + x @ np.array([2.0, 0.0, 1.0])
+    model = LinearModel.fit(x, y)
+    assert min(model.coef) >= 0 and model.intercept == pytest.approx(1.0, abs=1e-6)
+
+
+def test_predictor_load_errors(tmp_path):
+    bad = tmp_path / "p.json"
+    bad.write_text("{}")
+    with pytest.raises(NnfcError, match="not an nnfc predictor"):
+        Predictor.load(bad)
+    with pytest.raises(NnfcError, match="cannot read predictor"):
+        Predictor.load(tmp_path / "missing.json")
