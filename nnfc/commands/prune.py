@@ -24,7 +24,7 @@ def prune(model: str, gates_path: str, output: str, as_json: bool) -> None:
     """
     supernet = load_onnx(model)
     gates = load_gates_json(gates_path)
-    pruned, reports = apply_gates_with_report(supernet, gates)
+    pruned, reports = apply_gates_with_report(supernet, gates, infer_shapes=True)
     save_onnx(pruned, output)
     sizes = gate_inputs(supernet)
     summary = {

@@ -33,7 +33,8 @@ __all__ = ["apply_gates", "apply_gates_with_report", "bind_gates", "fold_constan
            "gates_to_json", "GateReport"]
 
 
-def apply_gates_with_report(model: onnx.ModelProto, gates: Mapping[str, np.ndarray]
+def apply_gates_with_report(model: onnx.ModelProto, gates: Mapping[str, np.ndarray],
+                            infer_shapes: bool = False
                             ) -> tuple[onnx.ModelProto, list[GateReport]]:
     """:func:`apply_gates`, also returning what happened to each gate."""
     if not isinstance(model, onnx.ModelProto):
@@ -49,15 +50,18 @@ def apply_gates_with_report(model: onnx.ModelProto, gates: Mapping[str, np.ndarr
     remove_unused(graph_model)
     clear_intermediate_shapes(graph_model)
     proto = ir.to_proto(graph_model)
-    try:
-        proto = onnx.shape_inference.infer_shapes(proto)
-    except Exception:  # shape inference is a nicety for downstream tools, not a requirement
-        pass
+    if infer_shapes:
+        try:
+            proto = onnx.shape_inference.infer_shapes(proto)
+        except Exception:  # shapes are a nicety for downstream tools, not a requirement
+            pass
     return proto, reports
 
 
-def apply_gates(model: onnx.ModelProto, gates: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+def apply_gates(model: onnx.ModelProto, gates: Mapping[str, np.ndarray],
+                infer_shapes: bool = False) -> onnx.ModelProto:
     """Bind ``gates`` (``{"gate.<layer>": 0/1 array}``, one per gate input) into ``model`` and
     physically remove every gated-off channel. The result has no gate inputs and computes the
-    same outputs as the gated supernet (float32, ~1e-6)."""
-    return apply_gates_with_report(model, gates)[0]
+    same outputs as the gated supernet (float32, ~1e-6). ``infer_shapes`` re-runs ONNX shape
+    inference on the result (costs a serialization; ORT does not need it)."""
+    return apply_gates_with_report(model, gates, infer_shapes)[0]
