@@ -77,3 +77,21 @@ def test_broken_bundles_say_what_is_wrong(bundle_dir, tmp_path):
     (d / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(NnfcError, match="format version 99 is not supported"):
         read_bundle(d)
+
+
+def test_export_checkpoint_rewrites_same_bundle(bundle_dir, tmp_path):
+    from nnfc.cli import main
+
+    main(["export", "--checkpoint", str(bundle_dir) + ".ckpt", "--out", str(tmp_path / "re")])
+    a, b = read_bundle(bundle_dir), read_bundle(tmp_path / "re")
+    for name in ("supernet.safetensors", "assembler.safetensors"):
+        assert a.manifest["files"][name] == b.manifest["files"][name]
+    assert a.manifest["training"]["metrics"]["seen"] == b.manifest["training"]["metrics"]["seen"]
+
+
+def test_export_errors(tmp_path, capsys):
+    from nnfc.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "not a training checkpoint" in capsys.readouterr().err

@@ -283,6 +283,16 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
     if not di.main:
         return None
     net.cpu()
+    return finish_factory(cfg, family, supernet, assembler, out, history,
+                          {"world_size": di.world, "device": device.type})
+
+
+def finish_factory(cfg: FactoryConfig, family, supernet: GatedSupernet, assembler: Assembler,
+                   out: str | os.PathLike, history: list[dict[str, Any]],
+                   extra: dict[str, Any] | None = None) -> Path:
+    """Evaluate on the test split (torch, discrete gates) and write the bundle."""
+    t = cfg.train
+    seen = family.seen_tasks
     results = evaluate(supernet, assembler, family, seen + family.unseen_tasks, t.eval_limits,
                        t.eval_per_task, cfg.seed)
     metrics = summarize(results, seen)
@@ -295,6 +305,23 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
                    "preprocessing": "four digits in a 2x2 grid, grey values scaled to [0, 1], "
                                     "one channel"},
         training={"config": cfg.to_dict(), "seed": cfg.seed, "metrics": metrics,
-                  "world_size": di.world, "device": device.type},
+                  **(extra or {})},
         opset=cfg.export.opset)
     return bundle.root
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write a bundle from a training checkpoint (its stored config and weights)."""
+    from nnfc.training.config import config_from_dict
+
+    state_path = Path(checkpoint) / "state.json"
+    if not state_path.is_file():
+        raise NnfcError(f"{checkpoint} is not a training checkpoint (no state.json)")
+    meta = json.loads(state_path.read_text(encoding="utf-8"))
+    cfg = config_from_dict(meta["config"], str(state_path))
+    family = build_task_family(cfg)
+    supernet, assembler = build_models(cfg, family)
+    net = FactoryNet(supernet, assembler)
+    load_checkpoint(checkpoint, net)
+    return finish_factory(cfg, family, supernet, assembler, out, list(meta.get("history", [])),
+                          {"from_checkpoint_epoch": int(meta["epoch"]) + 1})
