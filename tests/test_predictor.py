@@ -11,7 +11,7 @@ from compile_fixtures import profiled_bundle
 from nnfc.bundle import read_bundle
 from nnfc.compiler.cost_structure import CostStructure, analyse
 from nnfc.compiler.graph_stats import graph_stats
-from nnfc.compiler.predictor import (LinearModel, Predictor, fit_predictor, mape_accuracy,
+from nnfc.compiler.predictor import (ALIGN_BLOCKS, LinearModel, Predictor, fit_predictor, mape_accuracy,
                                      pack_gates, plot_accuracy, unpack_gates)
 from nnfc.compiler.profiler import random_gates
 from nnfc.errors import NnfcError
@@ -63,6 +63,22 @@ def test_random_gates_cover_the_range():
         random_gates(names, sizes, 5, seed=1)[3]["gate.a"].tolist()
 
 
+def test_alignment_classes_split_macs(supernet):
+    from nnfc.compiler.predictor import latency_features
+    structure = analyse(supernet)
+    gates = {g: np.ones(s, np.float32) for g, s in zip(structure.gates, structure.sizes)}
+    gates["gate.layer1.0.conv1"][:3] = 0  # 5 of 8 channels: no alignment class
+    x = latency_features(structure, gates)[0].reshape(len(ALIGN_BLOCKS) + 2, -1)
+    macs = structure.layer_terms(gates)["macs"][0] / 1e6
+    j = next(i for i, lay in enumerate(structure.layers) if lay.in_tag >= 0)
+    assert x[-2, j] == pytest.approx(macs[j]) and not x[:-2, j].any()  # unaligned class
+    assert x[:, j].sum() > 0
+    aligned = [i for i, lay in enumerate(structure.layers) if lay.in_tag < 0
+               and lay.in_channels % 16 == 0]
+    for i in aligned:
+        assert x[0, i] > 0  # 16-aligned inputs land in the first class
+
+
 def test_pack_roundtrip():
     gates = {"gate.a": np.array([1, 0, 1], np.float32)}
     packed = pack_gates(gates)
@@ -76,7 +92,9 @@ def test_fit_recovers_a_layerwise_linear_cost(supernet, tmp_path):
     plan = random_gates(structure.gates, structure.sizes, 120, seed=1)
     from nnfc.compiler.predictor import latency_features, memory_features
     rows = []
-    true_coef = np.linspace(0.5, 2.0, 2 * len(structure.layers))
+    width = latency_features(structure, plan[0]).shape[1]
+    assert width == (len(ALIGN_BLOCKS) + 2) * len(structure.layers)
+    true_coef = np.linspace(0.5, 2.0, width)
     for g in plan:
         lat = 0.3 + float(latency_features(structure, g)[0] @ true_coef)
         mem = float(memory_features(structure, g)[0].sum())

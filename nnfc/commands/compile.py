@@ -28,11 +28,13 @@ import click
               help="Limit step of the search grid (from 1%).")
 @click.option("--margin", default=None, type=click.FloatRange(0.0, 1.0),
               help="Safety margin on predictions (default: the predictor's held-out p90 error).")
-@click.option("--runs", default=20, show_default=True, type=click.IntRange(1, None),
-              help="Timed runs per measurement round of the artifact.")
-@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, None),
-              help="Measurement rounds; the smallest median is reported.")
-@click.option("--warmup", default=5, show_default=True, type=click.IntRange(0, None))
+@click.option("--runs", default=None, type=click.IntRange(1, None),
+              help="Timed runs per measurement round (default: as the profile measured).")
+@click.option("--rounds", default=None, type=click.IntRange(1, None),
+              help="Measurement rounds; the smallest median is reported (default: as the "
+                   "profile).")
+@click.option("--warmup", default=None, type=click.IntRange(0, None),
+              help="Untimed runs per round (default: as the profile).")
 @click.option("--no-verify", is_flag=True, help="Skip the equivalence check vs the supernet.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 def compile_(bundle_path, task, target, lat, mem, output, profile_path, method, step, margin,

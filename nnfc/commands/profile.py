@@ -41,11 +41,11 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
 @click.option("-o", "--output", default=None,
               help="Predictor JSON (default: <bundle>/profiles/<target>.json); measurements go "
                    "beside it as <name>.measurements.json, the plot as <name>.png.")
-@click.option("--runs", default=20, show_default=True, type=click.IntRange(1, None),
+@click.option("--runs", default=10, show_default=True, type=click.IntRange(1, None),
               help="Timed runs per round (each round's median is taken).")
-@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, None),
+@click.option("--rounds", default=10, show_default=True, type=click.IntRange(1, None),
               help="Measurement rounds per subnet; the smallest median is recorded.")
-@click.option("--warmup", default=5, show_default=True, type=click.IntRange(0, None),
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, None),
               help="Untimed warm-up runs per subnet.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(0, None),
               help="Intra-op threads of the runtime (0: the runtime's default). One thread "

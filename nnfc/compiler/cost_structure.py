@@ -105,15 +105,20 @@ class CostStructure:
         return np.full(counts.shape[0], float(full)) if tag < 0 else counts[:, tag]
 
     def layer_terms(self, gates: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Per layer [B, L]: ``macs``, ``params``, ``out_elems``, ``in_elems`` for the gates."""
+        """Per layer [B, L]: ``macs``, ``params``, ``out_elems``, ``in_elems``, ``active_in``,
+        ``active_out`` and ``depthwise`` (bool) for the gates."""
         counts = self.tag_counts(gates)
         b, n = counts.shape[0], len(self.layers)
-        macs, params, out_el, in_el = (np.zeros((b, n)) for _ in range(4))
+        macs, params, out_el, in_el, act_in, act_out = (np.zeros((b, n)) for _ in range(6))
+        depthwise = np.zeros((b, n), dtype=bool)
         for j, lay in enumerate(self.layers):
             a_in = self._active(counts, lay.in_tag, lay.in_channels)
             a_out = self._active(counts, lay.out_tag, lay.out_channels)
+            act_in[:, j], act_out[:, j] = a_in, a_out
             if lay.depthwise:
                 a = np.minimum(a_in, a_out)
+                act_in[:, j] = act_out[:, j] = a
+                depthwise[:, j] = True
                 macs[:, j] = a * lay.kernel * lay.spatial
                 params[:, j] = a * lay.kernel + (a if lay.bias else 0)
                 out_el[:, j] = in_el[:, j] = a * lay.spatial
@@ -122,7 +127,8 @@ class CostStructure:
                 params[:, j] = a_in * a_out * lay.kernel + (a_out if lay.bias else 0)
                 out_el[:, j] = a_out * lay.spatial
                 in_el[:, j] = a_in * lay.spatial
-        return {"macs": macs, "params": params, "out_elems": out_el, "in_elems": in_el}
+        return {"macs": macs, "params": params, "out_elems": out_el, "in_elems": in_el,
+                "active_in": act_in, "active_out": act_out, "depthwise": depthwise}
 
     def memory_terms(self, gates: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """[B] arrays: ``param_bytes`` and ``peak_bytes`` (largest intermediate tensor)."""

@@ -45,6 +45,7 @@ def fit_and_save(bundle: Bundle, target: str, measurements: dict[str, Any], out:
             "runtime": measurements.get("runtime") or measurements.get("host", {}).get(
                 "onnxruntime"),
             "profile": {"runs": measurements.get("runs"), "warmup": measurements.get("warmup"),
+                        "rounds": measurements.get("rounds"),
                         "seed": measurements.get("seed"), "measurements": str(
                             measurements.get("_path", ""))},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

@@ -27,7 +27,7 @@ class Measurement:
         return (max(self.round_medians) - lo) / lo if lo > 0 else 0.0
 
 
-def measure(target, artifact: str | Path, runs: int = 20, warmup: int = 5, rounds: int = 3
+def measure(target, artifact: str | Path, runs: int = 10, warmup: int = 3, rounds: int = 10
             ) -> Measurement:
     """Benchmark ``artifact`` on ``target`` ``rounds`` times; keep the best median."""
     results = [target.benchmark(artifact, runs=runs, warmup=warmup) for _ in range(max(1, rounds))]

@@ -103,10 +103,11 @@ class CompileRequest:
     method: str = "batched"            # or "algorithm1"
     step: float = 0.01
     margin: float | None = None        # None: the predictor's held-out p90 error
-    runs: int = 20
-    warmup: int = 5
-    rounds: int = 3
+    runs: int | None = None            # None: as the profile measured its subnets
+    warmup: int | None = None
+    rounds: int | None = None
     verify: bool = True
+    count_startup: bool = True         # report time since process start (one compile per run)
 
 
 def compile_model(req: CompileRequest) -> dict[str, Any]:
@@ -116,7 +117,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     from nnfc.targets import get_target
 
     timings: dict[str, float] = {}
-    started = seconds_since_process_start()
+    started = seconds_since_process_start() if req.count_startup else None
     if started is not None:
         timings["startup"] = started
     clock = time.perf_counter()
@@ -160,7 +161,11 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         artifact = target.lower(tmp / "model.onnx", tmp)
         lap("lower")
 
-        bench = measure(target, artifact, runs=req.runs, warmup=req.warmup, rounds=req.rounds)
+        prof = predictor.meta.get("profile", {})
+        bench = measure(target, artifact,
+                        runs=req.runs or prof.get("runs") or 10,
+                        warmup=req.warmup if req.warmup is not None else prof.get("warmup", 3),
+                        rounds=req.rounds or prof.get("rounds") or 10)
         lap("measure")
 
         diff = _equivalence(bundle, supernet, found.gates, target, artifact) if req.verify \
@@ -242,6 +247,8 @@ def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact
         "timings_s": dict(timings),
         "search": {"method": found.method, "assembler_calls": found.assembler_calls,
                    "candidates": found.candidates, "step": req.step,
+                   "next_limit": next((t for t in found.trace if t["limit"] > found.limit),
+                                      None),
                    "safety_margin": {"latency": margins[0], "memory": margins[1]}},
         "memory_definition": "parameter bytes + largest intermediate tensor of the pruned graph "
                              "(MB = 1e6 bytes); runtime_memory_mb is what the runtime reports",

@@ -46,10 +46,31 @@ def host_info() -> dict[str, Any]:
             "onnxruntime": onnxruntime.__version__}
 
 
-def latency_features(structure: CostStructure, gates: Mapping[str, np.ndarray]) -> np.ndarray:
-    """[B, 2L] features: per layer MACs and output elements (in millions)."""
+#: Channel-alignment classes of the latency features. CPU kernels pick blocked layouts (ONNX
+#: Runtime's NCHWc, XNNPACK, TensorRT tactics) by channel alignment, so a layer's MACs are split
+#: by the largest block dividing its active input channels: each class gets its own coefficient.
+ALIGN_BLOCKS: tuple[int, ...] = (16, 8, 4)
+
+
+def latency_features(structure: CostStructure, gates: Mapping[str, np.ndarray],
+                     blocks: Sequence[int] = ALIGN_BLOCKS) -> np.ndarray:
+    """[B, L·(len(blocks)+2)] features (millions): per layer its MACs split by the alignment
+    class of its active input channels (out channels padded to that block), then its output
+    elements."""
     terms = structure.layer_terms(gates)
-    return np.concatenate([terms["macs"], terms["out_elems"]], axis=1) / 1e6
+    a_in, a_out = terms["active_in"], terms["active_out"]
+    kpos = np.array([lay.kernel * lay.spatial for lay in structure.layers], dtype=np.float64)
+    dw = np.array([lay.depthwise for lay in structure.layers], dtype=bool)
+    cols = []
+    rest = np.ones_like(a_in, dtype=bool)
+    for b in blocks:
+        cls = rest & (a_in % b == 0)
+        padded_out = np.ceil(a_out / b) * b
+        cols.append(np.where(cls, np.where(dw, padded_out, a_in * padded_out) * kpos, 0.0))
+        rest &= ~cls
+    cols.append(np.where(rest, terms["macs"], 0.0))
+    cols.append(terms["out_elems"])
+    return np.concatenate(cols, axis=1) / 1e6
 
 
 def memory_features(structure: CostStructure, gates: Mapping[str, np.ndarray]) -> np.ndarray:

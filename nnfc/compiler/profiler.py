@@ -71,7 +71,7 @@ def load_measurements(path: Path, fingerprint: dict, target: str) -> dict[str, A
 
 
 def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: int = 300,
-                    runs: int = 20, warmup: int = 5, rounds: int = 3, seed: int = 0,
+                    runs: int = 10, warmup: int = 3, rounds: int = 10, seed: int = 0,
                     resume: bool = True,
                     progress: bool = True,
                     on_row: Callable[[dict], None] | None = None) -> dict[str, Any]:
