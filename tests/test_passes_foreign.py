@@ -31,7 +31,9 @@ def foreign_model() -> onnx.ModelProto:
              _w("B5", 5),
              _w("W6", 4, 4, 3, 3), _w("W7", 5, 4, 1, 1),
              _w("W8", 6, 4, 3, 3), _w("W9", 5, 6, 3, 3),
-             _w("Wfc", 3, 5), _w("Bfc", 3)]
+             _w("Wfc", 3, 5), _w("Bfc", 3),
+             _w("W10", 3, 4, 1, 1), _w("W11", 5, 7, 1, 1), _w("W12", 3, 4, 3, 3), _w("B12", 3),
+             _w("Wfc2", 3, 12)]
     nodes = [
         # branch 1: conv -> BN -> gate -> Sigmoid -> 1x1 conv (gated-off channels carry 0.5)
         helper.make_node("Conv", ["x", "W1", "B1"], ["c1"], pads=[1, 1, 1, 1]),
@@ -61,13 +63,29 @@ def foreign_model() -> onnx.ModelProto:
         helper.make_node("Mul", ["c8", "gd"], ["m8"]),
         helper.make_node("Sigmoid", ["m8"], ["s8"]),
         helper.make_node("Conv", ["s8", "W9"], ["y4"], pads=[1, 1, 1, 1]),
-        helper.make_node("Sum", ["y1", "y2", "y3", "y4"], ["y"]),
+        # branch 5: gated tensor concatenated after x (its channels sit at offset 4)
+        helper.make_node("Conv", ["x", "W10"], ["c10"]),
+        helper.make_node("Relu", ["c10"], ["r10"]),
+        *_gate_reshape("g_e", 3, "ge"),
+        helper.make_node("Mul", ["r10", "ge"], ["m10"]),
+        helper.make_node("Concat", ["x", "m10"], ["cat"], axis=1),
+        helper.make_node("Conv", ["cat", "W11"], ["y5"]),
+        helper.make_node("Sum", ["y1", "y2", "y3", "y4", "y5"], ["y"]),
         helper.make_node("GlobalAveragePool", ["y"], ["p"]),
         helper.make_node("Flatten", ["p"], ["f"]),
-        helper.make_node("Gemm", ["f", "Wfc", "Bfc"], ["logits"], transB=1),
+        helper.make_node("Gemm", ["f", "Wfc", "Bfc"], ["head1"], transB=1),
+        # branch 6: gate before Sigmoid, Flatten [N,3,2,2] -> Gemm (each channel = 4 features)
+        helper.make_node("Conv", ["x", "W12", "B12"], ["c12"], pads=[1, 1, 1, 1], strides=[4, 4]),
+        *_gate_reshape("g_f", 3, "gf"),
+        helper.make_node("Mul", ["c12", "gf"], ["m12"]),
+        helper.make_node("Sigmoid", ["m12"], ["s12"]),
+        helper.make_node("Flatten", ["s12"], ["f12"]),
+        helper.make_node("Gemm", ["f12", "Wfc2"], ["head2"], transB=1),
+        helper.make_node("Add", ["head1", "head2"], ["logits"]),
     ]
     gate_in = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [s])
-               for n, s in (("g_a", 6), ("g_b", 7), ("g_c", 4), ("g_d", 6))]
+               for n, s in (("g_a", 6), ("g_b", 7), ("g_c", 4), ("g_d", 6), ("g_e", 3),
+                            ("g_f", 3))]
     graph = helper.make_graph(
         nodes, "foreign",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])] + gate_in,
@@ -75,6 +93,7 @@ def foreign_model() -> onnx.ModelProto:
          helper.make_tensor_value_info("res", TensorProto.FLOAT, ["N", 4, 8, 8])],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model = onnx.shape_inference.infer_shapes(model)
     onnx.checker.check_model(model)
     # the gate contract names gate inputs gate.<layer>
     for inp in model.graph.input[1:]:
@@ -86,7 +105,8 @@ def foreign_model() -> onnx.ModelProto:
 
 
 GATES = {"gate.g_a": [1, 0, 1, 0, 0, 1], "gate.g_b": [0, 1, 0, 0, 1, 1, 0],
-         "gate.g_c": [1, 0, 0, 1], "gate.g_d": [1, 1, 0, 1, 0, 0]}
+         "gate.g_c": [1, 0, 0, 1], "gate.g_d": [1, 1, 0, 1, 0, 0], "gate.g_e": [0, 1, 1],
+         "gate.g_f": [1, 0, 1]}
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +141,13 @@ def test_foreign_graph_structure(pruned):
     assert shapes["y3"] == (5, 2, 1, 1)       # ...and is pruned where it can be (via Gather)
     assert shapes["c8"] == (6, 4, 3, 3)       # sigmoid(0)=0.5 into a padded conv: kept
     assert reports["gate.g_d"].kept == 6 and reports["gate.g_c"].notes
+    assert shapes["c10"] == (2, 4, 1, 1)      # Concat: the gated channels sit at offset 4...
+    assert shapes["y5"] == (5, 4 + 2, 1, 1)   # ...so the consumer drops input channel 4 only
+    assert shapes["c12"] == (2, 4, 3, 3)      # Flatten -> Gemm: channel 1 = features 4..7,
+    inits = {i.name: tuple(i.dims) for i in out.graph.initializer}
+    gemm2 = next(n for n in out.graph.node if n.output[0] == "head2")
+    assert inits[gemm2.input[1]] == (3, 8)    # dropped from the Gemm, sigmoid(0) folded to C
+    assert len(gemm2.input) == 3
     assert sum(n.op_type == "Gather" for n in out.graph.node) == 1
     assert not [i.name for i in out.graph.input if i.name.startswith("gate.")]
 

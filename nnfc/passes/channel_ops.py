@@ -10,6 +10,7 @@ import numpy as np
 import onnx_ir as ir
 
 from nnfc.passes.graph_utils import attr, const_array, dim_of, is_const, rank_of
+from nnfc.passes.layout import Layout
 
 UNARY = {"Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Neg", "Abs", "Sqrt", "Reciprocal", "Identity",
          "LeakyRelu", "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus", "Gelu", "Clip",
@@ -124,37 +125,41 @@ def sink_kind(node: ir.Node, index: int, axis: int) -> str | None:
     return None
 
 
-def channelwise_axes(node: ir.Node, value: ir.Value, axis: int) -> dict[ir.Value, int] | None:
-    """If ``node`` is channel-wise w.r.t. its input ``value`` whose channels lie on ``axis``,
-    return the channel axis of each of its data (non-constant) inputs and outputs; else None."""
+def channelwise_layouts(node: ir.Node, value: ir.Value, layout: Layout
+                        ) -> dict[ir.Value, Layout] | None:
+    """If ``node`` is channel-wise w.r.t. its input ``value`` (whose region channels sit at
+    ``layout``), return the layout of each of its data (non-constant) inputs and outputs that
+    carry the region's channels; else None."""
     op = node.op_type
+    axis = layout.axis
+    out = node.outputs[0]
+    if value is out and op in ("Concat", "Flatten", "Reshape"):
+        return None  # only entered from the input side
     data_inputs = [v for v in node.inputs if v is not None and not is_const(v)]
     if op in UNARY:
         if op == "Clip" and any(v is not None and not is_const(v) for v in node.inputs[1:]):
             return None
-        return {node.inputs[0]: axis, node.outputs[0]: axis}
+        return {node.inputs[0]: layout, out: layout}
     if op in BINARY:
         if op == "PRelu" and not is_const(node.inputs[1]):
             return None
         if op != "Mul" and len(data_inputs) > 1:
             return None  # residual Add and friends: the other path needs every channel
-        out_rank = rank_of(node.outputs[0])
-        result = {node.outputs[0]: axis}
+        result = {out: layout}
         for v in data_inputs:
             r = rank_of(v)
-            if r is None or out_rank is None or r + axis < 0 or dim_of(v, axis) != dim_of(
-                    value, axis):
+            if r is None or r + axis < 0 or dim_of(v, axis) != dim_of(value, axis):
                 return None  # a data operand that does not carry the channels
-            result[v] = axis
+            result[v] = layout
         return result
     if op == "BatchNormalization":
         if axis != 1 - (rank_of(value) or 0) or len([o for o in node.outputs if o.uses()]) > 1:
             return None
         if not all(is_const(v) for v in node.inputs[1:5]):
             return None
-        return {node.inputs[0]: axis, node.outputs[0]: axis}
+        return {node.inputs[0]: layout, out: layout}
     if op == "Conv" and is_depthwise_conv(node) and axis == -3:
-        return {node.inputs[0]: axis, node.outputs[0]: axis}
+        return {node.inputs[0]: layout, out: layout}
     if op in POOLS:
         rank = rank_of(value)
         if rank is None:
@@ -162,34 +167,60 @@ def channelwise_axes(node: ir.Node, value: ir.Value, axis: int) -> dict[ir.Value
         chan = rank + axis
         if op.startswith("Reduce"):
             axes = _reduce_axes(node)
-            if axes is None or chan in [a % rank for a in axes]:
-                return None
-            if not attr(node, "keepdims", 1):
+            if axes is None or chan in [a % rank for a in axes] or not attr(node, "keepdims", 1):
                 return None
         elif chan != 1:
             return None
-        return {node.inputs[0]: axis, node.outputs[0]: axis}
+        return {node.inputs[0]: layout, out: layout}
+    if op == "Concat":
+        return _concat_layout(node, value, layout)
     if op in ("Flatten", "Reshape"):
-        out = node.outputs[0]
-        if value.shape is None or out.shape is None:
-            return None
-        rank = len(value.shape)
-        trailing_in = [value.shape[i] for i in range(rank + axis + 1, rank)]
-        if any(d != 1 for d in trailing_in):
-            return None
-        c = dim_of(value, axis)
-        out_dims = list(out.shape)
-        if c is None or c not in out_dims:
-            return None
-        pos = len(out_dims) - 1 - out_dims[::-1].index(c)
-        if any(d != 1 for d in out_dims[pos + 1:]):
-            return None
-        if op == "Reshape":
-            shape = const_array(node.inputs[1])
-            if shape is None or len(shape) != len(out_dims):
-                return None
-        return {node.inputs[0]: axis, out: pos - len(out_dims)}
+        return _reshape_layout(node, value, layout)
     return None
+
+
+def _concat_layout(node: ir.Node, value: ir.Value, layout: Layout
+                   ) -> dict[ir.Value, Layout] | None:
+    rank = rank_of(value)
+    if rank is None or list(node.inputs).count(value) != 1:
+        return None
+    if attr(node, "axis") % rank != rank + layout.axis:
+        return None
+    sizes = [dim_of(v, layout.axis) for v in node.inputs]
+    if any(s is None for s in sizes):
+        return None
+    offset = sum(sizes[:list(node.inputs).index(value)])
+    return {value: layout, node.outputs[0]: layout.shifted(offset, sum(sizes))}
+
+
+def _reshape_layout(node: ir.Node, value: ir.Value, layout: Layout
+                    ) -> dict[ir.Value, Layout] | None:
+    """Flatten/Reshape that only drops or adds size-1 dims after the channel axis, or a Flatten
+    that merges the channel axis with the (static) dims after it."""
+    out = node.outputs[0]
+    if value.shape is None or out.shape is None:
+        return None
+    rank = len(value.shape)
+    chan = rank + layout.axis
+    trailing = [value.shape[i] for i in range(chan + 1, rank)]
+    if not all(isinstance(d, int) for d in trailing):
+        return None
+    inner = int(np.prod(trailing)) if trailing else 1
+    if node.op_type == "Flatten" and attr(node, "axis", 1) == chan and inner > 1:
+        return {value: layout, out: layout.flattened(inner, -1)}
+    if inner != 1:
+        return None
+    out_dims = list(out.shape)
+    if layout.full not in out_dims:
+        return None
+    pos = len(out_dims) - 1 - out_dims[::-1].index(layout.full)
+    if any(d != 1 for d in out_dims[pos + 1:]):
+        return None
+    if node.op_type == "Reshape":
+        shape = const_array(node.inputs[1])
+        if shape is None or len(shape) != len(out_dims):
+            return None
+    return {value: layout, out: layout.with_axis(pos - len(out_dims))}
 
 
 def _reduce_axes(node: ir.Node) -> list[int] | None:

@@ -13,6 +13,7 @@ import onnx_ir as ir
 from nnfc.passes.channel_ops import (BINARY, CONST_PRESERVING_POOLS, UNARY, conv_has_padding,
                                      eval_pointwise, is_depthwise_conv)
 from nnfc.passes.graph_utils import attr, const_array, rank_of
+from nnfc.passes.layout import Layout
 from nnfc.passes.regions import Region
 
 
@@ -32,72 +33,77 @@ class ChannelState:
         return self.const & (self.val == 0)
 
 
-def per_channel(array: np.ndarray, rank: int, axis: int, size: int) -> ChannelState:
+def per_channel(array: np.ndarray, rank: int, layout: Layout, size: int) -> ChannelState:
     """Split a constant that broadcasts against a rank-``rank`` tensor into per-channel values
-    along negative ``axis``; ``const`` is False where it varies along other axes."""
+    (channel ``c`` at ``layout.positions[c]``); ``const`` is False where it is not uniform."""
     arr = np.asarray(array, dtype=np.float32)
     arr = arr.reshape((1,) * (rank - arr.ndim) + arr.shape)
-    arr = np.moveaxis(arr, rank + axis, 0)
+    arr = np.moveaxis(arr, rank + layout.axis, 0)
     if arr.shape[0] == 1:
-        arr = np.broadcast_to(arr, (size,) + arr.shape[1:])
-    flat = arr.reshape(size, -1)
+        arr = np.broadcast_to(arr, (layout.full,) + arr.shape[1:])
+    flat = arr[layout.positions.ravel()].reshape(size, -1)
     return ChannelState(np.all(flat == flat[:, :1], axis=1), flat[:, 0].copy())
 
 
 def analyze(region: Region, order: dict[ir.Node, int]) -> dict[ir.Value, ChannelState]:
     """States of the region's tensors (sliced and cut), evaluated in graph order."""
     size = region.size
-    axes = {**region.tensors, **region.cut}
+    layouts = {**region.tensors, **region.cut}
     states: dict[ir.Value, ChannelState] = {}
     for node in sorted({*region.nodes, *region.cut_producers}, key=order.__getitem__):
         for out in node.outputs:
-            if out in axes:
-                states[out] = _transfer(node, out, axes, states, size)
+            if out in layouts:
+                states[out] = _transfer(node, out, layouts, states, size)
     return states
 
 
-def _input_state(value: ir.Value | None, rank: int, axis: int, axes: dict, states: dict,
-                 size: int) -> ChannelState:
+def _input_state(value: ir.Value | None, rank: int, layout: Layout, layouts: dict,
+                 states: dict, size: int) -> ChannelState:
     if value is None:
         return ChannelState.unknown(size)
     if value in states:
         return states[value]
     arr = const_array(value)
-    if arr is not None and value not in axes:
-        return per_channel(arr, rank, axis, size)
+    if arr is not None and value not in layouts:
+        return per_channel(arr, rank, layout, size)
     return ChannelState.unknown(size)
 
 
-def _transfer(node: ir.Node, out: ir.Value, axes: dict, states: dict, size: int) -> ChannelState:
-    axis = axes[out]
-    rank = rank_of(out) or -axis
+def _transfer(node: ir.Node, out: ir.Value, layouts: dict, states: dict, size: int
+              ) -> ChannelState:
+    layout = layouts[out]
+    rank = rank_of(out) or -layout.axis
     op = node.op_type
-    data = node.inputs[0]
+    shape = [1] * rank
+    shape[rank + layout.axis] = size
     if op in BINARY:
-        ins = [_input_state(v, rank, axis, axes, states, size) for v in node.inputs[:2]]
+        ins = [_input_state(v, rank, layout, layouts, states, size) for v in node.inputs[:2]]
         const = ins[0].const & ins[1].const
-        shape = [1] * rank
-        shape[rank + axis] = size
         val = eval_pointwise(node, [s.val.reshape(shape) for s in ins]).reshape(-1)
         if op == "Mul":  # 0 * anything finite is 0
             zero = ins[0].zero | ins[1].zero
             const, val = const | zero, np.where(zero, 0, val).astype(np.float32)
         return ChannelState(const, np.where(const, val, 0).astype(np.float32))
-    src = _input_state(data, rank, axis, axes, states, size)
+    if op == "Concat":
+        data = next(v for v in node.inputs if v in layouts)
+    else:
+        data = node.inputs[0]
+    src = _input_state(data, rank, layout, layouts, states, size)
     if op in UNARY or op == "BatchNormalization":
-        shape = [1] * rank
-        shape[rank + axis] = size
         extra = [const_array(v) if v is not None else None for v in node.inputs[1:]]
+        if op == "BatchNormalization":  # per-channel parameters at the region's positions
+            extra = [a[layout.positions[:, 0]] for a in extra[:4]]
         val = eval_pointwise(node, [src.val.reshape(shape), *extra]).reshape(-1)
         return ChannelState(src.const.copy(), np.where(src.const, val, 0).astype(np.float32))
     if op == "Conv" and is_depthwise_conv(node):
-        w = const_array(node.inputs[1]).reshape(size, -1).astype(np.float64)
-        b = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None \
-            else np.zeros(size)
+        rows = layout.positions[:, 0]
+        w = const_array(node.inputs[1]).reshape(layout.full, -1)[rows].astype(np.float64)
+        b = const_array(node.inputs[2])[rows] if len(node.inputs) > 2 and \
+            node.inputs[2] is not None else np.zeros(size)
         const = src.const & ((src.val == 0) | (not conv_has_padding(node)))
         val = (src.val * w.sum(axis=1) + b).astype(np.float32)
         return ChannelState(const, np.where(const, val, 0).astype(np.float32))
-    if op in CONST_PRESERVING_POOLS or op in ("Flatten", "Reshape") or (
+    if op in CONST_PRESERVING_POOLS or op in ("Flatten", "Reshape", "Concat") or (
             op == "AveragePool" and (attr(node, "count_include_pad", 0) == 0
                                      or not any(attr(node, "pads") or []))):
         return ChannelState(src.const.copy(), src.val.copy())

@@ -19,6 +19,7 @@ from nnfc.passes.channel_ops import BINARY, conv_has_padding, is_depthwise_conv
 from nnfc.passes.channel_state import ChannelState, analyze
 from nnfc.passes.graph_utils import (GATE_TAG, attr, const_array, is_const, new_initializer,
                                      rank_of)
+from nnfc.passes.layout import Layout
 from nnfc.passes.regions import Region, find_region
 
 
@@ -99,31 +100,34 @@ def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]
         keep = np.array([0])
     if keep.size == size:
         return keep
-    slicer = _Slicer(graph, keep)
-    drop = np.arange(size) if placeholder else np.setdiff1d(np.arange(size), keep)
+    drop = np.setdiff1d(np.arange(size), keep)
+    slicer = _Slicer(graph, drop)
     for sink, kind in region.sinks.items():
-        _fold_into_sink(graph, sink, kind, states.get(sink.inputs[0]), drop)
-        slicer.sink(sink, kind)
+        layout = region.layout(sink.inputs[0])
+        folded = np.arange(size) if placeholder else drop
+        _fold_into_sink(graph, sink, kind, states.get(sink.inputs[0]), folded, layout)
+        slicer.sink(sink, kind, layout)
         if placeholder:
-            slicer.zero(sink, 1)
+            slicer.zero_channels(sink, kind, layout, keep)
     for source, kind in region.sources.items():
-        slicer.source(source, kind)
+        slicer.source(source, kind, region.tensors[source.outputs[0]])
     for node in region.nodes:
-        slicer.channelwise(node, region.tensors)
+        slicer.channelwise(node, region.layout(node.outputs[0]))
         if placeholder:
             slicer.ungate(node)
-    for value, axis in region.cut.items():
-        slicer.gather_cut(value, axis, region)
-    for value, axis in region.tensors.items():
+    for value, layout in region.cut.items():
+        slicer.gather_cut(value, layout, region)
+    for value, layout in region.tensors.items():
         if value.shape is not None:
             dims = list(value.shape)
-            dims[len(dims) + axis] = keep.size
+            dims[len(dims) + layout.axis] = slicer.keep_index(layout).size
             value.shape = ir.Shape(dims)
     return keep
 
 
 def _fold_into_sink(graph: ir.Graph, sink: ir.Node, kind: str, state: ChannelState | None,
-                    drop: np.ndarray) -> None:
+                    drop: np.ndarray, layout: Layout) -> None:
+    """Add what removed channels that carry a constant contribute to the sink's bias."""
     if state is None:
         return
     carried = drop[state.const[drop] & (state.val[drop] != 0)]
@@ -131,27 +135,28 @@ def _fold_into_sink(graph: ir.Graph, sink: ir.Node, kind: str, state: ChannelSta
         return
     vals = state.val[carried].astype(np.float64)
     w = const_array(sink.inputs[1]).astype(np.float64)
-    if kind == "conv":
-        delta = np.einsum("ocij,c->o", w[:, carried], vals)
-        _add_to_input(graph, sink, 2, delta, w.shape[0])
-    elif kind == "gemm":
-        rows = w[:, carried].T if attr(sink, "transB", 0) else w[carried]
-        delta = attr(sink, "alpha", 1.0) * (vals @ rows)
-        beta = attr(sink, "beta", 1.0)
-        _add_to_input(graph, sink, 2, delta / beta, rows.shape[1])
-    else:  # matmul: y = x W  ->  y = x' W' + delta
-        delta = (vals @ w[carried]).astype(np.float32)
-        bias = new_initializer(graph, delta, f"{sink.name or 'matmul'}.folded_bias")
-        out = sink.outputs[0]
-        add = ir.Node("", "Add", [None, bias], name=f"{sink.name}.fold_add")
-        graph.insert_after(sink, add)
-        new_out = add.outputs[0]
-        out.replace_all_uses_with(new_out, replace_graph_outputs=True)
-        add.replace_input_with(0, out)
-        new_out.shape, new_out.type = out.shape, out.type
-        if new_out.is_graph_output():  # keep the model's output name
-            name, out.name = out.name, f"{out.name}.pre_fold"
-            new_out.name = name
+    if kind == "conv":  # W[o, position, kh, kw]
+        per_channel = np.stack([w[:, layout.positions[c]].sum(axis=(1, 2, 3)) for c in carried])
+        _add_to_input(graph, sink, 2, vals @ per_channel, w.shape[0])
+        return
+    rows = w.T if kind == "gemm" and attr(sink, "transB", 0) else w  # [K, N]
+    delta = vals @ np.stack([rows[layout.positions[c]].sum(axis=0) for c in carried])
+    if kind == "gemm":
+        _add_to_input(graph, sink, 2, attr(sink, "alpha", 1.0) * delta / attr(sink, "beta", 1.0),
+                      rows.shape[1])
+        return
+    # matmul: y = x W  ->  y = x' W' + delta
+    bias = new_initializer(graph, delta.astype(np.float32), f"{sink.name or 'matmul'}.folded_bias")
+    out = sink.outputs[0]
+    add = ir.Node("", "Add", [None, bias], name=f"{sink.name}.fold_add")
+    graph.insert_after(sink, add)
+    new_out = add.outputs[0]
+    out.replace_all_uses_with(new_out, replace_graph_outputs=True)
+    add.replace_input_with(0, out)
+    new_out.shape, new_out.type = out.shape, out.type
+    if new_out.is_graph_output():  # keep the model's output name
+        name, out.name = out.name, f"{out.name}.pre_fold"
+        new_out.name = name
 
 
 def _add_to_input(graph: ir.Graph, node: ir.Node, index: int, delta: np.ndarray,
@@ -167,26 +172,59 @@ def _add_to_input(graph: ir.Graph, node: ir.Node, index: int, delta: np.ndarray,
 
 
 class _Slicer:
-    """Slices constants to the kept channels, sharing each sliced copy."""
+    """Slices constants to the kept positions of each tensor's layout, sharing sliced copies."""
 
-    def __init__(self, graph: ir.Graph, keep: np.ndarray):
-        self.graph, self.keep = graph, keep
-        self.cache: dict[tuple[int, int], ir.Value] = {}
-        self.gathers: dict[ir.Value, ir.Value] = {}
+    def __init__(self, graph: ir.Graph, drop: np.ndarray):
+        self.graph, self.drop = graph, drop
+        self.cache: dict[tuple[int, int, bytes], ir.Value] = {}
 
-    def const(self, node: ir.Node, index: int, axis: int) -> None:
+    def keep_index(self, layout: Layout) -> np.ndarray:
+        return layout.keep_index(self.drop)
+
+    def const(self, node: ir.Node, index: int, axis: int, keep: np.ndarray) -> None:
         value = node.inputs[index]
-        key = (id(value), axis)
+        key = (id(value), axis, keep.tobytes())
         if key not in self.cache:
-            arr = np.take(const_array(value), self.keep, axis=axis)
+            arr = np.take(const_array(value), keep, axis=axis)
             tag = value.metadata_props.get(GATE_TAG)
             self.cache[key] = new_initializer(self.graph, arr, value.name or "sliced", tag=tag)
         node.replace_input_with(index, self.cache[key])
 
-    def zero(self, node: ir.Node, index: int) -> None:
-        """Replace a constant input by zeros of the same shape (the placeholder's weights)."""
-        arr = np.zeros_like(const_array(node.inputs[index]))
-        node.replace_input_with(index, new_initializer(self.graph, arr, "placeholder_weight"))
+    def source(self, node: ir.Node, kind: str, layout: Layout) -> None:
+        keep = self.keep_index(layout)
+        if kind == "conv":
+            self.const(node, 1, 0, keep)
+            if len(node.inputs) > 2 and node.inputs[2] is not None:
+                self.const(node, 2, 0, keep)
+        elif kind == "matmul":
+            self.const(node, 1, 1, keep)
+        else:  # gemm
+            self.const(node, 1, 0 if attr(node, "transB", 0) else 1, keep)
+            c = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+            if c is not None and c.ndim and c.shape[-1] > 1:
+                self.const(node, 2, c.ndim - 1, keep)
+
+    def _sink_axis(self, node: ir.Node, kind: str) -> int:
+        if kind == "conv":
+            return 1
+        if kind == "gemm" and attr(node, "transB", 0):
+            return 1
+        return 0
+
+    def sink(self, node: ir.Node, kind: str, layout: Layout) -> None:
+        self.const(node, 1, self._sink_axis(node, kind), self.keep_index(layout))
+
+    def zero_channels(self, node: ir.Node, kind: str, layout: Layout, channels: np.ndarray
+                      ) -> None:
+        """Zero the sink weights that read the placeholder channel(s)."""
+        keep = self.keep_index(layout)
+        arr = const_array(node.inputs[1]).copy()
+        axis = self._sink_axis(node, kind)
+        cols = np.flatnonzero(np.isin(keep, layout.positions[channels].ravel()))
+        index = [slice(None)] * arr.ndim
+        index[axis] = cols
+        arr[tuple(index)] = 0
+        node.replace_input_with(1, new_initializer(self.graph, arr, "placeholder_weight"))
 
     def ungate(self, node: ir.Node) -> None:
         """Set a gate constant to 1 (its channel's consumers ignore it; cleanup drops the Mul)."""
@@ -196,63 +234,43 @@ class _Slicer:
                 node.replace_input_with(i, new_initializer(self.graph, ones, value.name,
                                                            tag=value.metadata_props[GATE_TAG]))
 
-    def source(self, node: ir.Node, kind: str) -> None:
-        if kind == "conv":
-            self.const(node, 1, 0)
-            if len(node.inputs) > 2 and node.inputs[2] is not None:
-                self.const(node, 2, 0)
-        elif kind == "matmul":
-            self.const(node, 1, 1)
-        else:  # gemm
-            self.const(node, 1, 0 if attr(node, "transB", 0) else 1)
-            c = node.inputs[2] if len(node.inputs) > 2 else None
-            if c is not None and const_array(c).ndim and const_array(c).shape[-1] > 1:
-                self.const(node, 2, const_array(c).ndim - 1)
-
-    def sink(self, node: ir.Node, kind: str) -> None:
-        if kind == "conv":
-            self.const(node, 1, 1)
-        elif kind == "matmul":
-            self.const(node, 1, 0)
-        else:
-            self.const(node, 1, 1 if attr(node, "transB", 0) else 0)
-
-    def channelwise(self, node: ir.Node, axes: dict[ir.Value, int]) -> None:
+    def channelwise(self, node: ir.Node, layout: Layout) -> None:
         op = node.op_type
+        keep = self.keep_index(layout)
         if op == "BatchNormalization":
             for i in range(1, 5):
-                self.const(node, i, 0)
+                self.const(node, i, 0, keep)
         elif op == "Conv" and is_depthwise_conv(node):
-            self.const(node, 1, 0)
+            self.const(node, 1, 0, keep)
             if len(node.inputs) > 2 and node.inputs[2] is not None:
-                self.const(node, 2, 0)
-            node.attributes["group"] = ir.AttrInt64("group", int(self.keep.size))
+                self.const(node, 2, 0, keep)
+            node.attributes["group"] = ir.AttrInt64("group", int(keep.size))
         elif op in BINARY:
-            axis = axes[node.outputs[0]]
             for i, value in enumerate(node.inputs[:2]):
                 arr = const_array(value)
                 if arr is None:
                     continue
-                dim = arr.ndim + axis
+                dim = arr.ndim + layout.axis
                 if dim >= 0 and arr.shape[dim] > 1:
-                    self.const(node, i, dim)
+                    self.const(node, i, dim, keep)
         elif op == "Reshape":
             shape = const_array(node.inputs[1]).copy()
-            pos = len(shape) + axes[node.outputs[0]]
+            pos = len(shape) + layout.axis
             if shape[pos] > 0:
-                shape[pos] = self.keep.size
+                shape[pos] = keep.size
                 node.replace_input_with(1, new_initializer(self.graph, shape, "reshape_shape"))
 
-    def gather_cut(self, value: ir.Value, axis: int, region: Region) -> None:
-        """Region consumers of a cut tensor read only the kept channels of it."""
+    def gather_cut(self, value: ir.Value, layout: Layout, region: Region) -> None:
+        """Region consumers of a cut tensor read only its kept channels."""
         readers = [(u.node, u.idx) for u in value.uses()
                    if u.node in region.sinks or u.node in region.nodes]
         if not readers:
             return
         rank = rank_of(value)
-        indices = new_initializer(self.graph, self.keep.astype(np.int64), f"{value.name}.keep")
+        keep = self.keep_index(layout)
+        indices = new_initializer(self.graph, keep.astype(np.int64), f"{value.name}.keep")
         gather = ir.Node("", "Gather", [value, indices],
-                         attributes=[ir.AttrInt64("axis", rank + axis)],
+                         attributes=[ir.AttrInt64("axis", rank + layout.axis)],
                          name=f"{value.name}.gather")
         producer = value.producer()
         if producer is None:
@@ -263,7 +281,7 @@ class _Slicer:
         out.type = value.type
         if value.shape is not None:
             dims = list(value.shape)
-            dims[rank + axis] = self.keep.size
+            dims[rank + layout.axis] = keep.size
             out.shape = ir.Shape(dims)
         for node, idx in readers:
             node.replace_input_with(idx, out)
