@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
-from pathlib import Path
 
 import onnx
 import torch
 from torch import nn
 
+from nnfc.onnx_io import save_onnx
 from nnfc.training.gating import GatedSupernet
+
+#: kept for callers of the earlier name
+save_model_atomic = save_onnx
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -68,19 +70,5 @@ def export_supernet(net: GatedSupernet, path: str | os.PathLike, input_shape: tu
         model = program.model_proto
     finally:
         net.train(was_training)
-    save_model_atomic(model, path)
+    save_onnx(model, path)
     return model
-
-
-def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike) -> None:
-    """Write an ONNX model to a temp file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save_model(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
