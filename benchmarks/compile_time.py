@@ -1,0 +1,61 @@
+"""`nnfc compile` wall time from process start to report, median of N runs, with stages.
+
+The wall time is measured outside the process (spawn to exit); the stages come from each
+report's ``timings_s`` (``startup`` = interpreter + imports until the compile starts).
+
+    .venv/bin/python benchmarks/compile_time.py --bundle factories/default --task only-two,odd \
+        --lat 1ms --mem 50MB
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", default=None)
+    ap.add_argument("--task", default="only-two,odd")
+    ap.add_argument("--target", default="desktop")
+    ap.add_argument("--lat", default="1ms")
+    ap.add_argument("--mem", default="50MB")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--nnfc", default=str(Path(sys.executable).with_name("nnfc")),
+                    help="the nnfc executable")
+    args = ap.parse_args(argv)
+    walls, stages = [], []
+    with tempfile.TemporaryDirectory(prefix="nnfc-ctime-") as tmp:
+        for i in range(args.repeats):
+            out = Path(tmp) / f"o{i}"
+            cmd = [args.nnfc, "compile", "--task", args.task, "--target", args.target,
+                   "--lat", args.lat, "--mem", args.mem, "-o", str(out)]
+            if args.bundle:
+                cmd[2:2] = ["--bundle", args.bundle]
+            t0 = time.perf_counter()
+            res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+            walls.append(time.perf_counter() - t0)
+            if res.returncode != 0:
+                print(res.stderr, file=sys.stderr)
+                return res.returncode
+            stages.append(json.loads((out / "report.json").read_text())["timings_s"])
+    print("command: " + " ".join(cmd[:-2]) + " -o OUT")
+    print(f"wall time, process start to exit: median {statistics.median(walls):.3f} s over "
+          f"{len(walls)} runs ({', '.join(f'{w:.2f}' for w in walls)})")
+    keys = [k for k in stages[0] if k != "total"]
+    for k in keys:
+        print(f"  {k:8s} {statistics.median(s.get(k, 0.0) for s in stages):.3f} s")
+    sp = statistics.median(s["search"] + s["prune"] for s in stages)
+    print(f"  search + prune: {sp:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
