@@ -1,7 +1,9 @@
 """Deployment targets behind one interface (``nnfc.targets.base.Target``).
 
-``get_target("desktop")`` -> ONNX Runtime CPU; ``android`` (TFLite/LiteRT) and ``jetson``
-(TensorRT) register here as they are added.
+``get_target("desktop")`` -> ONNX Runtime CPU; ``android`` -> TFLite via onnx2tf, run with LiteRT
+(nnfc/targets/tflite.py); ``jetson`` -> TensorRT engine, or a TensorRT-ready ONNX plus its trtexec
+recipe where TensorRT is absent (nnfc/targets/tensorrt.py). The modules import without their
+runtimes installed and raise one NnfcError saying how to install them when one is needed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from nnfc.targets.base import BenchResult, Target
 # target name -> "module:Class"; classes are imported lazily (tensorflow, tensorrt are heavy).
 TARGETS: dict[str, str] = {
     "desktop": "nnfc.targets.onnxruntime:OnnxRuntimeTarget",
+    "android": "nnfc.targets.tflite:TFLiteTarget",
+    "jetson": "nnfc.targets.tensorrt:TensorRTTarget",
 }
 
 

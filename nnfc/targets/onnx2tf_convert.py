@@ -1,0 +1,86 @@
+"""Convert one static ONNX model to TFLite with onnx2tf; run as a subprocess by the android target.
+
+``python -m nnfc.targets.onnx2tf_convert MODEL.onnx OUT_DIR`` writes ``OUT_DIR/model_float32.tflite``
+and ``OUT_DIR/model_float16.tflite`` (onnx2tf always emits both) and prints one JSON line with
+the onnx2tf/tensorflow versions. It runs in its own process because onnx2tf imports tensorflow
+(about 1 GB resident, which would pollute the caller's memory readings), prints a lot, reads a
+sample-data file from the working directory and simplifies the ONNX file it is given in place.
+
+Steps: copy the model into a scratch working directory, simplify it with onnxsim in-process
+(constant folding; onnx2tf's own onnxsim call goes through ``$PATH`` and silently skips
+simplification when the venv is not activated, which mis-converts broadcast Muls), write the
+validation sample data onnx2tf would otherwise download from GitHub, convert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+#: onnx2tf reads this file from the working directory (else downloads it): 20 RGB 128x128 images
+#: in [0, 1) used only for its internal dummy inference. Random data serves the same purpose.
+SAMPLE_DATA = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+def convert(model_path: Path, out_dir: Path) -> dict:
+    """Convert ``model_path`` into ``out_dir/model_float{32,16}.tflite``; return version info."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    import onnx
+    import onnxsim
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="nnfc-onnx2tf-") as tmp:
+        work = Path(tmp)
+        model = onnx.load(str(model_path))
+        simplified, ok = onnxsim.simplify(model)
+        if ok:
+            model = simplified
+        onnx.save(model, str(work / "model.onnx"))
+        rng = np.random.default_rng(0)
+        np.save(work / SAMPLE_DATA, rng.random((20, 128, 128, 3), dtype=np.float32))
+        os.chdir(work)
+        # onnx2tf prints its progress and the saved_model signature on stdout even when
+        # non-verbose: keep our stdout for the one JSON line.
+        log = io.StringIO()
+        with contextlib.redirect_stdout(log):
+            import onnx2tf
+            import tensorflow as tf
+            onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"),
+                            output_folder_path=str(work / "tf"),
+                            copy_onnx_input_output_names_to_tflite=True,
+                            output_signaturedefs=True, not_use_onnxsim=True,
+                            replace_to_pseudo_operators=["erf"],
+                            non_verbose=True)
+        for precision in ("float32", "float16"):
+            src = work / "tf" / f"model_{precision}.tflite"
+            if not src.is_file():
+                tail = log.getvalue().strip().splitlines()[-5:]
+                raise RuntimeError(f"onnx2tf wrote no {precision} TFLite file; its last output: "
+                                   + " | ".join(tail))
+            shutil.move(str(src), out_dir / src.name)
+        return {"onnx2tf": onnx2tf.__version__, "tensorflow": tf.__version__,
+                "onnxsim": onnxsim.__version__, "simplified": bool(ok)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    args = parser.parse_args(argv)
+    info = convert(args.model.resolve(), args.out_dir.resolve())
+    sys.stdout.write(json.dumps(info) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

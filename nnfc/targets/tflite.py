@@ -1,0 +1,373 @@
+"""``android`` target: TFLite, converted with onnx2tf and run/benchmarked with LiteRT.
+
+``lower`` fixes the batch to 1, rewrites layouts onnx2tf would mis-infer
+(:mod:`nnfc.targets.onnx_rewrites`), converts with onnx2tf in a subprocess
+(:mod:`nnfc.targets.onnx2tf_convert`) and checks the float32 result against onnxruntime on a
+random input before keeping it. Artifacts: ``model.tflite`` (float32) and, with
+``precision="float16"``, ``model.fp16.tflite`` (float16 weights, float32 I/O), each with a
+``<artifact>.json`` sidecar describing the layouts, the converter and the measured difference.
+
+Layout: onnx2tf turns image inputs NCHW -> NHWC. :meth:`TFLiteTarget.run` takes and returns
+arrays in the ONNX layout (NCHW) and transposes at the boundary using the sidecar, so callers
+can compare with the ONNX model directly; :meth:`TFLiteTarget.benchmark` feeds random data in
+the TFLite model's own (NHWC) layout. ``BenchResult.details['layout']`` says which.
+
+Runtime: ai-edge-litert's Interpreter with the XNNPACK delegate (the CPU path a phone uses),
+``threads`` configurable. Memory: peak RSS growth while loading and running the model
+(:class:`nnfc.targets.peak_rss.PeakRss`). Phones over adb: ``device="<adb serial>"`` benchmarks
+with TFLite's ``benchmark_model`` on the phone instead (:mod:`nnfc.targets.adb`).
+
+Installation: ``make install-android`` (tensorflow-cpu, ai-edge-litert, onnxsim... from the
+``android`` extra, then onnx2tf and tf-keras with ``--no-deps`` because onnx2tf pins old
+numpy/onnx/onnxruntime). ``NNFC_ONNX2TF_PYTHON`` may name another interpreter (e.g. an isolated
+venv with onnx2tf's own pins) to run the converter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+
+from nnfc.errors import NnfcError
+from nnfc.targets.base import BenchResult, summarize, time_calls
+from nnfc.targets.onnx_rewrites import tokens_after_nhwc
+from nnfc.targets.peak_rss import PeakRss
+from nnfc.targets.static_shapes import with_static_batch
+
+INSTALL_HINT = ("install the android extra: `make install-android` in the nnfc checkout, or "
+                "`pip install 'nnfc[android]' && pip install --no-deps onnx2tf==1.29.24 "
+                "tf-keras==2.21.0`")
+#: NCHW -> NHWC: ``tflite = onnx.transpose(NHWC)``; back: ``onnx = tflite.transpose(NCHW)``
+NHWC = (0, 2, 3, 1)
+NCHW = (0, 3, 1, 2)
+#: a conversion is rejected when its float32 output differs from ONNX Runtime's by more than
+#: this times max(1, |output|): correct conversions differ by ~1e-7, broken ones by ~1e-1.
+FLOAT32_TOLERANCE = 1e-3
+FLOAT16_TOLERANCE = 5e-2
+CONVERT_TIMEOUT_S = float(os.environ.get("NNFC_ONNX2TF_TIMEOUT", "1800"))
+
+
+def litert_interpreter_class():
+    """ai-edge-litert's ``Interpreter``, or one NnfcError saying how to install it."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:
+        raise NnfcError(f"the android target needs LiteRT (ai-edge-litert), which is not "
+                        f"installed: {INSTALL_HINT}") from exc
+    return Interpreter
+
+
+def converter_python() -> str:
+    """The interpreter that runs onnx2tf: ``$NNFC_ONNX2TF_PYTHON`` or this one."""
+    return os.environ.get("NNFC_ONNX2TF_PYTHON") or sys.executable
+
+
+def _check_converter(python: str) -> None:
+    if python == sys.executable:
+        missing = [m for m in ("onnx2tf", "tensorflow", "tf_keras", "onnxsim", "sng4onnx")
+                   if importlib.util.find_spec(m) is None]
+        if missing:
+            raise NnfcError(f"the android target converts with onnx2tf, but "
+                            f"{', '.join(missing)} is not installed: {INSTALL_HINT}")
+    elif not Path(python).exists():
+        raise NnfcError(f"NNFC_ONNX2TF_PYTHON={python} does not exist")
+
+
+def sidecar_path(artifact: str | Path) -> Path:
+    """``model.tflite`` -> ``model.tflite.json`` (layouts, converter, checked difference)."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".json")
+
+
+def _io_dims(model: onnx.ModelProto) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    inits = {i.name for i in model.graph.initializer}
+
+    def dims(values) -> dict[str, list[int]]:
+        return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+                for v in values if v.name not in inits}
+    return dims(model.graph.input), dims(model.graph.output)
+
+
+def _perm_between(src: list[int], dst: list[int], preferred: tuple[int, ...]) -> list[int] | None:
+    """A permutation p with ``src.transpose(p).shape == dst``; ``preferred`` (NHWC/NCHW) wins
+    for 4-D tensors, identity otherwise; None if the shapes don't match at all."""
+    src, dst = list(src), list(dst)
+    if len(src) == 4 and [src[i] for i in preferred] == dst:
+        return list(preferred)
+    if src == dst:
+        return list(range(len(src)))
+    return None
+
+
+class TFLiteTarget:
+    """TFLite via onnx2tf, measured with LiteRT + XNNPACK (the ``android`` target)."""
+
+    name = "android"
+    artifact_suffix = ".tflite"
+    runtime = "litert"
+
+    def __init__(self, threads: int | None = None, precision: str = "float32",
+                 device: str | None = None):
+        if precision not in ("float32", "float16"):
+            raise NnfcError(f"android precision must be float32 or float16, got {precision!r}")
+        self.threads = threads or min(4, os.cpu_count() or 1)
+        self.precision = precision
+        self.device = device or os.environ.get("NNFC_ADB_SERIAL") or None
+
+    # ---- lowering -------------------------------------------------------------------------
+    def lower(self, pruned_onnx: str | Path, out_dir: str | Path) -> Path:
+        """Convert ``pruned_onnx`` to ``out_dir/model.tflite`` (or ``model.fp16.tflite`` with
+        precision float16); checked against onnxruntime before it is kept."""
+        python = converter_python()
+        _check_converter(python)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            model = onnx.load(str(pruned_onnx))
+        except Exception as exc:
+            raise NnfcError(f"cannot read ONNX model {pruned_onnx}: {exc}") from exc
+        if any(i.name.startswith("gate.") for i in model.graph.input):
+            raise NnfcError(f"{pruned_onnx} still has gate inputs; prune it first "
+                            f"(nnfc prune, or nnfc.passes.apply_gates)")
+        static = with_static_batch(model, 1)
+        static, rewrites = tokens_after_nhwc(static)
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix=".nnfc-tflite-", dir=out_dir) as tmp:
+            work = Path(tmp)
+            onnx.save_model(static, str(work / "input.onnx"))
+            info = self._convert(python, work / "input.onnx", work / "out")
+            seconds = time.perf_counter() - t0
+            produced = {"float32": work / "out" / "model_float32.tflite",
+                        "float16": work / "out" / "model_float16.tflite"}
+            names = {"float32": "model.tflite", "float16": "model.fp16.tflite"}
+            keep = ["float32"] + (["float16"] if self.precision == "float16" else [])
+            for precision in keep:
+                meta = self._describe(static, produced[precision], precision, info, seconds,
+                                      rewrites)
+                final = out_dir / names[precision]
+                tmp_json = work / "meta.json"
+                tmp_json.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+                os.replace(produced[precision], final)
+                os.replace(tmp_json, sidecar_path(final))
+        return out_dir / names[self.precision]
+
+    def _convert(self, python: str, model: Path, out: Path) -> dict:
+        env = dict(os.environ)
+        env["PATH"] = str(Path(python).parent) + os.pathsep + env.get("PATH", "")
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        env.setdefault("CUDA_VISIBLE_DEVICES", "")
+        # the worker imports nnfc.targets.onnx2tf_convert: make this checkout importable
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        cmd = [python, "-m", "nnfc.targets.onnx2tf_convert", str(model), str(out)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                  timeout=CONVERT_TIMEOUT_S, cwd=str(model.parent))
+        except subprocess.TimeoutExpired:
+            raise NnfcError(f"onnx2tf did not finish within {CONVERT_TIMEOUT_S:.0f} s "
+                            f"(set NNFC_ONNX2TF_TIMEOUT to allow longer)") from None
+        if proc.returncode != 0:
+            raise NnfcError(f"onnx2tf could not convert the model: {_last_error(proc.stderr)}")
+        try:
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            return {}
+
+    def _describe(self, static: onnx.ModelProto, tflite: Path, precision: str, info: dict,
+                  seconds: float, rewrites: int) -> dict:
+        """Sidecar for one TFLite file: I/O layouts, converter, checked max |diff| vs ORT."""
+        Interpreter = litert_interpreter_class()
+        interp = Interpreter(model_path=str(tflite), num_threads=self.threads)
+        runner = interp.get_signature_runner()
+        details_in = runner.get_input_details()
+        details_out = runner.get_output_details()
+        onnx_in, onnx_out = _io_dims(static)
+        inputs, outputs = [], []
+        for name, dims in onnx_in.items():
+            if name not in details_in:
+                raise NnfcError(f"the TFLite model has no input {name!r} "
+                                f"(it has {', '.join(details_in)})")
+            tfl = [int(d) for d in details_in[name]["shape"]]
+            perm = _perm_between(dims, tfl, NHWC)
+            if perm is None:
+                raise NnfcError(f"TFLite input {name} has shape {tfl}, which is no layout of "
+                                f"the ONNX shape {dims}")
+            inputs.append({"name": name, "onnx_shape": dims, "tflite_shape": tfl,
+                           "to_tflite": perm})
+        for name, dims in onnx_out.items():
+            if name not in details_out:
+                raise NnfcError(f"the TFLite model has no output {name!r}")
+            tfl = [int(d) for d in details_out[name]["shape"]]
+            perm = _perm_between(tfl, dims, NCHW)
+            if perm is None:
+                raise NnfcError(f"TFLite output {name} has shape {tfl}, which is no layout of "
+                                f"the ONNX shape {dims}")
+            outputs.append({"name": name, "onnx_shape": dims, "tflite_shape": tfl,
+                            "to_onnx": perm})
+        meta = {"format": "nnfc-tflite", "version": 1, "precision": precision,
+                "inputs": inputs, "outputs": outputs,
+                "layout": _layout_note(inputs),
+                "converter": {**info, "seconds": round(seconds, 2),
+                              "token_layout_rewrites": rewrites}}
+        diff, scale = self._check(static, tflite, meta)
+        tolerance = (FLOAT32_TOLERANCE if precision == "float32" else FLOAT16_TOLERANCE) * scale
+        if not diff <= tolerance:
+            raise NnfcError(f"onnx2tf produced a {precision} TFLite model whose output differs "
+                            f"from the ONNX model's by {diff:.3g} (tolerance {tolerance:.3g}); "
+                            f"refusing to ship it")
+        meta["max_abs_diff_vs_onnx"] = diff
+        return meta
+
+    def _check(self, static: onnx.ModelProto, tflite: Path, meta: dict) -> tuple[float, float]:
+        from nnfc.targets.onnxruntime import open_session
+        session = open_session(static.SerializeToString())
+        rng = np.random.default_rng(0)
+        feeds = {i["name"]: rng.standard_normal(i["onnx_shape"]).astype(np.float32)
+                 for i in meta["inputs"]}
+        want = session.run(None, feeds)
+        got = self._run_with(tflite, meta, feeds)
+        diff = max(float(np.max(np.abs(g - w))) for g, w in zip(got, want))
+        scale = max(1.0, max(float(np.max(np.abs(w))) for w in want))
+        return diff, scale
+
+    # ---- running --------------------------------------------------------------------------
+    def run(self, artifact: str | Path, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the TFLite model on ``inputs`` given in the ONNX layout (NCHW images); returns
+        the outputs in the ONNX layout and order (layouts from the sidecar, else inferred)."""
+        artifact = _existing(artifact)
+        return self._run_with(artifact, read_sidecar(artifact), inputs)
+
+    def _run_with(self, artifact: Path, meta: dict | None,
+                  inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        Interpreter = litert_interpreter_class()
+        interp = _load(Interpreter, artifact, self.threads)
+        runner = interp.get_signature_runner()
+        details_in = runner.get_input_details()
+        if meta is None:
+            meta = _infer_layouts(details_in, runner.get_output_details(), inputs)
+        feeds = {}
+        for spec in meta["inputs"]:
+            if spec["name"] not in inputs:
+                raise NnfcError(f"missing input {spec['name']!r} for {artifact.name}")
+            array = np.asarray(inputs[spec["name"]])
+            if list(array.shape) != list(spec["onnx_shape"]):
+                raise NnfcError(f"input {spec['name']} must have shape {spec['onnx_shape']} "
+                                f"(ONNX layout), got {list(array.shape)}")
+            dtype = details_in[spec["name"]]["dtype"]
+            feeds[spec["name"]] = np.ascontiguousarray(
+                array.transpose(spec["to_tflite"]).astype(dtype, copy=False))
+        results = runner(**feeds)
+        return [np.ascontiguousarray(results[spec["name"]].transpose(spec["to_onnx"]))
+                for spec in meta["outputs"]]
+
+    def benchmark(self, artifact: str | Path, runs: int = 50, warmup: int = 10) -> BenchResult:
+        """Median/p90 latency at batch 1 (random inputs in the TFLite layout) and the peak RSS
+        growth while loading and running; on a phone with ``device`` set (see adb.py)."""
+        artifact = _existing(artifact)
+        if self.device:
+            from nnfc.targets.adb import AdbBenchmark
+            return AdbBenchmark(self.device).benchmark(artifact, runs=runs, warmup=warmup,
+                                                       threads=self.threads)
+        Interpreter = litert_interpreter_class()
+        import ai_edge_litert
+        meta = read_sidecar(artifact)
+        with PeakRss() as peak:
+            interp = _load(Interpreter, artifact, self.threads)
+            rng = np.random.default_rng(0)
+            for d in interp.get_input_details():
+                shape = [int(s) for s in d["shape"]]
+                data = rng.standard_normal(shape) if np.issubdtype(d["dtype"], np.floating) \
+                    else rng.integers(0, 2, shape)
+                interp.set_tensor(d["index"], data.astype(d["dtype"]))
+            times = time_calls(interp.invoke, runs, warmup)
+        median, p90 = summarize(times)
+        details: dict[str, Any] = {
+            "runtime": f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')} "
+                       f"(XNNPACK delegate, CPU)",
+            "threads": self.threads,
+            "layout": meta["layout"] if meta else "inputs fed in the TFLite model's own layout",
+            "memory": f"{peak.method} while loading and running the interpreter",
+        }
+        if meta:
+            details["precision"] = meta["precision"]
+        return BenchResult(median, p90, peak.mb, len(times), details)
+
+
+def read_sidecar(artifact: str | Path) -> dict | None:
+    """The ``<artifact>.json`` written by :meth:`TFLiteTarget.lower`, or None if absent."""
+    path = sidecar_path(artifact)
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise NnfcError(f"{path} is not valid JSON: {exc}") from exc
+    if meta.get("format") != "nnfc-tflite":
+        raise NnfcError(f"{path} is not an nnfc TFLite sidecar")
+    return meta
+
+
+def _layout_note(inputs: list[dict]) -> str:
+    moved = [i["name"] for i in inputs if i["to_tflite"] != list(range(len(i["onnx_shape"])))]
+    if not moved:
+        return "inputs keep the ONNX layout"
+    return (f"NHWC: input(s) {', '.join(moved)} are NCHW in ONNX and NHWC in TFLite; "
+            f"nnfc transposes at the boundary")
+
+
+def _infer_layouts(details_in: dict, details_out: dict, inputs: Mapping[str, np.ndarray]
+                   ) -> dict:
+    """Layouts of a TFLite file nnfc did not write: match given input shapes to the model's."""
+    specs_in = []
+    for name, d in details_in.items():
+        tfl = [int(s) for s in d["shape"]]
+        given = list(np.shape(inputs[name])) if name in inputs else tfl
+        perm = _perm_between(given, tfl, NHWC)
+        if perm is None:
+            raise NnfcError(f"input {name} has shape {given}; the TFLite model wants {tfl} "
+                            f"(NHWC) or its NCHW transpose")
+        specs_in.append({"name": name, "onnx_shape": given, "tflite_shape": tfl,
+                         "to_tflite": perm})
+    nchw = any(s["to_tflite"] != list(range(len(s["tflite_shape"]))) for s in specs_in)
+    specs_out = []
+    for name, d in details_out.items():
+        tfl = [int(s) for s in d["shape"]]
+        perm = list(NCHW) if nchw and len(tfl) == 4 else list(range(len(tfl)))
+        specs_out.append({"name": name, "to_onnx": perm})
+    return {"inputs": specs_in, "outputs": specs_out, "layout": _layout_note(specs_in)}
+
+
+def _existing(artifact: str | Path) -> Path:
+    artifact = Path(artifact)
+    if not artifact.is_file():
+        raise NnfcError(f"artifact {artifact} does not exist")
+    return artifact
+
+
+def _load(Interpreter, artifact: Path, threads: int):
+    try:
+        interp = Interpreter(model_path=str(artifact), num_threads=threads)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise NnfcError(f"LiteRT cannot load {artifact}: {str(exc).splitlines()[0]}") from exc
+    return interp
+
+
+def _last_error(stderr: str) -> str:
+    """The most telling line of a failed conversion's stderr."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "error" in line:
+            return line[:500]
+    return (lines[-1] if lines else "no output")[:500]
+
