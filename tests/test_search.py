@@ -86,3 +86,18 @@ def test_infeasible_budget_names_smallest_achievable(setup):
 
 def test_vocabulary_is_fixture_vocabulary(setup):
     assert setup[0].attributes == ATTRIBUTES
+
+
+def test_best_search_never_below_algorithm1(setup):
+    from nnfc.compiler.search import best_search
+    bundle, predictor, asm = setup
+    for task in SEEN[:3]:
+        vec = bundle.encode_task(task)
+        _, _, lat, _ = candidates(asm, predictor, vec)
+        for q in (0.2, 0.5, 0.8):
+            budget = float(np.quantile(lat, q)) * 1.0001
+            a = batched_search(asm, predictor, vec, budget, None)
+            b = best_search(asm, predictor, vec, budget, None)
+            assert b.activation_ratio >= a.activation_ratio and b.latency_ms <= budget
+            fitting = [t for t in b.trace if t["fits"]]
+            assert b.limit in [t["limit"] for t in fitting]

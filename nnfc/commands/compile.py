@@ -21,9 +21,11 @@ import click
               help="Output directory (written atomically).")
 @click.option("--profile", "profile_path", type=click.Path(), default=None,
               help="Predictor JSON (default: <bundle>/profiles/<target>.json).")
-@click.option("--search", "method", type=click.Choice(["batched", "algorithm1"]),
+@click.option("--search", "method", type=click.Choice(["batched", "algorithm1", "best"]),
               default="batched", show_default=True,
-              help="batched: one assembler call for every limit; algorithm1: one per limit.")
+              help="batched: Algorithm 1's answer from one assembler call for every limit; "
+                   "algorithm1: one call per limit, as the paper; best: the largest activation "
+                   "that fits anywhere on the grid, not only before the first violation.")
 @click.option("--step", default=0.01, show_default=True, type=click.FloatRange(0.001, 1.0),
               help="Limit step of the search grid (from 1%).")
 @click.option("--margin", default=None, type=click.FloatRange(0.0, 1.0),

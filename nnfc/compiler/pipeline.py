@@ -23,7 +23,7 @@ from nnfc.compiler.assembler_runtime import Assembler
 from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.measure import measure
 from nnfc.compiler.predictor import Predictor, host_info, write_json_atomic
-from nnfc.compiler.search import SearchResult, algorithm1, batched_search
+from nnfc.compiler.search import SEARCHES, SearchResult
 from nnfc.errors import NnfcError
 from nnfc.units import format_mb, format_ms
 
@@ -100,7 +100,7 @@ class CompileRequest:
     mem_mb: float | None = None
     bundle: Path | None = None
     profile: Path | None = None
-    method: str = "batched"            # or "algorithm1"
+    method: str = "batched"            # or "algorithm1", "best" (see search.py)
     step: float = 0.01
     margin: float | None = None        # None: the predictor's held-out p90 error
     runs: int | None = None            # None: as the profile measured its subnets
@@ -140,9 +140,9 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     lap("load")
 
     margins = predictor.margins if req.margin is None else (req.margin, req.margin)
-    search = batched_search if req.method == "batched" else algorithm1
-    if req.method not in ("batched", "algorithm1"):
-        raise NnfcError(f"unknown search method {req.method!r} (batched, algorithm1)")
+    if req.method not in SEARCHES:
+        raise NnfcError(f"unknown search method {req.method!r} ({', '.join(SEARCHES)})")
+    search = SEARCHES[req.method]
     found: SearchResult = search(assembler, predictor, task_vec, req.lat_ms, req.mem_mb,
                                  step=req.step, margins=margins)
     lap("search")

@@ -97,9 +97,12 @@ class LinearModel:
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray) -> "LinearModel":
+        """Non-negative least squares on relative errors (weights 1/y²), so small subnets are
+        predicted as well, relatively, as large ones."""
         from sklearn.linear_model import LinearRegression  # imported on fit only (slow import)
         scale = np.maximum(np.abs(x).max(axis=0), 1e-12)
-        reg = LinearRegression(positive=True).fit(x / scale, y)
+        weight = 1.0 / np.maximum(np.abs(y), 1e-9) ** 2
+        reg = LinearRegression(positive=True).fit(x / scale, y, sample_weight=weight)
         return cls(float(reg.intercept_), [float(c) for c in reg.coef_ / scale])
 
 

@@ -4,7 +4,9 @@ Both walk the same grid of activation limits (``start``, ``start+step``, …, �
 gates of the last limit before the first one whose predicted latency or memory breaks the budget.
 ``algorithm1`` asks the assembler once per limit, as the paper does; ``batched_search`` asks it
 once for the whole grid, predicts every candidate in one vectorised step and locates the first
-violation, so it returns exactly the same gates in one call.
+violation, so it returns exactly the same gates in one call (with every prediction in hand, a
+bisection would only risk missing an earlier violation). ``best_search`` (opt-in) looks past the
+first violation for the largest activation that fits anywhere on the grid.
 """
 
 from __future__ import annotations
@@ -101,6 +103,28 @@ def batched_search(assembler: Assembler, predictor: Predictor, task: Sequence[fl
     return SearchResult(float(limits[i]), chosen, float(lat[i]), float(mem[i]),
                         float(predictor.structure.activation_ratio(chosen)[0]), 1, len(limits),
                         "batched", trace)
+
+
+def best_search(assembler: Assembler, predictor: Predictor, task: Sequence[float],
+                lat_ms: float | None, mem_mb: float | None, start: float = 0.01,
+                step: float = 0.01, margins: tuple[float, float] = (0.0, 0.0)) -> SearchResult:
+    """The grid candidate with the largest activation ratio among *all* that fit — unlike
+    Algorithm 1 it looks past the first violation (latency need not grow with the limit:
+    channel alignment can make a larger subnet faster)."""
+    limits, gates, lat, mem = candidates(assembler, predictor, task, start, step)
+    ok = _fits(lat, mem, lat_ms, mem_mb, margins)
+    if not ok.any():
+        raise _infeasible(predictor, lat, mem, lat_ms, mem_mb, limits, margins)
+    ratio = predictor.structure.activation_ratio(gates)
+    i = int(np.flatnonzero(ok)[np.lexsort((limits[ok], ratio[ok]))[-1]])
+    chosen = select(gates, i)
+    trace = [{"limit": float(l), "latency_ms": float(a), "memory_mb": float(b), "fits": bool(f)}
+             for l, a, b, f in zip(limits, lat, mem, ok)]
+    return SearchResult(float(limits[i]), chosen, float(lat[i]), float(mem[i]), float(ratio[i]),
+                        1, len(limits), "best", trace)
+
+
+SEARCHES = {"batched": batched_search, "algorithm1": algorithm1, "best": best_search}
 
 
 def infeasible_error(assembler, predictor, task, lat_ms, mem_mb, start=0.01, step=0.01,
