@@ -20,20 +20,33 @@ def _scenarios(bundle, predictor, assembler) -> list[tuple[list[str], str | None
     preferred = [["only-two", "odd"], ["only-one", "even"]]
     tasks = [t for t in preferred if set(t) <= set(bundle.attributes)]
     tasks += [t for t in seen + unseen if t not in tasks]
-    picks = (tasks[:2] + unseen[:1] + tasks[2:3])[:3]
+    picks: list[list[str]] = []
+    for task in tasks[:2] + unseen[:1] + tasks[2:]:
+        if task not in picks:
+            picks.append(task)
+    picks = picks[:3]
     out = []
     for i, task in enumerate(picks):
         _, _, lat, mem = candidates(assembler, predictor, bundle.encode_task(task))
         lo, hi = float(lat.min()), float(lat.max())
         mlo, mhi = float(mem.min()), float(mem.max())
         if i == 0:
-            out.append((task, f"{lo + 0.3 * (hi - lo) + 0.1 * lo:.4g}ms", None))
+            out.append((task, _ms(lo + 0.3 * (hi - lo) + 0.1 * lo), None))
         elif i == 1:
-            out.append((task, f"{lo + 0.7 * (hi - lo) + 0.1 * lo:.4g}ms",
-                        f"{(mlo + 0.8 * (mhi - mlo)) * 1.1:.4g}MB"))
+            out.append((task, _ms(lo + 0.7 * (hi - lo) + 0.1 * lo),
+                        _mb((mlo + 0.8 * (mhi - mlo)) * 1.1)))
         else:
-            out.append((task, None, f"{(mlo + 0.5 * (mhi - mlo)) * 1.1:.4g}MB"))
+            out.append((task, None, _mb((mlo + 0.5 * (mhi - mlo)) * 1.1)))
     return out
+
+
+def _ms(ms: float) -> str:
+    """A budget string a person would type: 450us, 1.2ms, 2.5s."""
+    return f"{ms * 1000:.0f}us" if ms < 1 else (f"{ms:.3g}ms" if ms < 1000 else f"{ms / 1000:.3g}s")
+
+
+def _mb(mb: float) -> str:
+    return f"{mb * 1000:.0f}KB" if mb < 1 else f"{mb:.3g}MB"
 
 
 @click.command()
