@@ -48,14 +48,18 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, None),
               help="Untimed warm-up runs per subnet.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(0, None),
-              help="Intra-op threads of the runtime (0: the runtime's default). One thread "
+              help="Intra-op threads of the desktop runtime (0: its default). One thread "
                    "gives repeatable latencies on a shared machine; compile reuses the setting.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random gate vectors.")
+@click.option("--device-dir", type=click.Path(), default=None,
+              help="Instead of measuring here, write the pruned subnets, their plan and the "
+                   "target's device-side profiling script into this directory (e.g. for a "
+                   "Jetson); measure there, then run `nnfc profile ... fit`.")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming earlier measurements.")
 @click.option("--json", "as_json", is_flag=True, help="Print the accuracy as JSON.")
 @click.pass_context
 def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, threads, seed,
-            fresh, as_json):
+            device_dir, fresh, as_json):
     """Profile random subnets of a factory on a target and fit its latency/memory predictor.
 
     Resumable: rerunning continues from the measurements already on disk.
@@ -70,7 +74,18 @@ def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, thr
     from nnfc.compiler.pipeline import make_target
 
     bundle = read_bundle(bundle_path or default_bundle_path())
-    options = {"threads": threads} if threads else {}
+    if device_dir:
+        from nnfc.compiler.profiler import export_device_subnets
+        script = export_device_subnets(bundle, make_target(target), device_dir, subnets, seed,
+                                       progress=not as_json)
+        pred_path = _paths(bundle.root, target, output)[0]
+        click.echo(f"wrote {subnets} subnets and {script}.\nCopy {device_dir} to the device, "
+                   f"run `bash {script.name}` there, copy its log back next to plan.json, "
+                   "then:\n"
+                   f"  nnfc profile --bundle {bundle.root} --target {target} -o {pred_path} fit "
+                   f"--measurements {Path(device_dir) / '<log>'}")
+        return
+    options = {"threads": threads} if threads and target == "desktop" else {}
     tgt = make_target(target, options)
     pred_path, meas_path, png_path = _paths(bundle.root, target, output)
     data = profile_subnets(bundle, tgt, meas_path, subnets=subnets, runs=runs, warmup=warmup,
@@ -87,19 +102,25 @@ def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, thr
 @click.option("--measurements", required=True, type=click.Path(),
               help="Measurement JSON ({'rows': [{'gates': ..., 'latency_ms': ...}, ...]}), "
                    "e.g. parsed from a device-side profiling run.")
+@click.option("--plan", type=click.Path(), default=None,
+              help="plan.json of the exported subnets (default: beside the measurements).")
 @click.option("--local", is_flag=True,
               help="The measurements were made on this machine (compile then checks the host).")
 @click.pass_context
-def fit(ctx, measurements, local):
+def fit(ctx, measurements, plan, local):
     """Fit a predictor from measurements made elsewhere (nnfc profile's options apply:
     --bundle, --target, -o go before `fit`)."""
     from nnfc.bundle import default_bundle_path, read_bundle
     from nnfc.compiler.fitting import fit_and_save
-    from nnfc.compiler.profiler import read_measurements
+    from nnfc.compiler.pipeline import make_target
+    from nnfc.compiler.profiler import read_device_measurements, read_measurements
 
     opts = ctx.obj
     bundle = read_bundle(opts["bundle_path"] or default_bundle_path())
-    data = read_measurements(measurements)
+    if plan or not str(measurements).endswith(".json"):
+        data = read_device_measurements(measurements, make_target(opts["target"]), plan)
+    else:
+        data = read_measurements(measurements)
     if data.get("target") not in (None, opts["target"]):
         raise NnfcError(f"{measurements} holds measurements for target {data['target']!r}, "
                         f"not {opts['target']!r} (pass --target {data['target']})")

@@ -162,10 +162,14 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         lap("lower")
 
         prof = predictor.meta.get("profile", {})
-        bench = measure(target, artifact,
-                        runs=req.runs or prof.get("runs") or 10,
-                        warmup=req.warmup if req.warmup is not None else prof.get("warmup", 3),
-                        rounds=req.rounds or prof.get("rounds") or 10)
+        try:
+            bench = measure(target, artifact,
+                            runs=req.runs or prof.get("runs") or 10,
+                            warmup=req.warmup if req.warmup is not None
+                            else (prof.get("warmup") if prof.get("warmup") is not None else 3),
+                            rounds=req.rounds or prof.get("rounds") or 10)
+        except NnfcError as exc:  # e.g. jetson without TensorRT here: the artifact still ships
+            bench = str(exc)
         lap("measure")
 
         diff = _equivalence(bundle, supernet, found.gates, target, artifact) if req.verify \
@@ -221,10 +225,21 @@ def _equivalence(bundle: Bundle, supernet: onnx.ModelProto, gates: dict, target,
     return float(np.max(np.abs(np.asarray(got, np.float64) - want)))
 
 
+def _measured(bench, mem: float) -> dict[str, Any]:
+    if isinstance(bench, str):
+        return {"latency_ms": None, "memory_mb": mem, "runtime_memory_mb": None,
+                "not_measured": bench}
+    return {"latency_ms": {"median": bench.latency_ms, "p90": bench.p90_ms,
+                           "round_medians": bench.round_medians, "spread": bench.spread},
+            "memory_mb": mem, "runtime_memory_mb": bench.runtime_memory_mb, "runs": bench.runs,
+            "latency_definition": "best of the rounds' medians, batch 1"}
+
+
 def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact, timings,
             target):
-    lat = bench.latency_ms
     mem = stats.memory_mb
+    measured = not isinstance(bench, str)
+    lat = bench.latency_ms if measured else found.latency_ms
     within = ((req.lat_ms is None or lat <= req.lat_ms)
               and (req.mem_mb is None or mem <= req.mem_mb))
     return {
@@ -235,13 +250,9 @@ def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact
         "params": stats.params,
         "flops": stats.flops,
         "predicted": {"latency_ms": found.latency_ms, "memory_mb": found.memory_mb},
-        "measured": {"latency_ms": {"median": bench.latency_ms, "p90": bench.p90_ms,
-                                    "round_medians": bench.round_medians,
-                                    "spread": bench.spread},
-                     "memory_mb": mem, "runtime_memory_mb": bench.runtime_memory_mb,
-                     "runs": bench.runs,
-                     "latency_definition": "best of the rounds' medians, batch 1"},
-        "within_budget": bool(within),
+        "measured": _measured(bench, mem),
+        "within_budget": bool(within) if measured else None,
+        "within_budget_predicted": bool(within) if not measured else None,
         "max_abs_diff_vs_supernet": diff,
         "artifact": artifact,
         "timings_s": dict(timings),
@@ -256,7 +267,8 @@ def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact
                    "supernet_sha256": bundle.manifest.get("files", {}).get("supernet.onnx")},
         "predictor_accuracy": {k: predictor.meta.get("accuracy", {}).get(k, {}).get("accuracy")
                                for k in ("latency", "memory")},
-        "runtime": {**bench.details, "target_options": getattr(target, "options", {})},
+        "runtime": {**(bench.details if measured else {}),
+                    "target_options": getattr(target, "options", {})},
     }
 
 
@@ -269,17 +281,25 @@ def summary(report: dict[str, Any]) -> str:
     meas, pred = report["measured"], report["predicted"]
     t = report["timings_s"]
     diff = report.get("max_abs_diff_vs_supernet")
+    if meas["latency_ms"] is None:
+        lat_line = f"  latency  predicted {format_ms(pred['latency_ms'])}, not measured here"
+        verdict = ("within budget (predicted; measure on the device)"
+                   if report["within_budget_predicted"] else "OVER BUDGET (predicted)")
+    else:
+        lat_line = (f"  latency  predicted {format_ms(pred['latency_ms'])}, "
+                    f"measured {format_ms(meas['latency_ms']['median'])} "
+                    f"(p90 {format_ms(meas['latency_ms']['p90'])})")
+        verdict = "within budget" if report["within_budget"] else "OVER BUDGET"
+    runtime_mem = (f" (runtime reports {format_mb(meas['runtime_memory_mb'])})"
+                   if meas.get("runtime_memory_mb") is not None else "")
     lines = [
         f"task {{{', '.join(req['task'])}}} on {req['target']} with {budget}:",
         f"  limit {report['limit']:.0%} -> activation {report['activation_ratio']:.1%}, "
         f"{report['params'] / 1e6:.3f} M params, {report['flops'] / 1e6:.1f} MFLOPs",
-        f"  latency  predicted {format_ms(pred['latency_ms'])}, "
-        f"measured {format_ms(meas['latency_ms']['median'])} "
-        f"(p90 {format_ms(meas['latency_ms']['p90'])})",
+        lat_line,
         f"  memory   predicted {format_mb(pred['memory_mb'])}, "
-        f"measured {format_mb(meas['memory_mb'])} (runtime reports "
-        f"{format_mb(meas['runtime_memory_mb'])})",
-        f"  {'within budget' if report['within_budget'] else 'OVER BUDGET'}; "
+        f"measured {format_mb(meas['memory_mb'])}{runtime_mem}",
+        f"  {verdict}; "
         + (f"max |diff| vs gated supernet {diff:.2g}" if diff is not None else "not verified"),
         "  time " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()),
     ]

@@ -206,7 +206,8 @@ def fit_predictor(structure: CostStructure, target: str, rows: Sequence[Mapping[
 
 def _runtime_memory_check(rows: Sequence[Mapping[str, Any]], graph_mb: np.ndarray) -> dict:
     """How the runtime's own memory reading relates to the graph figure (where it has one)."""
-    rt = np.array([float(r.get("runtime_memory_mb", np.nan)) for r in rows])
+    rt = np.array([float(r["runtime_memory_mb"]) if r.get("runtime_memory_mb") is not None
+                   else np.nan for r in rows])
     ok = np.isfinite(rt)
     if ok.sum() < 3:
         return {"note": "the measurements carry no runtime memory reading"}

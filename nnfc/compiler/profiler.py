@@ -151,3 +151,88 @@ def read_measurements(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(row, dict) or "gates" not in row or "latency_ms" not in row:
             raise NnfcError(f"{path}: row {i} needs 'gates' and 'latency_ms'")
     return data
+
+
+# ---- profiling on a device this machine cannot drive (e.g. a Jetson) ------------------------
+PLAN_FORMAT = "nnfc-device-plan"
+PLAN_NAME = "plan.json"
+
+
+def _target_module(target):
+    import sys
+    return sys.modules[type(target).__module__]
+
+
+def export_device_subnets(bundle: Bundle, target, out_dir: str | os.PathLike,
+                          subnets: int = 300, seed: int = 0, progress: bool = True) -> Path:
+    """Prune ``subnets`` random gate vectors, lower each for ``target`` into ``out_dir`` as
+    ``subnet<i>.onnx`` with a ``plan.json`` (their gates) and the target's device-side
+    profiling script. Returns the script's path; measure there, then ``nnfc profile fit``."""
+    from nnfc.passes import apply_gates
+    module = _target_module(target)
+    writer = getattr(module, "write_device_profile_script", None)
+    if writer is None:
+        raise NnfcError(f"target {target.name!r} has no device-side profiling script; "
+                        f"profile it directly with `nnfc profile --target {target.name}`")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [f"gate.{g['name']}" for g in bundle.gate_layers]
+    sizes = [int(g["size"]) for g in bundle.gate_layers]
+    supernet = onnx.load(str(bundle.supernet_path))
+    rows, files = [], []
+    from tqdm import tqdm
+    with tempfile.TemporaryDirectory(prefix="nnfc-device-") as tmp:
+        for i, gates in enumerate(tqdm(random_gates(names, sizes, subnets, seed),
+                                       desc=f"exporting {target.name} subnets", unit="subnet",
+                                       disable=not progress)):
+            pruned = apply_gates(supernet, gates)
+            stats = graph_stats(pruned)
+            work = Path(tmp) / f"s{i}"
+            work.mkdir()
+            onnx.save_model(pruned, str(work / "model.onnx"))
+            lowered = Path(target.lower(work / "model.onnx", work))
+            if lowered.suffix != ".onnx":
+                lowered = work / "model.onnx"
+            dst = out_dir / f"subnet{i:04d}.onnx"
+            os.replace(lowered, dst)
+            files.append(dst)
+            on = sum(float(g.sum()) for g in gates.values())
+            rows.append({"index": i, "model": dst.name, "gates": pack_gates(gates),
+                         "activation_ratio": on / max(1, sum(sizes)),
+                         "graph_memory_mb": stats.memory_mb, "params": stats.params,
+                         "param_bytes": stats.param_bytes,
+                         "peak_tensor_bytes": stats.peak_tensor_bytes, "flops": stats.flops})
+    write_json_atomic(out_dir / PLAN_NAME, {
+        "format": PLAN_FORMAT, "version": 1, "target": target.name,
+        "bundle": bundle_fingerprint(bundle), "seed": seed, "rows": rows})
+    return Path(writer(files, out_dir))
+
+
+def read_device_measurements(path: str | os.PathLike, target, plan: str | os.PathLike | None
+                             = None) -> dict[str, Any]:
+    """Join a device log (parsed by the target's ``parse_device_measurements``) with the
+    ``plan.json`` written beside the subnets; returns measurement data ``fit`` accepts."""
+    path = Path(path)
+    parse = getattr(_target_module(target), "parse_device_measurements", None)
+    if parse is None:
+        raise NnfcError(f"target {target.name!r} has no device measurement parser; give "
+                        "measurements as JSON ({'rows': [{'gates': ..., 'latency_ms': ...}]})")
+    plan_path = Path(plan) if plan else path.with_name(PLAN_NAME)
+    try:
+        plan_data = json.loads(plan_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise NnfcError(f"cannot read the subnet plan {plan_path} (written by `nnfc profile "
+                        f"--device-dir`): {exc}") from exc
+    if plan_data.get("format") != PLAN_FORMAT:
+        raise NnfcError(f"{plan_path} is not an nnfc device plan")
+    by_model = {r["model"]: r for r in plan_data["rows"]}
+    rows = []
+    for measured in parse(path):
+        planned = by_model.get(Path(measured["model"]).name)
+        if planned is None:
+            raise NnfcError(f"{path}: model {measured['model']} is not in {plan_path}")
+        rows.append({**planned, **{k: v for k, v in measured.items() if k != "model"}})
+    return {"format": MEASUREMENTS_FORMAT, "version": 1, "target": plan_data["target"],
+            "bundle": plan_data["bundle"], "host": {"device": f"{target.name} (device log "
+                                                              f"{path.name})"},
+            "seed": plan_data.get("seed"), "rows": rows}
