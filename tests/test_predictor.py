@@ -127,3 +127,11 @@ def test_predictor_load_errors(tmp_path):
         Predictor.load(bad)
     with pytest.raises(NnfcError, match="cannot read predictor"):
         Predictor.load(tmp_path / "missing.json")
+
+
+def test_random_gates_plan_is_prefix_stable():
+    names, sizes = ["gate.a", "gate.b"], [16, 32]
+    short, long = random_gates(names, sizes, 10, seed=2), random_gates(names, sizes, 40, seed=2)
+    for a, b in zip(short, long):
+        for k in names:
+            np.testing.assert_array_equal(a[k], b[k])

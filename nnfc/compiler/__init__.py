@@ -1,0 +1,15 @@
+"""The nnfc compiler: (factory bundle, task, target, budget) -> a pruned, lowered, measured model.
+
+Modules, one job each (none imports torch):
+
+- ``graph_stats``       exact params, FLOPs, parameter bytes, largest tensor of a static ONNX model
+- ``cost_structure``    which gates shrink which layer of a supernet -> cost features from gates
+- ``assembler_runtime`` the bundle's assembler on ONNX Runtime: task + limits -> gates (batched)
+- ``measure``           best-of-rounds latency measurement on any target
+- ``profiler``          random subnets pruned, lowered and measured on a target (resumable);
+                        device-side export/import for targets this machine cannot drive
+- ``predictor``         layer-wise linear latency/memory model: fit, score, save, plot
+- ``fitting``           measurements -> saved predictor for a bundle and target
+- ``search``            Algorithm 1 and its one-call batched equivalent (and ``best``)
+- ``pipeline``          ``compile_model``: search -> prune -> lower -> measure -> report.json
+"""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -31,12 +32,15 @@ def random_gates(names: Sequence[str], sizes: Sequence[int], count: int, seed: i
                  min_ratio: float = 0.02) -> list[dict[str, np.ndarray]]:
     """``count`` random gate vectors whose activation ratios spread evenly over [min_ratio, 1].
 
-    The first is the full supernet. Each layer's ratio is the subnet's ratio plus noise, and
-    at least one channel per layer stays on."""
-    rng = np.random.default_rng(seed)
-    ratios = rng.permutation(np.linspace(min_ratio, 1.0, max(1, count - 1)))
+    Subnet 0 is the full supernet. Subnet *i* targets the ratio of a golden-ratio sequence (so
+    every prefix covers the range evenly and a resumed run continues the same plan); each layer
+    jitters around it, and at least one channel per layer stays on. Deterministic per (seed, i).
+    """
+    golden = (np.sqrt(5.0) - 1.0) / 2.0
     out = [{n: np.ones(s, dtype=np.float32) for n, s in zip(names, sizes)}]
-    for r in ratios[: count - 1]:
+    for i in range(1, count):
+        rng = np.random.default_rng([seed, i])
+        r = min_ratio + (1.0 - min_ratio) * ((0.5 + i * golden) % 1.0)
         gates = {}
         spread = rng.uniform(0.0, 0.25)
         for name, size in zip(names, sizes):
@@ -91,45 +95,67 @@ def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: in
                 "latency": "min over rounds of the median of runs (batch 1)", "rows": []}
     names = [f"gate.{g['name']}" for g in bundle.gate_layers]
     sizes = [int(g["size"]) for g in bundle.gate_layers]
-    plan = random_gates(names, sizes, max(subnets, len(data["rows"])), seed)
     supernet = onnx.load(str(bundle.supernet_path))
+    failed: list[dict] = data.setdefault("failed", [])
     done = len(data["rows"])
     if done >= subnets:
         return data
+    start = 1 + max([r["index"] for r in data["rows"]] + [f["index"] for f in failed] + [-1])
+    plan = random_gates(names, sizes, start + 2 * subnets, seed)
     from tqdm import tqdm
     bar = tqdm(total=subnets, initial=done, desc=f"profiling {target.name}", unit="subnet",
                disable=not progress)
+    i = start
     with tempfile.TemporaryDirectory(prefix="nnfc-profile-") as tmp:
-        for i in range(done, subnets):
+        while len(data["rows"]) < subnets:
+            if i >= len(plan):
+                plan = random_gates(names, sizes, 2 * len(plan), seed)
             gates = plan[i]
-            t0 = time.perf_counter()
-            pruned = apply_gates(supernet, gates)
-            stats = graph_stats(pruned)
             work = Path(tmp) / f"subnet{i}"
             work.mkdir()
-            onnx.save_model(pruned, str(work / "model.onnx"))
-            artifact = target.lower(work / "model.onnx", work)
-            result = measure(target, artifact, runs=runs, warmup=warmup, rounds=rounds)
-            on = sum(float(g.sum()) for g in gates.values())
-            row = {"index": i, "gates": pack_gates(gates),
-                   "activation_ratio": on / max(1, sum(sizes)),
-                   "latency_ms": result.latency_ms, "latency_p90_ms": result.p90_ms,
-                   "round_medians_ms": result.round_medians,
-                   "runtime_memory_mb": result.runtime_memory_mb,
-                   "graph_memory_mb": stats.memory_mb, "params": stats.params,
-                   "param_bytes": stats.param_bytes, "peak_tensor_bytes": stats.peak_tensor_bytes,
-                   "flops": stats.flops, "seconds": time.perf_counter() - t0}
+            try:
+                row = _profile_one(i, gates, supernet, apply_gates, target, work, runs, warmup,
+                                   rounds, sum(sizes))
+            except NnfcError as exc:  # one bad subnet is reported and skipped, not fatal
+                failed.append({"index": i, "error": str(exc)})
+                bar.write(f"subnet {i}: {exc}")
+                if len(failed) > max(3, subnets // 10):
+                    write_json_atomic(path, data)
+                    raise NnfcError(f"{len(failed)} subnets failed to prune, lower or measure "
+                                    f"on {target.name}; last: {exc}") from exc
+                row = None
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            i += 1
+            if row is None:
+                continue
             data["rows"].append(row)
             write_json_atomic(path, data)
             if on_row:
                 on_row(row)
-            bar.set_postfix(lat=f"{result.latency_ms:.2f}ms", ratio=f"{row['activation_ratio']:.2f}")
+            bar.set_postfix(lat=f"{row['latency_ms']:.2f}ms", ratio=f"{row['activation_ratio']:.2f}")
             bar.update(1)
-            for f in work.iterdir():
-                f.unlink()
-            work.rmdir()
     bar.close()
     return data
+
+
+def _profile_one(i, gates, supernet, apply_gates, target, work: Path, runs, warmup, rounds,
+                 total_size) -> dict[str, Any]:
+    """Prune, lower and measure one subnet; its measurement row."""
+    t0 = time.perf_counter()
+    pruned = apply_gates(supernet, gates)
+    stats = graph_stats(pruned)
+    onnx.save_model(pruned, str(work / "model.onnx"))
+    artifact = target.lower(work / "model.onnx", work)
+    result = measure(target, artifact, runs=runs, warmup=warmup, rounds=rounds)
+    on = sum(float(g.sum()) for g in gates.values())
+    return {"index": i, "gates": pack_gates(gates), "activation_ratio": on / max(1, total_size),
+            "latency_ms": result.latency_ms, "latency_p90_ms": result.p90_ms,
+            "round_medians_ms": result.round_medians,
+            "runtime_memory_mb": result.runtime_memory_mb,
+            "graph_memory_mb": stats.memory_mb, "params": stats.params,
+            "param_bytes": stats.param_bytes, "peak_tensor_bytes": stats.peak_tensor_bytes,
+            "flops": stats.flops, "seconds": time.perf_counter() - t0}
 
 
 def read_measurements(path: str | os.PathLike) -> dict[str, Any]:
