@@ -20,7 +20,19 @@ $(STAMP): pyproject.toml
 	@touch $@
 	@echo "nnfc installed in $(VENV)/ — activate with: source $(VENV)/bin/activate"
 
-test: install
+# android target: LiteRT + tensorflow-cpu from the `android` extra, then onnx2tf and tf-keras with
+# --no-deps: onnx2tf pins numpy 1.26/onnx 1.19/onnxruntime 1.23/tensorflow 2.19 (pip check lists
+# them) and tf-keras wants the full `tensorflow` wheel; both run on the versions the extra installs.
+# nnfc runs the converter in a subprocess (nnfc/targets/onnx2tf_convert.py); NNFC_ONNX2TF_PYTHON
+# may point it at an isolated interpreter instead.
+install-android: $(ANDROID_STAMP)
+
+$(ANDROID_STAMP): $(STAMP)
+	$(PIP) install -q -e ".[android]"
+	$(PIP) install -q --no-deps onnx2tf==1.29.24 tf-keras==2.21.0
+	@touch $@
+
+test: install install-android
 	$(BIN)/python -m pytest -n $(JOBS) -q
 
 test-fast: install
