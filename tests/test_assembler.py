@@ -32,6 +32,13 @@ def test_gate_loss_zero_at_or_below_limit():
     assert ratio.grad.tolist() == pytest.approx([2 * 0.1 / 3, 0.0, 0.0])
 
 
+def test_relative_gate_loss():
+    limit = torch.tensor([0.02, 0.5])
+    assert gate_loss(torch.tensor([0.01, 0.5]), limit, relative=True).item() == 0.0
+    loss = gate_loss(torch.tensor([0.03, 0.75]), limit, relative=True)
+    assert loss.item() == pytest.approx((0.5 ** 2 + 0.5 ** 2) / 2)
+
+
 def test_active_ratio_over_all_layers():
     gates = {"a": torch.tensor([[1.0, 1.0, 0.0, 0.0]]), "b": torch.tensor([[1.0] * 6])}
     layers = [GateLayer("a", 4, "conv"), GateLayer("b", 6, "conv")]
@@ -46,10 +53,10 @@ def test_limit_encoding_shape_and_values():
     assert enc[1, -1].item() == 0.5
 
 
-@pytest.mark.parametrize("experts", [1, 3])
-def test_forward_shapes_and_discrete_eval(experts):
+@pytest.mark.parametrize("experts, gater_hidden", [(1, 16), (3, 16), (1, 0)])
+def test_forward_shapes_and_discrete_eval(experts, gater_hidden):
     torch.manual_seed(0)
-    asm = Assembler(17, LAYERS, hidden=32, gater_hidden=16, experts=experts)
+    asm = Assembler(17, LAYERS, hidden=32, gater_hidden=gater_hidden, experts=experts)
     task, limit = _inputs()
     asm.train()
     gates = asm(task, limit)
@@ -65,10 +72,10 @@ def test_forward_shapes_and_discrete_eval(experts):
     assert all(p.grad is not None for p in asm.parameters())
 
 
-@pytest.mark.parametrize("experts", [1, 2])
-def test_onnx_equals_torch(tmp_path, experts):
+@pytest.mark.parametrize("experts, gater_hidden", [(1, 16), (2, 16), (1, 0)])
+def test_onnx_equals_torch(tmp_path, experts, gater_hidden):
     torch.manual_seed(1)
-    asm = Assembler(17, LAYERS, hidden=32, gater_hidden=16, experts=experts)
+    asm = Assembler(17, LAYERS, hidden=32, gater_hidden=gater_hidden, experts=experts)
     # give BN non-trivial running statistics
     asm.train()
     for seed in range(5):

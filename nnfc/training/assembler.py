@@ -41,8 +41,11 @@ class Gater(nn.Module):
 
     def __init__(self, cin: int, hidden: int, size: int, experts: int = 1):
         super().__init__()
+        # hidden = 0: a plain linear score per gate entry (additive in the task attributes,
+        # which helps unseen attribute combinations)
         self.experts = nn.ModuleList(
-            nn.Sequential(_fc_bn_relu(cin, hidden), nn.Linear(hidden, size))
+            nn.Sequential(_fc_bn_relu(cin, hidden), nn.Linear(hidden, size)) if hidden
+            else nn.Sequential(nn.Linear(cin, size))
             for _ in range(experts))
         self.mix = nn.Linear(cin, experts) if experts > 1 else None
 
@@ -75,7 +78,7 @@ class Assembler(nn.Module):
         self.encoder = nn.Sequential(*enc)
         self.gaters = nn.ModuleList(Gater(cin, gater_hidden, g.size, experts)
                                     for g in self.layers)
-        for g in self.gaters:  # start with most gates on: the supernet trains as a whole first
+        for g in self.gaters:  # init_bias > 0 starts with most gates on, 0 with task-dependent ones
             for e in g.experts:
                 nn.init.constant_(e[-1].bias, init_bias)
 
@@ -99,9 +102,13 @@ def active_ratio(gates: dict[str, torch.Tensor], layers: Sequence[GateLayer]) ->
     return sum(gates[g.name].sum(1) for g in layers) / total
 
 
-def gate_loss(ratio: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
-    """Mean over samples of ``(ratio − limit)²`` where ``ratio > limit``, else 0."""
+def gate_loss(ratio: torch.Tensor, limit: torch.Tensor, relative: bool = False) -> torch.Tensor:
+    """Mean over samples of ``(ratio − limit)²`` where ``ratio > limit``, else 0 (the paper's
+    MSE). ``relative``: ``((ratio − limit) / limit)²`` instead, so that overshooting a small
+    limit costs as much as overshooting a large one by the same factor."""
     over = torch.relu(ratio - limit)
+    if relative:
+        over = over / limit
     return (over * over).mean()
 
 

@@ -7,7 +7,7 @@ Sections (all optional except ``[backbone] family``)::
     [backbone]  family or preset + its keyword arguments (in_channels/num_classes are filled in)
     [assembler] hidden, depth, gater_hidden, experts, limit_dim, limit_scale, init_bias
     [train]     epochs, samples_per_epoch, batch_size, optimizer, lr, momentum, weight_decay,
-                warmup_epochs, lambda_gate, gate_warmup_epochs, limit_min, limit_max, limit_sampling, hard_fraction,
+                warmup_epochs, lambda_gate, gate_loss, limit_margin, gate_warmup_epochs, limit_min, limit_max, limit_sampling, hard_fraction,
                 eval_per_task, eval_limits, device, threads
     [export]    opset
 
@@ -57,6 +57,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.5
     lambda_gate: float = 100.0
+    gate_loss: str = "absolute"  # absolute: paper's MSE(ratio, limit); relative: /limit
+    limit_margin: float = 0.0  # the gate loss aims at limit - margin (discrete gates round up)
     gate_warmup_epochs: float = 1.0  # lambda ramps linearly from 0 over this many epochs
     limit_min: float = 0.01
     limit_max: float = 1.0
@@ -132,6 +134,9 @@ def _validate(cfg: FactoryConfig, where: str) -> None:
         (0 < t.limit_min <= t.limit_max <= 1, "need 0 < train.limit_min <= limit_max <= 1"),
         (t.limit_sampling in ("uniform", "loguniform"),
          "train.limit_sampling must be 'uniform' or 'loguniform'"),
+        (0 <= t.limit_margin < 1, "train.limit_margin must be in [0, 1)"),
+        (t.gate_loss in ("absolute", "relative"),
+         "train.gate_loss must be 'absolute' or 'relative'"),
         (0 <= t.hard_fraction <= 1, "train.hard_fraction must be in [0, 1]"),
         (t.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
         (all(0 < x <= 1 for x in t.eval_limits), "train.eval_limits must lie in (0, 1]"),

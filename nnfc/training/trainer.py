@@ -249,7 +249,8 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
             task_loss = F.cross_entropy(logits, y)
             lam = t.lambda_gate * min(1.0, (epoch + step / steps) / t.gate_warmup_epochs) \
                 if t.gate_warmup_epochs > 0 else t.lambda_gate
-            loss = task_loss + lam * gate_loss(ratio, limit)
+            target = torch.clamp(limit - t.limit_margin, min=1e-3)
+            loss = task_loss + lam * gate_loss(ratio, target, t.gate_loss == "relative")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
