@@ -150,3 +150,17 @@ def test_missing_converter_gives_install_hint(monkeypatch, tmp_path):
                         lambda name, *a: None if name == "onnx2tf" else real(name, *a))
     with pytest.raises(NnfcError, match="onnx2tf is not installed.*make install-android"):
         get_target("android").lower(tmp_path / "model.onnx", tmp_path)
+
+
+def test_converter_crash_is_one_clear_error(monkeypatch, tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text("#!/usr/bin/env bash\necho 'ImportError: no module named onnx2tf' >&2\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("NNFC_ONNX2TF_PYTHON", str(fake))
+    _, model = supernet("resnet-tiny")
+    pruned = apply_gates(model, random_gates(model, seed=0))
+    path = save_onnx(pruned, tmp_path / "model.onnx")
+    with pytest.raises(NnfcError, match="converter process died: ImportError: no module named"):
+        get_target("android").lower(path, tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*.tflite"))

@@ -1,8 +1,12 @@
-"""Convert one static ONNX model to TFLite with onnx2tf; run as a subprocess by the android target.
+"""Convert static ONNX models to TFLite with onnx2tf; run as a subprocess by the android target.
 
 ``python -m nnfc.targets.onnx2tf_convert MODEL.onnx OUT_DIR`` writes ``OUT_DIR/model_float32.tflite``
 and ``OUT_DIR/model_float16.tflite`` (onnx2tf always emits both) and prints one JSON line with
-the onnx2tf/tensorflow versions. It runs in its own process because onnx2tf imports tensorflow
+the onnx2tf/tensorflow versions. ``--serve`` keeps one process for many conversions (the
+profiler converts hundreds of subnets; importing tensorflow + onnx2tf costs ~9 s each time): it
+reads ``{"model": ..., "out": ...}`` JSON lines on stdin and answers one JSON line per request,
+``{"ok": true, "info": {...}}`` or ``{"ok": false, "error": "..."}``, on the stdout it was
+started with (anything the converter prints goes to stderr). It runs in its own process because onnx2tf imports tensorflow
 (about 1 GB resident, which would pollute the caller's memory readings), prints a lot, reads a
 sample-data file from the working directory and simplifies the ONNX file it is given in place.
 
@@ -48,19 +52,31 @@ def convert(model_path: Path, out_dir: Path) -> dict:
         onnx.save(model, str(work / "model.onnx"))
         rng = np.random.default_rng(0)
         np.save(work / SAMPLE_DATA, rng.random((20, 128, 128, 3), dtype=np.float32))
+        cwd = os.getcwd()
         os.chdir(work)
         # onnx2tf prints its progress and the saved_model signature on stdout even when
         # non-verbose: keep our stdout for the one JSON line.
         log = io.StringIO()
-        with contextlib.redirect_stdout(log):
-            import onnx2tf
-            import tensorflow as tf
-            onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"),
-                            output_folder_path=str(work / "tf"),
-                            copy_onnx_input_output_names_to_tflite=True,
-                            output_signaturedefs=True, not_use_onnxsim=True,
-                            replace_to_pseudo_operators=["erf"],
-                            non_verbose=True)
+        try:
+            with contextlib.redirect_stdout(log):
+                import onnx2tf
+                import tensorflow as tf
+                onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"),
+                                output_folder_path=str(work / "tf"),
+                                copy_onnx_input_output_names_to_tflite=True,
+                                output_signaturedefs=True, not_use_onnxsim=True,
+                                replace_to_pseudo_operators=["erf"],
+                                non_verbose=True)
+        except SystemExit as exc:  # onnx2tf calls sys.exit(1) on some errors
+            tail = log.getvalue().strip().splitlines()[-3:]
+            raise RuntimeError(f"onnx2tf stopped (exit {exc.code}): " + " | ".join(tail)) from None
+        finally:
+            os.chdir(cwd)
+        try:  # free the Keras graph between conversions in --serve mode
+            import tf_keras
+            tf_keras.backend.clear_session()
+        except Exception:
+            pass
         for precision in ("float32", "float16"):
             src = work / "tf" / f"model_{precision}.tflite"
             if not src.is_file():
@@ -72,11 +88,35 @@ def convert(model_path: Path, out_dir: Path) -> dict:
                 "onnxsim": onnxsim.__version__, "simplified": bool(ok)}
 
 
+def serve() -> int:
+    """Answer conversion requests from stdin until it closes (see the module docstring)."""
+    reply = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)  # stray prints (python or C++) must not corrupt the protocol
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+            info = convert(Path(request["model"]).resolve(), Path(request["out"]).resolve())
+            answer = {"ok": True, "info": info}
+        except Exception as exc:  # report and keep serving; the caller decides
+            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+        reply.write(json.dumps(answer) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path)
-    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("model", type=Path, nargs="?")
+    parser.add_argument("out_dir", type=Path, nargs="?")
+    parser.add_argument("--serve", action="store_true",
+                        help="convert the JSON requests read from stdin, one per line")
     args = parser.parse_args(argv)
+    if args.serve:
+        return serve()
+    if args.model is None or args.out_dir is None:
+        parser.error("MODEL and OUT_DIR are required without --serve")
     info = convert(args.model.resolve(), args.out_dir.resolve())
     sys.stdout.write(json.dumps(info) + "\n")
     return 0

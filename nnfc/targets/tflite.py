@@ -1,8 +1,8 @@
 """``android`` target: TFLite, converted with onnx2tf and run/benchmarked with LiteRT.
 
 ``lower`` fixes the batch to 1, rewrites layouts onnx2tf would mis-infer
-(:mod:`nnfc.targets.onnx_rewrites`), converts with onnx2tf in a subprocess
-(:mod:`nnfc.targets.onnx2tf_convert`) and checks the float32 result against onnxruntime on a
+(:mod:`nnfc.targets.onnx_rewrites`), converts with onnx2tf in a long-lived worker process
+(:mod:`nnfc.targets.onnx2tf_convert`, :class:`ConverterProcess`) and checks the float32 result against onnxruntime on a
 random input before keeping it. Artifacts: ``model.tflite`` (float32) and, with
 ``precision="float16"``, ``model.fp16.tflite`` (float16 weights, float32 I/O), each with a
 ``<artifact>.json`` sidecar describing the layouts, the converter and the measured difference.
@@ -25,12 +25,15 @@ venv with onnx2tf's own pins) to run the converter.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
+import selectors
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -162,26 +165,7 @@ class TFLiteTarget:
         return out_dir / names[self.precision]
 
     def _convert(self, python: str, model: Path, out: Path) -> dict:
-        env = dict(os.environ)
-        env["PATH"] = str(Path(python).parent) + os.pathsep + env.get("PATH", "")
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        env.setdefault("CUDA_VISIBLE_DEVICES", "")
-        # the worker imports nnfc.targets.onnx2tf_convert: make this checkout importable
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        cmd = [python, "-m", "nnfc.targets.onnx2tf_convert", str(model), str(out)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                                  timeout=CONVERT_TIMEOUT_S, cwd=str(model.parent))
-        except subprocess.TimeoutExpired:
-            raise NnfcError(f"onnx2tf did not finish within {CONVERT_TIMEOUT_S:.0f} s "
-                            f"(set NNFC_ONNX2TF_TIMEOUT to allow longer)") from None
-        if proc.returncode != 0:
-            raise NnfcError(f"onnx2tf could not convert the model: {_last_error(proc.stderr)}")
-        try:
-            return json.loads(proc.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
-            return {}
+        return converter_process(python).convert(model, out)
 
     def _describe(self, static: onnx.ModelProto, tflite: Path, precision: str, info: dict,
                   seconds: float, rewrites: int) -> dict:
@@ -345,6 +329,109 @@ def _infer_layouts(details_in: dict, details_out: dict, inputs: Mapping[str, np.
         perm = list(NCHW) if nchw and len(tfl) == 4 else list(range(len(tfl)))
         specs_out.append({"name": name, "to_onnx": perm})
     return {"inputs": specs_in, "outputs": specs_out, "layout": _layout_note(specs_in)}
+
+
+class ConverterProcess:
+    """A long-lived onnx2tf worker (``python -m nnfc.targets.onnx2tf_convert --serve``).
+
+    Importing tensorflow + onnx2tf takes ~9 s, the conversion of a small model ~3 s: the
+    profiler converts hundreds of subnets, so one worker serves them all. It is restarted every
+    ``max_conversions`` conversions (bounding its memory) and after a crash."""
+
+    def __init__(self, python: str, max_conversions: int = 40):
+        self.python = python
+        self.max_conversions = max_conversions
+        self.proc: subprocess.Popen | None = None
+        self.count = 0
+        self.lock = threading.Lock()
+        self._log = None
+
+    def _start(self) -> None:
+        self.close()
+        env = dict(os.environ)
+        env["PATH"] = str(Path(self.python).parent) + os.pathsep + env.get("PATH", "")
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        env.setdefault("CUDA_VISIBLE_DEVICES", "")
+        # the worker imports nnfc.targets.onnx2tf_convert: make this checkout importable
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        self._log = tempfile.TemporaryFile(mode="w+", prefix="nnfc-onnx2tf-", suffix=".log")
+        self.proc = subprocess.Popen(
+            [self.python, "-m", "nnfc.targets.onnx2tf_convert", "--serve"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            env=env, cwd=tempfile.gettempdir(), bufsize=1)
+        self.count = 0
+
+    def convert(self, model: Path, out: Path) -> dict:
+        """Convert ``model`` into ``out/model_float{32,16}.tflite``; NnfcError on failure."""
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None \
+                    or self.count >= self.max_conversions:
+                self._start()
+            self.count += 1
+            request = json.dumps({"model": str(model), "out": str(out)})
+            try:
+                self.proc.stdin.write(request + "\n")
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass  # reported below as a dead worker
+            line = self._read_line(CONVERT_TIMEOUT_S)
+            if line is None:
+                self.close()
+                raise NnfcError(f"onnx2tf did not finish within {CONVERT_TIMEOUT_S:.0f} s "
+                                f"(set NNFC_ONNX2TF_TIMEOUT to allow longer)")
+            if not line:
+                tail = self._log_tail()
+                self.close()
+                raise NnfcError(f"the onnx2tf converter process died: {_last_error(tail)}")
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            raise NnfcError(f"unexpected reply from the onnx2tf converter: {line[:200]!r}") \
+                from None
+        if not answer.get("ok"):
+            raise NnfcError(f"onnx2tf could not convert the model: {answer.get('error')}")
+        return answer.get("info", {})
+
+    def _read_line(self, timeout: float) -> str | None:
+        """One reply line; "" if the worker exited, None on timeout."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout):
+                return None
+        return self.proc.stdout.readline()
+
+    def _log_tail(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return "\n".join(self._log.read().splitlines()[-40:])
+
+    def close(self) -> None:
+        """Stop the worker (closing its stdin ends it; killed if it lingers)."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            try:
+                proc.stdin.close()
+                proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+_CONVERTERS: dict[str, ConverterProcess] = {}
+
+
+def converter_process(python: str) -> ConverterProcess:
+    """The shared converter worker for ``python`` (started on first use, stopped at exit)."""
+    if python not in _CONVERTERS:
+        if not _CONVERTERS:
+            atexit.register(lambda: [c.close() for c in _CONVERTERS.values()])
+        _CONVERTERS[python] = ConverterProcess(python)
+    return _CONVERTERS[python]
 
 
 def _existing(artifact: str | Path) -> Path:
