@@ -71,6 +71,9 @@ def within_budgets(result, lat_ms: float | None, mem_mb: float | None, stat: str
               help="Untimed warm-up runs.")
 @click.option("--threads", default=None, type=click.IntRange(1, None),
               help="CPU threads for the runtime (desktop, android; default: the runtime's).")
+@click.option("--device", default=None, metavar="SERIAL",
+              help="android: benchmark on this adb device with TFLite's benchmark_model "
+                   "(see nnfc/targets/adb.py) instead of LiteRT on this machine.")
 @click.option("--lat-budget", default=None, metavar="LATENCY",
               help="Fail (exit 1) when the latency exceeds this, e.g. 20ms, 0.5s.")
 @click.option("--lat-stat", type=click.Choice(["median", "p90"]), default="median",
@@ -79,7 +82,7 @@ def within_budgets(result, lat_ms: float | None, mem_mb: float | None, stat: str
               help="Fail (exit 1) when the peak memory exceeds this, e.g. 300MB, 1.2GiB.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def bench(artifact: Path, target: str | None, runs: int, warmup: int, threads: int | None,
-          lat_budget: str | None, lat_stat: str, mem_budget: str | None, as_json: bool) -> None:
+          device: str | None, lat_budget: str | None, lat_stat: str, mem_budget: str | None, as_json: bool) -> None:
     """Measure ARTIFACT's median/p90 latency and peak memory on a target.
 
     ARTIFACT is a file nnfc emitted (model.ort.onnx, model.tflite, model.engine), any ONNX or
@@ -97,6 +100,10 @@ def bench(artifact: Path, target: str | None, runs: int, warmup: int, threads: i
     if not path.is_file():
         raise NnfcError(f"artifact {path} does not exist")
     options = {"threads": threads} if threads and target_name in ("desktop", "android") else {}
+    if device:
+        if target_name != "android":
+            raise NnfcError("--device (an adb serial) applies to the android target only")
+        options["device"] = device
     tgt = get_target(target_name, **options)
 
     with tempfile.TemporaryDirectory(prefix="nnfc-bench-") as tmp:
