@@ -68,7 +68,8 @@ def test_alignment_classes_split_macs(supernet):
     structure = analyse(supernet)
     gates = {g: np.ones(s, np.float32) for g, s in zip(structure.gates, structure.sizes)}
     gates["gate.layer1.0.conv1"][:3] = 0  # 5 of 8 channels: no alignment class
-    x = latency_features(structure, gates)[0].reshape(len(ALIGN_BLOCKS) + 2, -1)
+    from nnfc.compiler.predictor import cost_features
+    x = cost_features(structure, gates)[0].reshape(len(ALIGN_BLOCKS) + 2, -1)
     macs = structure.layer_terms(gates)["macs"][0] / 1e6
     j = next(i for i, lay in enumerate(structure.layers) if lay.in_tag >= 0)
     assert x[-2, j] == pytest.approx(macs[j]) and not x[:-2, j].any()  # unaligned class
@@ -89,11 +90,14 @@ def test_pack_roundtrip():
 
 def test_fit_recovers_a_layerwise_linear_cost(supernet, tmp_path):
     structure = analyse(supernet)
-    plan = random_gates(structure.gates, structure.sizes, 120, seed=1)
+    plan = random_gates(structure.gates, structure.sizes, 160, seed=1)
     from nnfc.compiler.predictor import latency_features, memory_features
     rows = []
+    from nnfc.compiler.predictor import HINGES, n_cost_features
     width = latency_features(structure, plan[0]).shape[1]
-    assert width == (len(ALIGN_BLOCKS) + 2) * len(structure.layers)
+    assert n_cost_features(structure) == (len(ALIGN_BLOCKS) + 2) * len(structure.layers)
+    assert width == n_cost_features(structure) + len(structure.tags) * (len(ALIGN_BLOCKS)
+                                                                         + len(HINGES))
     true_coef = np.linspace(0.5, 2.0, width)
     for g in plan:
         lat = 0.3 + float(latency_features(structure, g)[0] @ true_coef)
@@ -102,6 +106,7 @@ def test_fit_recovers_a_layerwise_linear_cost(supernet, tmp_path):
     pred, held = fit_predictor(structure, "desktop", rows, meta={"host": {}})
     acc = pred.meta["accuracy"]
     assert acc["latency"]["n_test"] == 50 and acc["latency"]["accuracy"] > 0.999
+    assert acc["latency_shape_terms"] is True
     assert acc["memory"]["accuracy"] > 0.999
     assert mape_accuracy(held["latency_pred"], held["latency_true"]) > 0.999
     path = pred.save(tmp_path / "p.json")
@@ -113,11 +118,16 @@ def test_fit_recovers_a_layerwise_linear_cost(supernet, tmp_path):
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_linear_model_is_nonnegative():
+def test_linear_model_bounds():
     x = np.random.default_rng(0).random((40, 3))
     y = 1.0 + x @ np.array([2.0, 0.0, 1.0])
     model = LinearModel.fit(x, y)
     assert min(model.coef) >= 0 and model.intercept == pytest.approx(1.0, abs=1e-6)
+    # a free-sign tail: the last coefficient may go negative
+    y2 = 5.0 + x @ np.array([2.0, 1.0, -1.5])
+    free = LinearModel.fit(x, y2, n_positive=2)
+    assert free.coef == pytest.approx([2.0, 1.0, -1.5], abs=1e-6)
+    assert LinearModel.fit(x, y2).coef[2] >= 0
 
 
 def test_predictor_load_errors(tmp_path):

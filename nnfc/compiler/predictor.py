@@ -1,12 +1,14 @@
 """Layer-wise latency/memory predictor of pruned subnets on one target (the paper's §3.5).
 
-latency  = bias + Σ_layers (a_l · MACs_l + b_l · output elements_l), where each layer's MACs and
-           output size follow its active input/output channels (``cost_structure``);
+latency  = bias + Σ_layers (a_l · MACs_l + b_l · output elements_l) + Σ_gates shape terms, where
+           each layer's MACs (split by channel-alignment class) and output size follow its active
+           input/output channels (``cost_structure``), and the shape terms (alignment flags,
+           hinges in the active count) let a layer's cost bend where kernels change speed;
 memory   = c0 + c1 · parameter bytes + c2 · largest intermediate tensor, both computed exactly
            from the gates (the pruned graph's own figures; see ``graph_stats``).
 
-Coefficients are fitted by non-negative least squares (scikit-learn) on profiled subnets; the
-held-out accuracy is 1 − MAPE. Saved as JSON with the runtime, host and bundle it was made for.
+Coefficients are fitted by bounded least squares on relative error (scipy; cost terms
+non-negative) on profiled subnets; the held-out accuracy is 1 − MAPE. Saved as JSON with the runtime, host and bundle it was made for.
 Never imports torch.
 """
 
@@ -52,11 +54,15 @@ def host_info() -> dict[str, Any]:
 ALIGN_BLOCKS: tuple[int, ...] = (16, 8, 4)
 
 
-def latency_features(structure: CostStructure, gates: Mapping[str, np.ndarray],
-                     blocks: Sequence[int] = ALIGN_BLOCKS) -> np.ndarray:
-    """[B, L·(len(blocks)+2)] features (millions): per layer its MACs split by the alignment
-    class of its active input channels (out channels padded to that block), then its output
-    elements."""
+#: Knots (fractions of a gate's size) of the per-gate hinge features.
+HINGES: tuple[float, ...] = (0.125, 0.25, 0.5, 0.75)
+
+
+def cost_features(structure: CostStructure, gates: Mapping[str, np.ndarray],
+                  blocks: Sequence[int] = ALIGN_BLOCKS) -> np.ndarray:
+    """[B, L·(len(blocks)+2)] cost features (millions), all with non-negative coefficients:
+    per layer its MACs split by the alignment class of its active input channels (out channels
+    padded to that block), then its output elements."""
     terms = structure.layer_terms(gates)
     a_in, a_out = terms["active_in"], terms["active_out"]
     kpos = np.array([lay.kernel * lay.spatial for lay in structure.layers], dtype=np.float64)
@@ -73,6 +79,33 @@ def latency_features(structure: CostStructure, gates: Mapping[str, np.ndarray],
     return np.concatenate(cols, axis=1) / 1e6
 
 
+def shape_features(structure: CostStructure, gates: Mapping[str, np.ndarray],
+                   blocks: Sequence[int] = ALIGN_BLOCKS) -> np.ndarray:
+    """[B, T·(len(blocks)+len(HINGES))] corrections per gated channel set (either sign): is
+    its active count a multiple of each block, and hinges max(0, count − knot·size) — so each
+    layer's cost can bend with its channel count where kernels change speed."""
+    counts = structure.tag_counts(gates)
+    cols = []
+    for j, tag in enumerate(structure.tags):
+        size = float(structure.sizes[structure.gates.index(tag[0])])
+        c = counts[:, j]
+        cols += [(c % b == 0).astype(np.float64) for b in blocks]
+        cols += [np.maximum(0.0, c - q * size) / size for q in HINGES]
+    return np.stack(cols, axis=1) if cols else np.zeros((counts.shape[0], 0))
+
+
+def latency_features(structure: CostStructure, gates: Mapping[str, np.ndarray],
+                     shape: bool = True) -> np.ndarray:
+    """Cost features (non-negative coefficients), then shape features (free sign) if ``shape``."""
+    cost = cost_features(structure, gates)
+    return np.concatenate([cost, shape_features(structure, gates)], axis=1) if shape else cost
+
+
+def n_cost_features(structure: CostStructure) -> int:
+    """How many leading latency features take non-negative coefficients."""
+    return (len(ALIGN_BLOCKS) + 2) * len(structure.layers)
+
+
 def memory_features(structure: CostStructure, gates: Mapping[str, np.ndarray]) -> np.ndarray:
     """[B, 2] features: parameter bytes and the largest intermediate tensor, in MB."""
     terms = structure.memory_terms(gates)
@@ -87,7 +120,7 @@ def mape_accuracy(pred: np.ndarray, true: np.ndarray) -> float:
 
 @dataclass
 class LinearModel:
-    """``y = intercept + features · coef`` (non-negative coefficients)."""
+    """``y = intercept + features · coef``."""
 
     intercept: float
     coef: list[float]
@@ -96,14 +129,23 @@ class LinearModel:
         return self.intercept + np.asarray(x) @ np.asarray(self.coef)
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray) -> "LinearModel":
-        """Non-negative least squares on relative errors (weights 1/y²), so small subnets are
-        predicted as well, relatively, as large ones."""
-        from sklearn.linear_model import LinearRegression  # imported on fit only (slow import)
-        scale = np.maximum(np.abs(x).max(axis=0), 1e-12)
-        weight = 1.0 / np.maximum(np.abs(y), 1e-9) ** 2
-        reg = LinearRegression(positive=True).fit(x / scale, y, sample_weight=weight)
-        return cls(float(reg.intercept_), [float(c) for c in reg.coef_ / scale])
+    def fit(cls, x: np.ndarray, y: np.ndarray, n_positive: int | None = None) -> "LinearModel":
+        """Least squares on relative errors (rows weighted 1/y, so small subnets are predicted
+        as well, relatively, as large ones); the first ``n_positive`` coefficients (default:
+        all) are constrained non-negative, the rest and the intercept are free."""
+        from scipy.optimize import lsq_linear  # scikit-learn's dependency; fit only
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        n_positive = x.shape[1] if n_positive is None else n_positive
+        design = np.hstack([np.ones((x.shape[0], 1)), x])
+        scale = np.maximum(np.abs(design).max(axis=0), 1e-12)
+        w = 1.0 / np.maximum(np.abs(y), 1e-9)
+        lower = np.full(design.shape[1], -np.inf)
+        lower[1:1 + n_positive] = 0.0
+        res = lsq_linear(design / scale * w[:, None], y * w,
+                         bounds=(lower, np.full(design.shape[1], np.inf)), method="bvls")
+        coef = res.x / scale
+        return cls(float(coef[0]), [float(c) for c in coef[1:]])
 
 
 @dataclass
@@ -118,7 +160,9 @@ class Predictor:
 
     def predict(self, gates: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(latency_ms [B], memory_mb [B]) for gates given as [size] or [B, size] arrays."""
-        lat = self.latency(latency_features(self.structure, gates))
+        lat = self.latency(latency_features(self.structure, gates,
+                                            len(self.latency.coef) > n_cost_features(
+                                                self.structure)))
         mem = self.memory(memory_features(self.structure, gates))
         return np.maximum(lat, 1e-6), np.maximum(mem, 1e-6)
 
@@ -135,7 +179,11 @@ class Predictor:
                 "structure": self.structure.to_json(),
                 "latency_model": {"intercept": self.latency.intercept,
                                   "coef": self.latency.coef,
-                                  "features": "per layer MACs (M), then output elements (M)"},
+                                  "features": "per layer MACs (M) by input-channel alignment "
+                                              f"class {list(ALIGN_BLOCKS)} + unaligned, output "
+                                              "elements (M); then per gated channel set: "
+                                              "aligned-to-block flags and hinges at "
+                                              f"{list(HINGES)} of its size"},
                 "memory_model": {"intercept": self.memory.intercept, "coef": self.memory.coef,
                                  "features": "parameter MB, largest intermediate tensor MB"}}
 
@@ -175,14 +223,18 @@ def fit_predictor(structure: CostStructure, target: str, rows: Sequence[Mapping[
     if n < 10:
         raise NnfcError(f"need at least 10 profiled subnets to fit a predictor, have {n}")
     gates = {g: np.stack([unpack_gates(r["gates"])[g] for r in rows]) for g in structure.gates}
-    x_lat = latency_features(structure, gates)
+    n_test = min(n // 2, max(min_test, int(round(test_fraction * n))))
+    # shape terms need data: 1.5 subnets per coefficient, else cost terms only
+    n_shape = len(structure.tags) * (len(ALIGN_BLOCKS) + len(HINGES))
+    use_shape = n - n_test >= 1.5 * (n_cost_features(structure) + n_shape)
+    x_lat = latency_features(structure, gates, use_shape)
     x_mem = memory_features(structure, gates)
     y_lat = np.array([float(r["latency_ms"]) for r in rows])
     y_mem = np.array([float(r[memory_key]) for r in rows])
-    n_test = min(n // 2, max(min_test, int(round(test_fraction * n))))
     order = np.random.default_rng(seed).permutation(n)
     test, train = order[:n_test], order[n_test:]
-    lat_m = LinearModel.fit(x_lat[train], y_lat[train])
+    n_pos = n_cost_features(structure)
+    lat_m = LinearModel.fit(x_lat[train], y_lat[train], n_pos)
     mem_m = LinearModel.fit(x_mem[train], y_mem[train])
     p_lat, p_mem = lat_m(x_lat[test]), mem_m(x_mem[test])
 
@@ -193,10 +245,11 @@ def fit_predictor(structure: CostStructure, target: str, rows: Sequence[Mapping[
                 "n_train": int(len(train))}
 
     accuracy = {"latency": score(p_lat, y_lat[test]), "memory": score(p_mem, y_mem[test]),
+                "latency_shape_terms": bool(use_shape),
                 "memory_target": memory_key, "metric": "1 - MAPE on held-out subnets",
                 "runtime_memory_check": _runtime_memory_check(rows, y_mem)}
     # final model: all rows
-    predictor = Predictor(target, structure, LinearModel.fit(x_lat, y_lat),
+    predictor = Predictor(target, structure, LinearModel.fit(x_lat, y_lat, n_pos),
                           LinearModel.fit(x_mem, y_mem),
                           {**dict(meta or {}), "accuracy": accuracy, "n_subnets": n})
     held = {"latency_pred": p_lat, "latency_true": y_lat[test], "memory_pred": p_mem,

@@ -136,17 +136,22 @@ def infeasible_error(assembler, predictor, task, lat_ms, mem_mb, start=0.01, ste
 
 def _infeasible(predictor, lat, mem, lat_ms, mem_mb, limits, margins) -> NnfcError:
     """One clear message with the smallest latency/memory this task can reach on the target."""
+    lat, mem = np.asarray(lat), np.asarray(mem)
     parts = []
-    if lat_ms is not None and float(np.min(lat)) * (1 + margins[0]) > lat_ms:
+    if lat_ms is not None and lat[0] * (1 + margins[0]) > lat_ms:
         parts.append(f"latency {format_ms(lat_ms)} (smallest achievable: "
-                     f"{format_ms(float(np.min(lat)))})")
-    if mem_mb is not None and float(np.min(mem)) * (1 + margins[1]) > mem_mb:
+                     f"{format_ms(float(lat.min()))})")
+    if mem_mb is not None and mem[0] * (1 + margins[1]) > mem_mb:
         parts.append(f"memory {format_mb(mem_mb)} (smallest achievable: "
-                     f"{format_mb(float(np.min(mem)))})")
-    if not parts:  # each budget alone is reachable, but not both with the first limit
+                     f"{format_mb(float(mem.min()))})")
+    if not parts:  # the first limit fits each budget alone, but not both together
         parts.append(f"latency {format_ms(lat_ms)} together with memory {format_mb(mem_mb)} "
-                     f"(smallest achievable: {format_ms(float(np.min(lat)))}, "
-                     f"{format_mb(float(np.min(mem)))})")
+                     f"(smallest achievable: {format_ms(float(lat.min()))}, "
+                     f"{format_mb(float(mem.min()))})")
+    ok = _fits(lat, mem, lat_ms, mem_mb, margins)
+    hint = ("; a larger limit fits (try --search best)" if ok.any() else
+            "; relax the budget or use a smaller factory")
+    margin = (f" with the predictor's safety margin ({margins[0]:.0%} latency, "
+              f"{margins[1]:.0%} memory)" if any(margins) else "")
     return NnfcError(f"infeasible budget for this task on {predictor.target}: "
-                     f"{' and '.join(parts)} at limit {limits[0]:.0%}; "
-                     "relax the budget or use a smaller factory")
+                     f"{' and '.join(parts)} at limit {limits[0]:.0%}{margin}{hint}")
