@@ -330,6 +330,7 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=1)
             fh.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary shareable files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
