@@ -130,6 +130,8 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
 
     if req.lat_ms is None and req.mem_mb is None:
         raise NnfcError("give a budget: --lat (e.g. 5ms) and/or --mem (e.g. 50MB)")
+    if Path(req.out).exists() and not Path(req.out).is_dir():
+        raise NnfcError(f"output {req.out} exists and is not a directory")
     get_target(req.target)  # an unknown target is the first error
     bundle = read_bundle(req.bundle or default_bundle_path())
     task_vec = bundle.encode_task(req.task)
@@ -154,6 +156,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     out = Path(req.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700
     try:
         onnx.save_model(pruned, str(tmp / "model.onnx"))
         gates_json = {k: [int(x) for x in v] for k, v in found.gates.items()}
@@ -186,9 +189,8 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     lap("write")
-    if started is not None:
-        timings["total"] = started + sum(v for k, v in timings.items()
-                                         if k not in ("startup", "total"))
+    # total: from process start when known (one compile per process), else from the call
+    timings["total"] = sum(timings.values())
     report["timings_s"] = dict(timings)
     write_json_atomic(out / "report.json", report)
     return report
