@@ -215,6 +215,21 @@ def test_device_profile_script_and_parser(tmp_path, no_tensorrt):
     subprocess.run(["bash", str(script)], env=env, capture_output=True)
     with pytest.raises(NnfcError, match="failed for 1 model.*broken.onnx"):
         trt_target.parse_device_measurements(work / "trt_measurements.log")
+    assert trt_target.parse_device_measurements(work / "trt_measurements.log",
+                                                strict=False) == []
+
+
+def test_prepare_device_profile_writes_ready_models(pruned, tmp_path):
+    _, model = pruned
+    _, supernet_model = supernet("resnet-tiny")
+    script = trt_target.prepare_device_profile(
+        [("subnet0", model), ("subnet1", supernet_model)], tmp_path / "dev", fp16=True)
+    assert script == tmp_path / "dev" / "profile_on_jetson.sh"
+    for name in ("subnet0", "subnet1"):
+        ready = onnx.load(tmp_path / "dev" / f"{name}.onnx")
+        onnx.checker.check_model(ready, full_check=True)
+        assert [i.name for i in ready.graph.input] == ["input"]
+    assert "MODELS=(subnet0.onnx subnet1.onnx)" in script.read_text()
 
 
 def test_profile_script_rejects_files_elsewhere(tmp_path):

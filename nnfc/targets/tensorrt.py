@@ -378,6 +378,24 @@ def write_device_profile_script(onnx_files: Iterable[str | Path], out_dir: str |
     return path
 
 
+def prepare_device_profile(models: Iterable[tuple[str, onnx.ModelProto]], out_dir: str | Path,
+                           fp16: bool = False, iterations: int = 200) -> Path:
+    """Write each ``(name, pruned model)`` as a TensorRT-ready ``out_dir/<name>.onnx`` plus the
+    device script (:func:`write_device_profile_script`); returns the script's path.
+
+    The one call ``nnfc profile --target jetson`` needs: e.g. names ``subnet0``, ``subnet1``...
+    for the random subnets; the rows :func:`parse_device_measurements` returns carry
+    ``model = "<name>.onnx"`` to match them back."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, model in models:
+        path = out_dir / f"{name}.onnx"
+        _write_atomic(path, tensorrt_ready_onnx(model).SerializeToString())
+        files.append(path)
+    return write_device_profile_script(files, out_dir, fp16=fp16, iterations=iterations)
+
+
 _MODEL = re.compile(r"^### nnfc-model: (.+?)\s*$")
 _EXIT = re.compile(r"^### nnfc-exit: (\d+)")
 _ENGINE = re.compile(r"^### nnfc-engine-bytes: (\d+)")
@@ -386,13 +404,14 @@ _STAT = re.compile(r"(median|percentile\(90%\)|mean|min|max) = ([0-9.eE+-]+) ms"
 _GPU_NOW = re.compile(r"now: CPU (\d+), GPU (\d+) \(MiB\)")
 
 
-def parse_device_measurements(path: str | Path) -> list[dict]:
+def parse_device_measurements(path: str | Path, strict: bool = True) -> list[dict]:
     """Read ``trt_measurements.log`` written by :func:`write_device_profile_script`.
 
     Returns one dict per model in order: ``model`` (file name), ``latency_ms`` (trtexec's
     end-to-end median), ``latency_p90_ms``, ``runtime_memory_mb`` (the GPU memory TensorRT
     reports holding, MiB converted to MB; the engine size if no such line), ``engine_mb``.
-    Raises NnfcError naming each model whose build or timing failed."""
+    A model whose build or timing failed raises NnfcError naming it (``strict``), or is left
+    out of the rows (``strict=False``; compare the rows' ``model`` names with what was sent)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -428,7 +447,7 @@ def parse_device_measurements(path: str | Path) -> list[dict]:
                      "latency_p90_ms": float(stats.get("percentile(90%)", stats["median"])),
                      "latency_mean_ms": float(stats.get("mean", stats["median"])),
                      "runtime_memory_mb": memory, "engine_mb": engine_mb})
-    if failed:
+    if failed and strict:
         raise NnfcError(f"TensorRT build or timing failed for {len(failed)} model(s) in "
                         f"{path}: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}")
     return rows
