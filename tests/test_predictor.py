@@ -145,3 +145,20 @@ def test_random_gates_plan_is_prefix_stable():
     for a, b in zip(short, long):
         for k in names:
             np.testing.assert_array_equal(a[k], b[k])
+
+
+@pytest.mark.parametrize("preset", ["resnet-tiny-bottleneck", "mobilenet-tiny",
+                                    "efficientnet-tiny", "vit-tiny"])
+def test_structure_matches_pruned_graphs_all_backbones(preset):
+    from supernets import supernet as exported
+    model = exported(preset)[1]
+    structure = analyse(model)
+    assert structure.layers and structure.tags
+    for gates in random_gates(structure.gates, structure.sizes, 6, seed=5)[1:]:
+        stats = graph_stats(apply_gates(model, gates))
+        mem = structure.memory_terms(gates)
+        assert mem["peak_bytes"][0] == stats.peak_tensor_bytes
+        assert mem["param_bytes"][0] == pytest.approx(stats.param_bytes, rel=0.02)
+        if preset != "vit-tiny":  # ViT's attention matmuls are not weight layers (constant)
+            macs = structure.layer_terms(gates)["macs"].sum()
+            assert 2 * macs == pytest.approx(stats.flops, rel=1e-6)

@@ -235,6 +235,11 @@ def analyse(model: onnx.ModelProto) -> CostStructure:
                     continue  # a residual add cannot shrink
                 if cons.op_type == "Mul" and any(i in carriers for i in cons.input):
                     found.update(carriers[i] for i in cons.input if i in carriers)
+                elif cons.op_type == "Mul" and len(data) > 1:
+                    # x * s with x gated (e.g. squeeze-excitation): s's channels go with x's
+                    for other in data:
+                        if other != name:
+                            found.update(tags.get(other, frozenset()))
                 frontier.extend(cons.output)
         return frozenset(found)
 
