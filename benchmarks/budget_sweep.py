@@ -102,10 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     n = len(rows)
     print(f"\n{sum(r['within_budget'] for r in rows)}/{n} within budget (noise-allowed), "
           f"{sum(r['strictly_within'] for r in rows)}/{n} strictly; "
-          f"{sum(r['largest_feasible'] for r in rows)}/{n} chose the largest feasible limit "
-          f"before the first violation (Algorithm 1; {sum(r['larger_fits_beyond_first_violation'] for r in rows)} "
-          f"had a larger fitting subnet beyond it, which --search best takes); "
-          f"median noise {np.median([r['noise'] for r in rows]):.1%}, max "
+          f"{sum(r['largest_feasible'] for r in rows)}/{n} chose the largest feasible "
+          + ("activation on the whole grid (--search best); " if args.search == "best" else
+             "limit before the first violation (Algorithm 1; "
+             f"{sum(r['larger_fits_beyond_first_violation'] for r in rows)} had a larger "
+             "fitting subnet beyond it, which --search best takes); ")
+          + f"median noise {np.median([r['noise'] for r in rows]):.1%}, max "
           f"{max(r['noise'] for r in rows):.1%}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
