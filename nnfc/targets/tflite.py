@@ -77,7 +77,8 @@ def converter_python() -> str:
 
 def _check_converter(python: str) -> None:
     if python == sys.executable:
-        missing = [m for m in ("onnx2tf", "tensorflow", "tf_keras", "onnxsim", "sng4onnx")
+        missing = [m for m in ("onnx2tf", "tensorflow", "tf_keras", "onnxsim", "sng4onnx",
+                               "onnx_graphsurgeon")
                    if importlib.util.find_spec(m) is None]
         if missing:
             raise NnfcError(f"the android target converts with onnx2tf, but "
