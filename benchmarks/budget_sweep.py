@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         for t_i, task in enumerate(tasks):
             _, cand_gates, lat, _ = candidates(assembler, predictor, bundle.encode_task(task))
             cand_ratio = predictor.structure.activation_ratio(cand_gates)
-            lo, hi = float(lat.min()) * (1 + margin) * 1.02, float(lat.max()) * (1 + margin)
+            # from just above what the first limit needs (Algorithm 1 starts there) to the top
+            first = float(lat.min() if args.search == "best" else lat[0])
+            lo, hi = first * (1 + margin) * 1.02, float(lat.max()) * (1 + margin)
             for b_i, budget in enumerate(np.linspace(lo, hi, args.budgets)):
                 out = Path(tmp) / f"t{t_i}b{b_i}"
                 t0 = time.perf_counter()
