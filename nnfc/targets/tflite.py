@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import selectors
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -346,6 +347,7 @@ class ConverterProcess:
         self.count = 0
         self.lock = threading.Lock()
         self._log = None
+        self._home: str | None = None
 
     def _start(self) -> None:
         self.close()
@@ -357,10 +359,12 @@ class ConverterProcess:
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         self._log = tempfile.TemporaryFile(mode="w+", prefix="nnfc-onnx2tf-", suffix=".log")
+        # an empty working directory: `python -m` puts it first on sys.path
+        self._home = tempfile.mkdtemp(prefix="nnfc-onnx2tf-")
         self.proc = subprocess.Popen(
             [self.python, "-m", "nnfc.targets.onnx2tf_convert", "--serve"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
-            env=env, cwd=tempfile.gettempdir(), bufsize=1)
+            env=env, cwd=self._home, bufsize=1)
         self.count = 0
 
     def convert(self, model: Path, out: Path) -> dict:
@@ -421,6 +425,9 @@ class ConverterProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._home is not None:
+            shutil.rmtree(self._home, ignore_errors=True)
+            self._home = None
 
 
 _CONVERTERS: dict[str, ConverterProcess] = {}
