@@ -70,7 +70,8 @@ def within_budgets(result, lat_ms: float | None, mem_mb: float | None, stat: str
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(0, None),
               help="Untimed warm-up runs.")
 @click.option("--threads", default=None, type=click.IntRange(1, None),
-              help="CPU threads for the runtime (desktop, android; default: the runtime's).")
+              help="CPU threads (desktop: default ORT's choice; android: default "
+                   "min(4, cores)).")
 @click.option("--device", default=None, metavar="SERIAL",
               help="android: benchmark on this adb device with TFLite's benchmark_model "
                    "(see nnfc/targets/adb.py) instead of LiteRT on this machine.")
