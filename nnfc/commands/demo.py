@@ -40,6 +40,31 @@ def _scenarios(bundle, predictor, assembler) -> list[tuple[list[str], str | None
     return out
 
 
+def _affordable_subnets(bundle, target, seconds: float = 60.0) -> int:
+    """How many subnets profile in about ``seconds``: time the full supernet once (half of it is
+    a fair average over random subnets) plus a fixed prune/lower/session cost per subnet."""
+    import tempfile
+    import time
+
+    import onnx
+
+    from nnfc.compiler.measure import measure
+    from nnfc.compiler.profiler import random_gates
+    from nnfc.passes import apply_gates
+    names = [f"gate.{g['name']}" for g in bundle.gate_layers]
+    sizes = [int(g["size"]) for g in bundle.gate_layers]
+    with tempfile.TemporaryDirectory(prefix="nnfc-demo-") as tmp:
+        t0 = time.perf_counter()
+        pruned = apply_gates(onnx.load(str(bundle.supernet_path)),
+                             random_gates(names, sizes, 1)[0])
+        onnx.save_model(pruned, f"{tmp}/m.onnx")
+        artifact = target.lower(f"{tmp}/m.onnx", tmp)
+        overhead = time.perf_counter() - t0
+        lat_s = measure(target, artifact, runs=5, warmup=1, rounds=1).latency_ms / 1e3
+    per_subnet = overhead + 0.02 * 5 + 0.5 * lat_s * 12 * 5 * 1.5
+    return int(min(250, max(60, seconds / per_subnet)))
+
+
 def _ms(ms: float) -> str:
     """A budget string a person would type: 450us, 1.2ms, 2.5s."""
     return f"{ms * 1000:.0f}us" if ms < 1 else (f"{ms:.3g}ms" if ms < 1000 else f"{ms / 1000:.3g}s")
@@ -55,8 +80,9 @@ def _mb(mb: float) -> str:
 @click.option("--target", default="desktop", show_default=True)
 @click.option("-o", "--output", default="out/demo", show_default=True, type=click.Path(),
               help="Directory for the compiled scenarios.")
-@click.option("--subnets", default=80, show_default=True, type=click.IntRange(20, None),
-              help="Subnets to profile when the factory has no profile for the target yet.")
+@click.option("--subnets", default=None, type=click.IntRange(20, None),
+              help="Subnets to profile when the factory has no profile for the target yet "
+                   "(default: as many as fit in about a minute, 60 to 250).")
 def demo(bundle_path, target, output, subnets):
     """End-to-end demo: profile (if needed), then compile three task/budget scenarios."""
     from nnfc.bundle import default_bundle_path, read_bundle
@@ -83,6 +109,8 @@ def demo(bundle_path, target, output, subnets):
         options = {"threads": 1} if target == "desktop" else {}
         tgt = make_target(target, options)
         meas = pred_path.with_name(f"{target}.measurements.json")
+        if subnets is None:
+            subnets = _affordable_subnets(bundle, tgt)
         data = profile_subnets(bundle, tgt, meas, subnets=subnets, runs=10, warmup=2,
                                rounds=5, resume=False)
         predictor, png = fit_and_save(bundle, target, data, pred_path,
@@ -110,3 +138,6 @@ def demo(bundle_path, target, output, subnets):
             click.echo(f"  failed: {exc}")
     if failures == 3:
         raise NnfcError("every demo scenario failed (see above)")
+    click.echo(f"\nreports: {Path(output)}/scenario*/report.json; compile your own with "
+               f"`nnfc compile --task ATTR,ATTR --lat 1ms -o out/mine` "
+               f"(attributes: {', '.join(bundle.attributes)})")
