@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", default=None)
     ap.add_argument("--target", default="desktop")
+    ap.add_argument("--profile", default=None, help="predictor JSON (default: the bundle's)")
     ap.add_argument("--tasks", type=int, default=10)
     ap.add_argument("--budgets", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3, help="re-measurements for the noise bound")
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     bundle = read_bundle(args.bundle or default_bundle_path())
-    predictor = load_predictor_for(bundle, args.target)
+    predictor = load_predictor_for(bundle, args.target, args.profile)
     assembler = Assembler(bundle.assembler_path, predictor.structure.gates)
     target = make_target(args.target, predictor.meta.get("target_options"))
     prof = predictor.meta.get("profile", {})
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 rep = compile_model(CompileRequest(task=task, target=args.target, out=out,
                                                    lat_ms=float(budget), bundle=bundle.root,
+                                                   profile=args.profile,
                                                    method=args.search, count_startup=False))
                 wall = time.perf_counter() - t0
                 meas = [rep["measured"]["latency_ms"]["median"]]

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", default="desktop")
     ap.add_argument("--lat", default="1ms")
     ap.add_argument("--mem", default="50MB")
+    ap.add_argument("--profile", default=None, help="predictor JSON (default: the bundle's)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--nnfc", default=str(Path(sys.executable).with_name("nnfc")),
                     help="the nnfc executable")
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                    "--lat", args.lat, "--mem", args.mem, "-o", str(out)]
             if args.bundle:
                 cmd[2:2] = ["--bundle", args.bundle]
+            if args.profile:
+                cmd[2:2] = ["--profile", args.profile]
             t0 = time.perf_counter()
             res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
             walls.append(time.perf_counter() - t0)
