@@ -87,9 +87,16 @@ def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: in
     path = Path(path)
     fingerprint = bundle_fingerprint(bundle)
     data = load_measurements(path, fingerprint, target.name) if resume else None
-    if data is None or data.get("seed") != seed:
+    settings = {"seed": seed, "runs": runs, "warmup": warmup, "rounds": rounds,
+                "target_options": dict(getattr(target, "options", {}) or {})}
+    here = host_info()
+    if data is not None and (any(data.get(k) != v for k, v in settings.items())
+                             or {k: data.get("host", {}).get(k) for k in ("cpu", "cores")}
+                             != {k: here[k] for k in ("cpu", "cores")}):
+        data = None  # measured differently or elsewhere: rows not comparable, start over
+    if data is None:
         data = {"format": MEASUREMENTS_FORMAT, "version": 1, "target": target.name,
-                "bundle": fingerprint, "host": host_info(), "seed": seed,
+                "bundle": fingerprint, "host": here, "seed": seed,
                 "target_options": dict(getattr(target, "options", {}) or {}),
                 "runs": runs, "warmup": warmup, "rounds": rounds,
                 "latency": "min over rounds of the median of runs (batch 1)", "rows": []}
