@@ -41,6 +41,10 @@ def test_profile_records_rows_and_resumes(tmp_path):
     assert len(again["rows"]) == 5
     assert again["rows"][:3] == json.loads(path.read_text())["rows"][:3] == first["rows"]
     assert [r["index"] for r in again["rows"]] == list(range(5))
+    # measured differently (more runs): the old rows are not comparable, start over
+    other = profile_subnets(bundle, target, path, subnets=2, runs=3, warmup=0, rounds=1,
+                            progress=False)
+    assert len(other["rows"]) == 2 and other["runs"] == 3
 
 
 def test_profile_cli_and_fit_from_measurements(tmp_path, capsys):
