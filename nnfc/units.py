@@ -42,7 +42,7 @@ def _parse(text: str | float | int, units: dict[str, float], what: str, example:
     value = number * units[key]
     if not math.isfinite(value) or value <= 0:
         raise NnfcError(f"{what} budget {raw!r} must be positive and finite")
-    return value
+    return float(f"{value:.12g}")  # "346us" -> 0.346, not 0.34600000000000003
 
 
 def parse_latency_ms(text: str) -> float:

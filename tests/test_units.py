@@ -37,6 +37,11 @@ def test_memory_errors(text, needle):
     assert "MiB" in str(err.value) or "positive" in str(err.value)
 
 
+def test_exact_decimal_results():
+    assert parse_latency_ms("346us") == 0.346
+    assert parse_memory_mb("2.49MB") == 2.49 and parse_memory_mb("239KB") == 0.239
+
+
 def test_format():
     assert format_ms(4.314) == "4.31 ms"
     assert format_ms(1200) == "1.20 s"
