@@ -99,3 +99,26 @@ def test_onnx_equals_torch(tmp_path, experts, gater_hidden):
             # equal except where a score sits within float rounding of the threshold
             near = np.abs(s.numpy()) < 1e-5
             assert np.array_equal(o[~near], ref[l.name].numpy()[~near])
+
+
+def test_cap_keeps_ratio_within_limit(tmp_path):
+    torch.manual_seed(2)
+    asm = Assembler(17, LAYERS, hidden=32, gater_hidden=16, init_bias=3.0)  # most gates on
+    asm.eval()
+    task, _ = _inputs(5)
+    limit = torch.tensor([0.01, 0.03, 0.1, 0.5, 1.0])
+    total = sum(l.size for l in LAYERS)
+    ratio = active_ratio(asm(task, limit), LAYERS)
+    # never above the limit, except that at least one gate stays on
+    assert bool((ratio <= torch.clamp(limit, min=1 / total) + 1e-6).all())
+    assert ratio[0].item() == pytest.approx(1 / total)
+    assert ratio[2].item() == pytest.approx(3 / total)  # floor(0.1 * 36)
+    export_assembler(asm, tmp_path / "a.onnx")
+    outs = ort.InferenceSession(str(tmp_path / "a.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"task": task.numpy(), "limit": limit.numpy()})
+    onnx_ratio = sum(o.sum(1) for o in outs) / total
+    assert np.allclose(onnx_ratio, ratio.numpy())
+    uncapped = Assembler(17, LAYERS, hidden=32, gater_hidden=16, init_bias=3.0, cap_at_limit=False)
+    uncapped.load_state_dict(asm.state_dict())
+    uncapped.eval()
+    assert active_ratio(uncapped(task, limit), LAYERS)[0] > 0.5

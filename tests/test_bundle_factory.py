@@ -94,4 +94,13 @@ def test_export_errors(tmp_path, capsys):
 
     with pytest.raises(SystemExit) as exc:
         main(["export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o")])
-    assert exc.value.code == 2 and "not a training checkpoint" in capsys.readouterr().err
+    assert exc.value.code == 2 and "neither a training checkpoint" in capsys.readouterr().err
+
+
+def test_reexport_from_bundle(bundle_dir, tmp_path):
+    from nnfc.training.trainer import export_checkpoint
+
+    b = read_bundle(export_checkpoint(bundle_dir, tmp_path / "re"))
+    a = read_bundle(bundle_dir)
+    assert b.manifest["files"]["supernet.safetensors"] == a.manifest["files"]["supernet.safetensors"]
+    assert b.manifest["training"]["metrics"] == a.manifest["training"]["metrics"]

@@ -21,7 +21,8 @@ def _parse_value(text: str):
                     "training checkpoint (--checkpoint DIR --out BUNDLE_DIR).")
 @click.option("--preset", default=None, help="Backbone preset or family, e.g. resnet-tiny.")
 @click.option("--checkpoint", type=click.Path(file_okay=False), default=None,
-              help="Training checkpoint directory (from `nnfc train`).")
+              help="Training checkpoint directory (from `nnfc train`), or a factory bundle "
+                   "to re-export.")
 @click.option("--out", required=True, type=click.Path(), help="Output ONNX file or bundle dir.")
 @click.option("--input-shape", default="1,3,32,32", show_default=True,
               help="Input shape with batch (preset export).")

@@ -5,7 +5,10 @@
 ``FC+BN+ReLU`` (its own BN) followed by a linear score head ``v_l ∈ R^{D_l}``. Optionally
 ``experts > 1`` gaters per layer mixed by a small softmax gating network (the paper's MoE detail).
 ``weight_l = clamp(1.2σ(v_l) − 0.1, 0, 1)`` and gates ``= weight_l > 0.5`` (i.e. ``v_l > 0``);
-training uses improved SemHash (see semhash.py).
+training uses improved SemHash (see semhash.py). At inference ``cap_at_limit`` (default on) keeps
+at most ``floor(limit · total)`` active entries per request — the highest-scoring ones across all
+layers — so the activation ratio is guaranteed not to exceed the limit (the trained gaters nearly
+always respect it; the cap trims the rare overshoot of a channel or two at very small limits).
 
 The limit's positional encoding is part of the module, so the exported ``assembler.onnx`` takes
 just ``task`` [B,A] and ``limit`` [B] and returns 0/1 float gates ``gate.<layer>`` [B,size].
@@ -62,11 +65,13 @@ class Assembler(nn.Module):
 
     def __init__(self, num_attributes: int, gate_layers: Sequence[GateLayer], hidden: int = 128,
                  depth: int = 1, gater_hidden: int = 64, experts: int = 1,
-                 limit_dim: int = 20, limit_scale: float = 100.0, init_bias: float = 1.0):
+                 limit_dim: int = 20, limit_scale: float = 100.0, init_bias: float = 1.0,
+                 cap_at_limit: bool = True):
         super().__init__()
         self.config = dict(hidden=hidden, depth=depth, gater_hidden=gater_hidden,
                            experts=experts, limit_dim=limit_dim, limit_scale=limit_scale,
-                           init_bias=init_bias)
+                           init_bias=init_bias, cap_at_limit=cap_at_limit)
+        self.cap_at_limit = cap_at_limit
         self.num_attributes = num_attributes
         self.layers = list(gate_layers)
         self.limit_dim, self.limit_scale = limit_dim, limit_scale
@@ -89,9 +94,27 @@ class Assembler(nn.Module):
         enc = self.encoder(enc)
         return [g(enc) for g in self.gaters]
 
+    def discrete_gates(self, task: torch.Tensor, limit: torch.Tensor) -> list[torch.Tensor]:
+        """Inference gates (0/1) per layer: ``v > 0``, and with ``cap_at_limit`` at most
+        ``floor(limit · total)`` entries per sample (the highest scores across all layers), so
+        the activation ratio never exceeds the limit."""
+        scores = self.scores(task, limit)
+        gates = [hard_gate(v) for v in scores]
+        if not self.cap_at_limit:
+            return gates
+        flat = torch.cat(scores, dim=1)  # [B, total]
+        total = flat.shape[1]
+        k = torch.clamp(torch.floor(limit.to(torch.float32) * total + 1e-4), 1, total)
+        ranked = torch.sort(flat, dim=1, descending=True).values
+        kth = torch.gather(ranked, 1, (k.to(torch.int64) - 1).unsqueeze(1))  # [B, 1]
+        return [g * (v >= kth).to(g.dtype) for g, v in zip(gates, scores)]
+
     def forward(self, task: torch.Tensor, limit: torch.Tensor,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Gates per layer name: SemHash mix in training, discrete 0/1 in eval."""
+        if not self.training:
+            return {layer.name: g for layer, g in zip(self.layers,
+                                                       self.discrete_gates(task, limit))}
         return {layer.name: semhash(v, self.training, generator)
                 for layer, v in zip(self.layers, self.scores(task, limit))}
 
@@ -120,4 +143,4 @@ class _ExportAssembler(nn.Module):
         self.assembler = assembler
 
     def forward(self, task: torch.Tensor, limit: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(hard_gate(v) for v in self.assembler.scores(task, limit))
+        return tuple(self.assembler.discrete_gates(task, limit))

@@ -5,7 +5,8 @@ Sections (all optional except ``[backbone] family``)::
     seed = 0
     [task]      family, mnist_dir, test_fraction, split_seed, unseen, seen (lists of attribute lists)
     [backbone]  family or preset + its keyword arguments (in_channels/num_classes are filled in)
-    [assembler] hidden, depth, gater_hidden, experts, limit_dim, limit_scale, init_bias
+    [assembler] hidden, depth, gater_hidden, experts, limit_dim, limit_scale, init_bias,
+                cap_at_limit
     [train]     epochs, samples_per_epoch, batch_size, optimizer, lr, momentum, weight_decay,
                 warmup_epochs, lambda_gate, gate_loss, limit_margin, gate_warmup_epochs, limit_min, limit_max, limit_sampling, hard_fraction,
                 eval_per_task, eval_limits, device, threads
@@ -44,6 +45,7 @@ class AssemblerConfig:
     limit_dim: int = 20
     limit_scale: float = 100.0
     init_bias: float = 1.0
+    cap_at_limit: bool = True  # inference: never more than floor(limit * total) active gates
 
 
 @dataclass

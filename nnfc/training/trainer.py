@@ -111,7 +111,7 @@ def build_models(cfg: FactoryConfig, family) -> tuple[GatedSupernet, Assembler]:
     assembler = Assembler(len(family.attributes), supernet.gate_layers(), hidden=a.hidden,
                           depth=a.depth, gater_hidden=a.gater_hidden, experts=a.experts,
                           limit_dim=a.limit_dim, limit_scale=a.limit_scale,
-                          init_bias=a.init_bias)
+                          init_bias=a.init_bias, cap_at_limit=a.cap_at_limit)
     return supernet, assembler
 
 
@@ -312,12 +312,32 @@ def finish_factory(cfg: FactoryConfig, family, supernet: GatedSupernet, assemble
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Write a bundle from a training checkpoint (its stored config and weights)."""
+    """Write a bundle from a training checkpoint, or re-export an existing bundle (its
+    manifest's config and its safetensors weights), e.g. after an exporter change."""
+    from safetensors.torch import load_file
+
     from nnfc.training.config import config_from_dict
 
-    state_path = Path(checkpoint) / "state.json"
+    src = Path(checkpoint)
+    if (src / "manifest.json").is_file():
+        from nnfc.bundle import WEIGHTS, read_bundle
+        from nnfc.training.bundle_export import ASSEMBLER_WEIGHTS
+
+        bundle = read_bundle(src)
+        training = bundle.manifest.get("training", {})
+        cfg = config_from_dict(training.get("config", {}), f"{src}/manifest.json")
+        family = build_task_family(cfg)
+        supernet, assembler = build_models(cfg, family)
+        supernet.load_state_dict(load_file(str(src / WEIGHTS)))
+        assembler.load_state_dict(load_file(str(src / ASSEMBLER_WEIGHTS)))
+        history = list(training.get("metrics", {}).get("history", []))
+        return finish_factory(cfg, family, supernet, assembler, out, history,
+                              {k: v for k, v in training.items()
+                               if k not in ("config", "seed", "metrics")})
+    state_path = src / "state.json"
     if not state_path.is_file():
-        raise NnfcError(f"{checkpoint} is not a training checkpoint (no state.json)")
+        raise NnfcError(f"{checkpoint} is neither a training checkpoint (no state.json) nor a "
+                        "factory bundle (no manifest.json)")
     meta = json.loads(state_path.read_text(encoding="utf-8"))
     cfg = config_from_dict(meta["config"], str(state_path))
     family = build_task_family(cfg)
