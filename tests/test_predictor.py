@@ -162,3 +162,13 @@ def test_structure_matches_pruned_graphs_all_backbones(preset):
         if preset != "vit-tiny":  # ViT's attention matmuls are not weight layers (constant)
             macs = structure.layer_terms(gates)["macs"].sum()
             assert 2 * macs == pytest.approx(stats.flops, rel=1e-6)
+
+
+def test_all_off_layer_keeps_a_placeholder_channel(supernet):
+    structure = analyse(supernet)
+    gates = {g: np.ones(s, np.float32) for g, s in zip(structure.gates, structure.sizes)}
+    gates[structure.gates[0]][:] = 0
+    stats = graph_stats(apply_gates(supernet, gates))
+    mem = structure.memory_terms(gates)
+    assert mem["param_bytes"][0] == pytest.approx(stats.param_bytes, rel=0.01)
+    assert 2 * structure.layer_terms(gates)["macs"].sum() == pytest.approx(stats.flops, rel=1e-6)

@@ -99,7 +99,8 @@ class CostStructure:
                 out[:, i] = np.logical_and.reduce(masks).sum(axis=1)
             else:  # gates of different sizes share a tensor: the smallest count bounds it
                 out[:, i] = np.min([m.sum(axis=1) for m in masks], axis=0)
-        return out
+        # the passes keep one placeholder channel where every channel is off
+        return np.maximum(out, 1.0)
 
     def _active(self, counts: np.ndarray, tag: int, full: int) -> np.ndarray:
         return np.full(counts.shape[0], float(full)) if tag < 0 else counts[:, tag]
