@@ -1,0 +1,46 @@
+"""The factories shipped in the repository: valid, small, reproducible from their configs, and
+accurate after pruning."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnfc.bundle import default_bundle_path, read_bundle
+from nnfc.training.config import load_config
+from nnfc.training.tasks.evaluation import activation_ratio, evaluate_bundle, run_assembler
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = [("default", "numvqa-resnet"), ("numvqa-vit", "numvqa-vit")]
+
+
+@pytest.mark.parametrize("name, config", SHIPPED)
+def test_shipped_factory_valid_small_and_from_config(name, config):
+    root = REPO / "factories" / name
+    bundle = read_bundle(root)  # hashes and format version
+    assert sum(p.stat().st_size for p in root.iterdir()) <= 10 * 2 ** 20
+    cfg = load_config(REPO / "configs" / f"{config}.toml")
+    assert bundle.manifest["training"]["config"] == cfg.to_dict()
+    assert bundle.manifest["training"]["seed"] == cfg.seed
+
+
+def test_default_path_is_the_resnet_factory(monkeypatch):
+    monkeypatch.delenv("NNFC_FACTORY", raising=False)
+    assert default_bundle_path() == REPO / "factories" / "default"
+    assert read_bundle(default_bundle_path()).manifest["backbone"]["family"] == "resnet"
+
+
+@pytest.mark.parametrize("name", ["default", "numvqa-vit"])
+def test_assembler_never_exceeds_limit(name):
+    bundle = read_bundle(REPO / "factories" / name)
+    tasks = bundle.tasks("seen") + bundle.tasks("unseen")
+    limits = np.linspace(0.01, 1.0, len(tasks))
+    gates = run_assembler(bundle, tasks, limits)
+    for i, limit in enumerate(limits):
+        assert activation_ratio({k: v[i] for k, v in gates.items()}) <= limit + 1e-6
+
+
+def test_default_factory_accuracy_after_pruning():
+    bundle = read_bundle(REPO / "factories" / "default")
+    rows = evaluate_bundle(bundle, [["has", "3"], ["only-one", "even"]], [0.1], samples=100)
+    assert all(r.seen and r.accuracy >= 0.9 and r.activation_ratio <= 0.1 for r in rows)
