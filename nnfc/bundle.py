@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from nnfc.atomic import replace_dir
 from nnfc.errors import NnfcError
 
 FORMAT_VERSION = 1
@@ -149,14 +150,7 @@ def write_bundle(root: str | os.PathLike, manifest: Mapping[str, Any],
             hashes[name] = sha256_file(dst)
         full = {"format_version": FORMAT_VERSION, **dict(manifest), "files": hashes}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
-        if root.exists():
-            old = root.with_name(f".{root.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(root, old)
-            os.replace(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, root)
+        replace_dir(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

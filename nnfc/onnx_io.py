@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
 
+from nnfc.atomic import atomic_file
 from nnfc.errors import NnfcError
 
 
@@ -28,17 +28,9 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
 
 def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
     """Write ``model`` to a temp file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save_model(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_file(path) as tmp:
+        onnx.save_model(model, str(tmp))
+    return Path(path)
 
 
 def count_params(model: onnx.ModelProto) -> int:

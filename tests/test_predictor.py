@@ -64,7 +64,6 @@ def test_random_gates_cover_the_range():
 
 
 def test_alignment_classes_split_macs(supernet):
-    from nnfc.compiler.predictor import latency_features
     structure = analyse(supernet)
     gates = {g: np.ones(s, np.float32) for g, s in zip(structure.gates, structure.sizes)}
     gates["gate.layer1.0.conv1"][:3] = 0  # 5 of 8 channels: no alignment class

@@ -65,7 +65,8 @@ def test_margin_makes_search_conservative(setup):
     bundle, predictor, asm = setup
     vec = bundle.encode_task(["odd"])
     _, _, lat, _ = candidates(asm, predictor, vec)
-    budget = float(np.quantile(lat, 0.7))
+    # the predictor is fitted on real timings: leave room for the 20 % margin whatever they were
+    budget = max(float(np.quantile(lat, 0.7)), float(lat.min()) * 1.25)
     plain = batched_search(asm, predictor, vec, budget, None)
     safe = batched_search(asm, predictor, vec, budget, None, margins=(0.2, 0.0))
     assert safe.limit <= plain.limit and safe.latency_ms * 1.2 <= budget

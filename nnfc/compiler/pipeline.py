@@ -22,7 +22,8 @@ from nnfc.bundle import Bundle, read_bundle
 from nnfc.compiler.assembler_runtime import Assembler
 from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.measure import measure
-from nnfc.compiler.predictor import Predictor, host_info, write_json_atomic
+from nnfc.atomic import replace_dir, write_json_atomic
+from nnfc.compiler.predictor import Predictor, host_info
 from nnfc.compiler.search import SEARCHES, SearchResult
 from nnfc.errors import NnfcError
 from nnfc.units import format_mb, format_ms
@@ -184,7 +185,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
                          artifact.name, timings, target)
         write_json_atomic(tmp / "report.json", report)
         (tmp / "summary.txt").write_text(summary(report) + "\n", encoding="utf-8")
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -194,20 +195,6 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     report["timings_s"] = dict(timings)
     write_json_atomic(out / "report.json", report)
     return report
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished temp dir into place, replacing an older output dir."""
-    if out.exists():
-        if not out.is_dir():
-            raise NnfcError(f"output {out} exists and is not a directory")
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 def _equivalence(bundle: Bundle, supernet: onnx.ModelProto, gates: dict, target, artifact

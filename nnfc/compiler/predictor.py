@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from nnfc.atomic import write_json_atomic
 from nnfc.compiler.cost_structure import CostStructure
 from nnfc.errors import NnfcError
 
@@ -319,20 +319,3 @@ def unpack_gates(packed: Mapping[str, str | Sequence[float]]) -> dict[str, np.nd
         else:
             out[k] = np.asarray(v, dtype=np.float32)
     return out
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """json.dump to a temp file beside ``path``, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary shareable files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

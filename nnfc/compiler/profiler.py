@@ -22,7 +22,8 @@ import onnx
 from nnfc.bundle import Bundle, sha256_file
 from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.measure import measure
-from nnfc.compiler.predictor import host_info, pack_gates, write_json_atomic
+from nnfc.atomic import write_json_atomic
+from nnfc.compiler.predictor import host_info, pack_gates
 from nnfc.errors import NnfcError
 
 MEASUREMENTS_FORMAT = "nnfc-profile-measurements"

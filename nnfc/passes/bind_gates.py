@@ -8,7 +8,7 @@ import numpy as np
 import onnx_ir as ir
 
 from nnfc.errors import NnfcError
-from nnfc.passes.graph_utils import GATE_TAG, new_initializer
+from nnfc.passes.graph_utils import new_initializer
 
 
 def bind_gates(model: ir.Model, gates: Mapping[str, np.ndarray]) -> ir.Model:

@@ -17,8 +17,7 @@ import onnx_ir as ir
 
 from nnfc.passes.channel_ops import BINARY, conv_has_padding, is_depthwise_conv
 from nnfc.passes.channel_state import ChannelState, analyze
-from nnfc.passes.graph_utils import (GATE_TAG, attr, const_array, is_const, new_initializer,
-                                     rank_of)
+from nnfc.passes.graph_utils import GATE_TAG, attr, const_array, new_initializer, rank_of
 from nnfc.passes.layout import Layout
 from nnfc.passes.regions import Region, find_region
 
