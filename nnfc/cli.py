@@ -6,6 +6,7 @@ Verbs are imported lazily so that ``nnfc compile`` never imports torch.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -69,6 +70,8 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: NnfcError becomes one line on stderr and exit code 2."""
+    if not sys.stderr.isatty():  # logs, CI: progress bars update once a second, not 10 times
+        os.environ.setdefault("TQDM_MININTERVAL", "1")
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:

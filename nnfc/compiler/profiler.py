@@ -141,7 +141,8 @@ def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: in
             write_json_atomic(path, data)
             if on_row:
                 on_row(row)
-            bar.set_postfix(lat=f"{row['latency_ms']:.2f}ms", ratio=f"{row['activation_ratio']:.2f}")
+            bar.set_postfix(lat=f"{row['latency_ms']:.2f}ms",
+                            ratio=f"{row['activation_ratio']:.2f}", refresh=False)
             bar.update(1)
     bar.close()
     return data

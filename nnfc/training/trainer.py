@@ -258,7 +258,7 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
             sums += [float(loss.detach()) * n, float((logits.argmax(1) == y).sum()),
                      float((ratio - limit).detach().mean()) * n, n]
             bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", acc=f"{sums[1] / sums[3]:.3f}",
-                            over=f"{sums[2] / sums[3]:+.3f}", lr=f"{lr:.3g}")
+                            over=f"{sums[2] / sums[3]:+.3f}", lr=f"{lr:.3g}", refresh=False)
         bar.close()
         if di.world > 1:
             tot = torch.tensor(sums, dtype=torch.float64, device=device)
