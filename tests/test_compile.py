@@ -11,19 +11,9 @@ import onnxruntime as ort
 import pytest
 
 from compile_fixtures import profiled_bundle
-from nnfc.cli import main
 from nnfc.passes import load_gates_json
+from cli_runner import run_cli
 
-
-def run_cli(args, capsys):
-    """Run `nnfc ARGS` in-process; return (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,8 @@ import json
 import shutil
 
 from compile_fixtures import profiled_bundle
-from nnfc.cli import main
+from cli_runner import run_cli
 
-
-def run_cli(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_demo_profiles_then_compiles(tmp_path, capsys):

@@ -7,20 +7,11 @@ import pytest
 
 from compile_fixtures import profiled_bundle
 from nnfc.bundle import read_bundle
-from nnfc.cli import main
 from nnfc.compiler.pipeline import make_target
 from nnfc.compiler.predictor import Predictor
 from nnfc.compiler.profiler import profile_subnets
+from cli_runner import run_cli
 
-
-def run_cli(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_profile_records_rows_and_resumes(tmp_path):

@@ -39,6 +39,7 @@ import numpy as np
 import onnx
 
 from nnfc.errors import NnfcError
+from nnfc.onnx_io import load_onnx
 from nnfc.targets.base import BenchResult, summarize, time_calls
 from nnfc.targets.static_shapes import with_static_batch
 
@@ -162,10 +163,7 @@ class TensorRTTarget:
         (returned), else write ``build_engine.sh``, say so on stderr and return the ONNX."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            model = onnx.load(str(pruned_onnx))
-        except Exception as exc:
-            raise NnfcError(f"cannot read ONNX model {pruned_onnx}: {exc}") from exc
+        model = load_onnx(pruned_onnx)
         ready = tensorrt_ready_onnx(model)
         onnx_path = out_dir / ONNX_NAME
         _write_atomic(onnx_path, ready.SerializeToString())

@@ -43,6 +43,7 @@ import numpy as np
 import onnx
 
 from nnfc.errors import NnfcError
+from nnfc.onnx_io import load_onnx
 from nnfc.targets.base import BenchResult, summarize, time_calls
 from nnfc.targets.onnx_rewrites import tokens_after_nhwc
 from nnfc.targets.peak_rss import PeakRss
@@ -137,10 +138,7 @@ class TFLiteTarget:
         _check_converter(python)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            model = onnx.load(str(pruned_onnx))
-        except Exception as exc:
-            raise NnfcError(f"cannot read ONNX model {pruned_onnx}: {exc}") from exc
+        model = load_onnx(pruned_onnx)
         if any(i.name.startswith("gate.") for i in model.graph.input):
             raise NnfcError(f"{pruned_onnx} still has gate inputs; prune it first "
                             f"(nnfc prune, or nnfc.passes.apply_gates)")

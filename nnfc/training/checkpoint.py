@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from nnfc.atomic import replace_dir
 from nnfc.errors import NnfcError
 
 STATE = "state.json"
@@ -44,14 +45,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
         save_file(tensors, str(tmp / OPTIM))
         meta = {**state, "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars}}
         (tmp / STATE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
