@@ -114,7 +114,7 @@ class CompileRequest:
 def compile_model(req: CompileRequest) -> dict[str, Any]:
     """Run the whole compile and return the report (also written to ``out/report.json``)."""
     from nnfc.bundle import default_bundle_path
-    from nnfc.passes import apply_gates
+    from nnfc.passes import apply_gates, gates_to_json
     from nnfc.targets import get_target
 
     timings: dict[str, float] = {}
@@ -160,8 +160,8 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700
     try:
         onnx.save_model(pruned, str(tmp / "model.onnx"))
-        gates_json = {k: [int(x) for x in v] for k, v in found.gates.items()}
-        (tmp / "gates.json").write_text(json.dumps(gates_json) + "\n", encoding="utf-8")
+        (tmp / "gates.json").write_text(json.dumps(gates_to_json(found.gates)) + "\n",
+                                        encoding="utf-8")
         artifact = target.lower(tmp / "model.onnx", tmp)
         lap("lower")
 
