@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from nnfc.errors import NnfcError
-from nnfc.training.tasks.numvqa import (ATTRIBUTES, UNSEEN_TASKS, NumVQA, all_tasks, answer,
-                                        load_digit_source)
+from nnfc.training.tasks.numvqa import (ATTRIBUTES, UNSEEN_TASKS, NumVQA, TileJitter, all_tasks,
+                                        answer, load_digit_source)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,37 @@ def test_sample_balanced_shapes_and_deterministic(family):
         assert y[tid == t].mean() == 0.5
     x2, _, _ = family.sample(tasks, 10, "train", np.random.default_rng(1))
     assert np.array_equal(x, x2)
+
+
+def test_tile_jitter(family):
+    tiles = family._images[:64]
+    rng = np.random.default_rng(0)
+    assert not TileJitter().active
+    # a vanishing transform is the identity (bilinear weights all on the source pixel)
+    assert np.allclose(TileJitter(shift=1e-9).apply(tiles, rng), tiles, atol=1e-6)
+    # shift=1 with every offset forced to +1 moves the content one pixel down and right
+    one = TileJitter(shift=1.0)
+    moved = one.apply(tiles, _TopOfRange())
+    assert np.allclose(moved[:, 1:, 1:], tiles[:, :-1, :-1], atol=1e-6)
+    assert np.all(moved[:, 0, :] == 0) and np.all(moved[:, :, 0] == 0)
+    jit = TileJitter(shift=0.5, rotate=10, scale=0.1)
+    a = jit.apply(tiles, np.random.default_rng(3))
+    assert a.shape == tiles.shape and a.dtype == np.float32
+    assert np.array_equal(a, jit.apply(tiles, np.random.default_rng(3)))
+    assert 0.0 <= a.min() and a.max() <= 1.0 + 1e-6 and not np.allclose(a, tiles)
+    # mild jitter keeps the digit: total ink changes by well under a quarter
+    ink = tiles.sum((1, 2))
+    assert np.all(np.abs(a.sum((1, 2)) - ink) < 0.25 * ink)
+    x, _, _ = family.sample(family.seen_tasks[:2], 8, "train", np.random.default_rng(1), jitter=jit)
+    assert x.shape == (16, 1, 16, 16)
+
+
+class _TopOfRange:
+    """Stands in for a numpy Generator: every uniform draw is the top of its range."""
+
+    @staticmethod
+    def uniform(low, high, n):
+        return np.full(n, float(high))
 
 
 def test_split_by_source_image(family):

@@ -65,6 +65,10 @@ class TrainConfig:
     limit_min: float = 0.01
     limit_max: float = 1.0
     limit_sampling: str = "uniform"  # uniform | loguniform
+    # training augmentation: random affine jitter per digit tile (0 = off)
+    augment_shift: float = 0.0  # pixels per axis
+    augment_rotate: float = 0.0  # degrees
+    augment_scale: float = 0.0  # zoom in [1 - s, 1 + s]
     hard_fraction: float = 0.5  # SemHash: share of samples using discrete (straight-through) gates
     eval_per_task: int = 100  # test samples per task for the metrics in the manifest
     eval_limits: list[float] = field(default_factory=lambda: [0.03, 0.05, 0.1, 0.25, 1.0])
@@ -140,6 +144,8 @@ def _validate(cfg: FactoryConfig, where: str) -> None:
         (t.gate_loss in ("absolute", "relative"),
          "train.gate_loss must be 'absolute' or 'relative'"),
         (0 <= t.hard_fraction <= 1, "train.hard_fraction must be in [0, 1]"),
+        (t.augment_shift >= 0 and t.augment_rotate >= 0 and 0 <= t.augment_scale < 1,
+         "train.augment_shift/augment_rotate must be >= 0 and augment_scale in [0, 1)"),
         (t.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
         (all(0 < x <= 1 for x in t.eval_limits), "train.eval_limits must lie in (0, 1]"),
         (cfg.assembler.experts >= 1, "assembler.experts must be >= 1"),

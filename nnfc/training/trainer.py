@@ -37,6 +37,7 @@ from nnfc.training.config import FactoryConfig
 from nnfc.training.gating import GatedSupernet
 from nnfc.training.semhash import semhash, straight_through
 from nnfc.training.tasks import FAMILIES
+from nnfc.training.tasks.numvqa import TileJitter
 
 
 class FactoryNet(nn.Module):
@@ -225,10 +226,11 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
     steps = (per_task * len(seen)) // (t.batch_size * di.world)
     if steps < 1:
         raise NnfcError("train.samples_per_epoch is too small for batch_size x processes")
+    jitter = TileJitter(t.augment_shift, t.augment_rotate, t.augment_scale)
     t0 = time.time()
     for epoch in range(start_epoch, t.epochs):
         rng = np.random.default_rng([cfg.seed, epoch])
-        x_all, tid_all, y_all = family.sample(seen, per_task, "train", rng)
+        x_all, tid_all, y_all = family.sample(seen, per_task, "train", rng, jitter=jitter)
         lim_all = sample_limits(cfg, len(y_all), rng)
         order = rng.permutation(len(y_all))[di.rank::di.world][: steps * t.batch_size]
         torch.manual_seed(cfg.seed * 100003 + epoch * 101 + di.rank)
