@@ -72,10 +72,12 @@ def test_forward_shapes_and_discrete_eval(experts, gater_hidden):
     assert all(p.grad is not None for p in asm.parameters())
 
 
-@pytest.mark.parametrize("experts, gater_hidden", [(1, 16), (2, 16), (1, 0)])
-def test_onnx_equals_torch(tmp_path, experts, gater_hidden):
+@pytest.mark.parametrize("experts, gater_hidden, depth", [(1, 16, 1), (2, 16, 1), (1, 0, 1),
+                                                          (1, 0, 0)])
+def test_onnx_equals_torch(tmp_path, experts, gater_hidden, depth):
     torch.manual_seed(1)
-    asm = Assembler(17, LAYERS, hidden=32, gater_hidden=gater_hidden, experts=experts)
+    asm = Assembler(17, LAYERS, hidden=32, depth=depth, gater_hidden=gater_hidden,
+                    experts=experts)
     # give BN non-trivial running statistics
     asm.train()
     for seed in range(5):
@@ -122,3 +124,23 @@ def test_cap_keeps_ratio_within_limit(tmp_path):
     uncapped.load_state_dict(asm.state_dict())
     uncapped.eval()
     assert active_ratio(uncapped(task, limit), LAYERS)[0] > 0.5
+
+
+def test_additive_assembler_composes_attributes():
+    """depth = 0 and gater_hidden = 0: scores are a linear map of the multi-hot task plus a term
+    of the limit, so the score change from swapping one attribute does not depend on the other
+    (what lets unseen attribute combinations get sensible gates)."""
+    torch.manual_seed(3)
+    asm = Assembler(17, LAYERS, depth=0, gater_hidden=0).eval()
+    q1, q2, t1, t2 = 0, 2, 6, 9
+    task = torch.zeros(4, 17)
+    for row, (q, t) in enumerate([(q1, t1), (q1, t2), (q2, t1), (q2, t2)]):
+        task[row, q] = task[row, t] = 1.0
+    limit = torch.full((4,), 0.2)
+    with torch.no_grad():
+        for s in asm.scores(task, limit):
+            assert torch.allclose(s[0] - s[1], s[2] - s[3], atol=1e-5)
+    deep = Assembler(17, LAYERS, depth=1, gater_hidden=16).eval()
+    with torch.no_grad():
+        s = torch.cat(deep.scores(task, limit), 1)
+    assert not torch.allclose(s[0] - s[1], s[2] - s[3], atol=1e-3)  # the FC+BN+ReLU path mixes

@@ -33,7 +33,7 @@ from nnfc.errors import NnfcError
 from nnfc.training.assembler import Assembler, active_ratio, gate_loss
 from nnfc.training.backbones import build_backbone
 from nnfc.training.checkpoint import load_checkpoint, save_checkpoint
-from nnfc.training.config import FactoryConfig
+from nnfc.training.config import FactoryConfig, config_from_dict
 from nnfc.training.gating import GatedSupernet
 from nnfc.training.semhash import semhash, straight_through
 from nnfc.training.tasks import FAMILIES
@@ -210,7 +210,8 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
         if not (ckpt / "state.json").is_file():
             raise NnfcError(f"--resume: no checkpoint at {ckpt}")
         meta = load_checkpoint(ckpt, net, opt)
-        if meta.get("config") != json.loads(json.dumps(cfg.to_dict())):
+        saved = config_from_dict(meta.get("config", {}), f"{ckpt}/state.json")
+        if saved.to_dict() != cfg.to_dict():
             raise NnfcError(f"--resume: the checkpoint at {ckpt} was made with a different "
                             "config; use the same config or start afresh")
         start_epoch, history = int(meta["epoch"]) + 1, list(meta.get("history", []))
@@ -318,7 +319,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
     manifest's config and its safetensors weights), e.g. after an exporter change."""
     from safetensors.torch import load_file
 
-    from nnfc.training.config import config_from_dict
 
     src = Path(checkpoint)
     if (src / "manifest.json").is_file():
