@@ -319,7 +319,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
     manifest's config and its safetensors weights), e.g. after an exporter change."""
     from safetensors.torch import load_file
 
-
     src = Path(checkpoint)
     if (src / "manifest.json").is_file():
         from nnfc.bundle import WEIGHTS, read_bundle
