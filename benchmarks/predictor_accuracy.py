@@ -5,7 +5,7 @@ layer-wise predictor on 80% and scores the rest (at least 50 held out), writes t
 and the predicted-vs-measured PNG under ``--out``.
 
     .venv/bin/python benchmarks/predictor_accuracy.py --bundle factories/default
-    .venv/bin/python benchmarks/predictor_accuracy.py --standin   # default factory's backbone,
+    .venv/bin/python benchmarks/predictor_accuracy.py --standin   # a wider ResNet,
                                                                   # random weights (needs torch)
 """
 
@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def standin_bundle(root: Path) -> Path:
-    """A factory with the default config's backbone (configs/numvqa-resnet.toml: ResNet
-    depths 2,2,2, widths 32,64,128, 1x16x16 input), random weights and a rule assembler.
+    """A factory with a wider ResNet than the default (depths 2,2,2, widths 32,64,128,
+    1x16x16 input), random weights and a rule assembler.
     Latency depends on the architecture and the gates, not on trained weights."""
     sys.path.insert(0, str(ROOT / "tests"))
     from compile_fixtures import make_bundle
