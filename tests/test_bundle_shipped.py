@@ -45,3 +45,10 @@ def test_default_factory_accuracy_after_pruning():
     bundle = read_bundle(REPO / "factories" / "default")
     rows = evaluate_bundle(bundle, [["has", "3"], ["only-one", "even"]], [0.1], samples=100)
     assert all(r.seen and r.accuracy >= 0.9 and r.activation_ratio <= 0.1 for r in rows)
+
+
+def test_default_factory_unseen_tasks_after_pruning():
+    """Attribute combinations never trained on still get accurate subnets (additive assembler)."""
+    bundle = read_bundle(REPO / "factories" / "default")
+    rows = evaluate_bundle(bundle, [["only-one", "2"], ["has", "even"]], [0.1], samples=100)
+    assert all(not r.seen and r.accuracy >= 0.9 and r.activation_ratio <= 0.1 for r in rows)
