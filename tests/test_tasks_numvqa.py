@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from nnfc.errors import NnfcError
-from nnfc.training.tasks.numvqa import (ATTRIBUTES, UNSEEN_TASKS, NumVQA, TileJitter, all_tasks,
-                                        answer, load_digit_source)
+from nnfc.training.tasks.augment import TileJitter
+from nnfc.training.tasks.numvqa import (ATTRIBUTES, UNSEEN_TASKS, NumVQA, all_tasks, answer,
+                                        load_digit_source)
 
 
 @pytest.fixture(scope="module")

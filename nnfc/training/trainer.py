@@ -37,7 +37,7 @@ from nnfc.training.config import FactoryConfig, config_from_dict
 from nnfc.training.gating import GatedSupernet
 from nnfc.training.semhash import semhash, straight_through
 from nnfc.training.tasks import FAMILIES
-from nnfc.training.tasks.numvqa import TileJitter
+from nnfc.training.tasks.augment import TileJitter
 
 
 class FactoryNet(nn.Module):
