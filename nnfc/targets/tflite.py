@@ -104,6 +104,28 @@ def _io_dims(model: onnx.ModelProto) -> tuple[dict[str, list[int]], dict[str, li
     return dims(model.graph.input), dims(model.graph.output)
 
 
+def _match_layouts(kind: str, onnx_dims: dict[str, list[int]],
+                   details: dict[str, dict]) -> list[dict]:
+    """Sidecar entries pairing each ONNX input/output with the TFLite tensor of that name and
+    the permutation between their layouts: inputs get ``to_tflite`` (ONNX -> TFLite, NHWC
+    preferred), outputs ``to_onnx`` (TFLite -> ONNX, NCHW preferred)."""
+    entries = []
+    for name, dims in onnx_dims.items():
+        if name not in details:
+            raise NnfcError(f"the TFLite model has no {kind} {name!r} "
+                            f"(it has {', '.join(details)})")
+        tfl = [int(d) for d in details[name]["shape"]]
+        if kind == "input":
+            key, perm = "to_tflite", _perm_between(dims, tfl, NHWC)
+        else:
+            key, perm = "to_onnx", _perm_between(tfl, dims, NCHW)
+        if perm is None:
+            raise NnfcError(f"TFLite {kind} {name} has shape {tfl}, which is no layout of "
+                            f"the ONNX shape {dims}")
+        entries.append({"name": name, "onnx_shape": dims, "tflite_shape": tfl, key: perm})
+    return entries
+
+
 def _perm_between(src: list[int], dst: list[int], preferred: tuple[int, ...]) -> list[int] | None:
     """A permutation p with ``src.transpose(p).shape == dst``; ``preferred`` (NHWC/NCHW) wins
     for 4-D tensors, identity otherwise; None if the shapes don't match at all."""
@@ -176,28 +198,8 @@ class TFLiteTarget:
         details_in = runner.get_input_details()
         details_out = runner.get_output_details()
         onnx_in, onnx_out = _io_dims(static)
-        inputs, outputs = [], []
-        for name, dims in onnx_in.items():
-            if name not in details_in:
-                raise NnfcError(f"the TFLite model has no input {name!r} "
-                                f"(it has {', '.join(details_in)})")
-            tfl = [int(d) for d in details_in[name]["shape"]]
-            perm = _perm_between(dims, tfl, NHWC)
-            if perm is None:
-                raise NnfcError(f"TFLite input {name} has shape {tfl}, which is no layout of "
-                                f"the ONNX shape {dims}")
-            inputs.append({"name": name, "onnx_shape": dims, "tflite_shape": tfl,
-                           "to_tflite": perm})
-        for name, dims in onnx_out.items():
-            if name not in details_out:
-                raise NnfcError(f"the TFLite model has no output {name!r}")
-            tfl = [int(d) for d in details_out[name]["shape"]]
-            perm = _perm_between(tfl, dims, NCHW)
-            if perm is None:
-                raise NnfcError(f"TFLite output {name} has shape {tfl}, which is no layout of "
-                                f"the ONNX shape {dims}")
-            outputs.append({"name": name, "onnx_shape": dims, "tflite_shape": tfl,
-                            "to_onnx": perm})
+        inputs = _match_layouts("input", onnx_in, details_in)
+        outputs = _match_layouts("output", onnx_out, details_out)
         meta = {"format": "nnfc-tflite", "version": 1, "precision": precision,
                 "inputs": inputs, "outputs": outputs,
                 "layout": _layout_note(inputs),

@@ -10,7 +10,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class TileJitter:
-    """Random affine jitter of digit tiles (training augmentation), bilinear, zero outside:
+    """Random affine jitter of image tiles (training augmentation), bilinear, zero outside:
     shift up to ``shift`` pixels per axis, rotation up to ``rotate`` degrees, scale in
     ``[1 − scale, 1 + scale]``, independently per tile."""
 

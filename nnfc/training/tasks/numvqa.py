@@ -203,7 +203,7 @@ class NumVQA:
             src[mask] = rng.choice(pools[d], size=int(mask.sum()))
         h, w = self.digit_shape
         tiles = self._images[src]  # [N, 4, h, w]
-        if jitter is not None and jitter.active:
+        if jitter is not None and jitter.active:  # inactive: no draws, earlier runs reproduce
             tiles = jitter.apply(tiles, rng)
         img = np.empty((n, 1, 2 * h, 2 * w), np.float32)
         img[:, 0, :h, :w], img[:, 0, :h, w:] = tiles[:, 0], tiles[:, 1]
