@@ -1,0 +1,42 @@
+"""Task families (numpy only): see :mod:`nnfc.families.base` for the contract.
+
+The registry maps a family name to ``module:Class``; classes are imported on first use so that a
+command touches only the family it needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Mapping
+
+from nnfc.errors import NnfcError
+from nnfc.families.base import Batch, RunFn, Task, TaskFamily, TrainingFamily
+
+FAMILIES: dict[str, str] = {
+    "numvqa": "nnfc.families.numvqa:NumVQA",
+    "attrod": "nnfc.families.attrod:AttrOD",
+}
+
+
+def family_class(name: str) -> type:
+    """The class registered as ``name``; one clear error for an unknown name."""
+    if name not in FAMILIES:
+        raise NnfcError(f"unknown task family {name!r}; known: {', '.join(sorted(FAMILIES))}")
+    module, _, cls = FAMILIES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def register_family(name: str, target: str) -> None:
+    """Register a family of one's own as ``"package.module:Class"``."""
+    FAMILIES[name] = target
+
+
+def family_from_manifest(manifest: Mapping[str, Any]) -> TaskFamily:
+    """Rebuild a bundle's family (same data source and split) from its ``task_family`` section."""
+    info = manifest.get("task_family") or {}
+    cls = family_class(str(info.get("family")))
+    return cls.from_config(info.get("config") or {})
+
+
+__all__ = ["FAMILIES", "Batch", "RunFn", "Task", "TaskFamily", "TrainingFamily", "family_class",
+           "family_from_manifest", "register_family"]
