@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subnets", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "profiles"))
+    ap.add_argument("--runs", type=int, default=10, help="timed runs per round")
+    ap.add_argument("--rounds", type=int, default=10, help="measurement rounds")
     args = ap.parse_args(argv)
     if args.standin:
         bundle_root = standin_bundle(Path(tempfile.gettempdir()) / "nnfc-standin-factory")
@@ -56,20 +58,54 @@ def main(argv: list[str] | None = None) -> int:
     options = {"threads": args.threads} if args.threads and args.target == "desktop" else {}
     target = make_target(args.target, options)
     data = profile_subnets(bundle, target, out / f"{name}.measurements.json",
-                           subnets=args.subnets)
+                           subnets=args.subnets, runs=args.runs, rounds=args.rounds)
     data["_path"] = str(out / f"{name}.measurements.json")
     predictor, png = fit_and_save(bundle, args.target, data, out / f"{name}.json",
                                   out / f"{name}.png", target_options=options)
-    acc = predictor.meta["accuracy"]
-    print(f"factory {bundle.root} on {args.target} ({predictor.meta['host'].get('cpu')}, "
-          f"{options or 'default options'}), {len(data['rows'])} subnets")
-    for key in ("latency", "memory"):
-        a = acc[key]
-        print(f"  {key:8s} accuracy {a['accuracy']:.2%} on {a['n_test']} held-out subnets "
-              f"(trained on {a['n_train']}; p90 error {a['p90_rel_error']:.1%}, max "
-              f"{a['max_rel_error']:.1%})")
+    report(predictor, data, options, args.target, bundle.root)
     print(f"  predictor {out / f'{name}.json'}, plot {png}")
     return 0
+
+
+def report(predictor, data, options, target, root) -> None:
+    """Print accuracy (5-fold CV and held-out), model selection, load and time per subnet."""
+    import numpy as np
+    acc = predictor.meta["accuracy"]
+    rows = data["rows"]
+    print(f"factory {root} on {target} ({predictor.meta['host'].get('cpu')}, "
+          f"{options or 'default options'}), {len(rows)} subnets, latency "
+          f"{min(r['latency_ms'] for r in rows):.2f}-{max(r['latency_ms'] for r in rows):.2f} ms")
+    secs = [r["seconds"] for r in rows if r.get("seconds")]
+    load = predictor.meta.get("load") or {}
+    if secs:
+        print(f"  profiling time per subnet: median {np.median(secs):.2f} s, mean "
+              f"{np.mean(secs):.2f} s (prune + lower + measure)")
+    if load:
+        print(f"  1-min load average while measuring: min {load['min']:.1f}, median "
+              f"{load['median']:.1f}, max {load['max']:.1f}")
+    ref = predictor.meta.get("reference")
+    if ref:
+        print(f"  drift-cancelled: relative to a reference subnet ({ref['gates']}), calibrated "
+              f"at {ref['latency_ms']:.3f} ms")
+    model = acc.get("latency_model", {})
+    if model:
+        print(f"  latency model: {model['feature_set']} (ridge {model['ridge']:g}), "
+              f"{model['selected_by']}")
+        print(f"    {'candidate':34s} {'feat':>5s} {'1-MAPE':>7s} {'±5%':>6s} {'±10%':>6s}")
+        for name, t in model["cv_table"].items():
+            print(f"    {name:34s} {t['features']:5d} {t['accuracy']:7.2%} "
+                  f"{t['within_5']:6.1%} {t['within_10']:6.1%}")
+    for key in ("latency", "memory"):
+        cv, a = acc.get(f"{key}_cv"), acc[key]
+        if cv:
+            print(f"  {key:8s} {cv['folds']}-fold CV: 1-MAPE {cv['accuracy']:.2%}, within ±5% "
+                  f"{cv['within_5']:.1%}, within ±10% {cv['within_10']:.1%} (n={cv['n']})")
+        print(f"  {key:8s} held-out: 1-MAPE {a['accuracy']:.2%} on {a['n_test']} subnets "
+              f"(p90 error {a['p90_rel_error']:.1%}, max {a['max_rel_error']:.1%})")
+    margin = predictor.meta.get("margin")
+    if margin:
+        print(f"  safety margin (latency): {margin['latency']:.1%} = CV quantile "
+              f"{margin['quantile']:.0%} of measured/predicted - 1")
 
 
 if __name__ == "__main__":

@@ -23,10 +23,15 @@ def test_profile_records_rows_and_resumes(tmp_path):
     assert len(first["rows"]) == 3
     row = first["rows"][1]
     for key in ("gates", "activation_ratio", "latency_ms", "runtime_memory_mb",
-                "graph_memory_mb", "params", "flops", "round_medians_ms"):
+                "graph_memory_mb", "params", "flops", "relative", "round_ratios", "load"):
         assert key in row
     assert first["rows"][0]["activation_ratio"] == 1.0
     assert first["target_options"] == {"threads": 1}
+    # timed against a fixed reference subnet, kept beside the measurements for compile
+    assert first["reference"]["clock"] == "CPU time of the inference thread"
+    assert (tmp_path / first["reference"]["artifact"]).is_file()
+    assert row["latency_ms"] == pytest.approx(row["relative"]
+                                              * first["reference"]["latency_ms"])
     again = profile_subnets(bundle, target, path, subnets=5, runs=2, warmup=0, rounds=1,
                             progress=False)
     assert len(again["rows"]) == 5

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from nnfc.bundle import Bundle
 from nnfc.compiler.cost_structure import analyse
 from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.predictor import Predictor, fit_predictor, plot_accuracy, unpack_gates
-from nnfc.compiler.profiler import bundle_fingerprint
+from nnfc.compiler.profiler import apply_reference, bundle_fingerprint
 from nnfc.errors import NnfcError
 
 
@@ -38,6 +40,7 @@ def fit_and_save(bundle: Bundle, target: str, measurements: dict[str, Any], out:
                         f"(supernet sha256 {have[:12]}…, this one is {want[:12]}…)")
     supernet = onnx.load(str(bundle.supernet_path))
     fill_graph_memory(bundle, rows, supernet)
+    reference = _place_reference(measurements, out)
     structure = analyse(supernet)
     meta = {"bundle": bundle_fingerprint(bundle), "host": measurements.get("host", {}),
             "measured_locally": measured_locally,
@@ -48,9 +51,39 @@ def fit_and_save(bundle: Bundle, target: str, measurements: dict[str, Any], out:
                         "rounds": measurements.get("rounds"),
                         "seed": measurements.get("seed"), "measurements": str(
                             measurements.get("_path", ""))},
+            "reference": reference,
+            "load": _load_summary(rows),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    if reference is None:
+        meta.pop("reference")
     predictor, held = fit_predictor(structure, target, rows, meta=meta)
     predictor.save(out)
     png = plot_accuracy(held, predictor.meta["accuracy"], plot,
                         f"{target} predictor, {len(rows)} subnets") if plot else None
     return predictor, png
+
+
+def _place_reference(measurements: dict[str, Any], out: Path) -> dict[str, Any] | None:
+    """Recalibrate relative rows and put the reference artifact beside the predictor (compile
+    times artifacts against it); its description for the predictor's meta, or None."""
+    ref = measurements.get("reference")
+    if not ref:
+        return None
+    apply_reference(measurements)
+    src_dir = Path(measurements.get("_path") or out).parent
+    src = src_dir / ref["artifact"]
+    dst = out.parent / ref["artifact"]
+    if not dst.is_file() and src.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst.with_name(f".{dst.name}.tmp"))
+        os.replace(dst.with_name(f".{dst.name}.tmp"), dst)
+    return {k: ref[k] for k in ("artifact", "sha256", "latency_ms", "gates") if k in ref}
+
+
+def _load_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The 1-minute load average while the rows were measured (min / median / max)."""
+    load = [float(r["load"]) for r in rows if r.get("load") is not None]
+    if not load:
+        return None
+    import numpy as np
+    return {"min": min(load), "median": float(np.median(load)), "max": max(load)}

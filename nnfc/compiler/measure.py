@@ -45,3 +45,101 @@ def measure(target, artifact: str | Path, runs: int = 10, warmup: int = 3, round
     return Measurement(best.median_ms, best.p90_ms, max(r.peak_memory_mb for r in results),
                        [r.median_ms for r in results], sum(r.runs for r in results),
                        dict(best.details))
+
+
+# ---- drift-cancelling measurement: time the candidate interleaved with a fixed reference -----
+def runner(target, artifact: str | Path):
+    """A zero-argument callable running one inference of ``artifact`` on ``target`` (its
+    ``runner``), or None for targets that can only benchmark whole blocks."""
+    make = getattr(target, "runner", None)
+    return make(artifact) if make is not None else None
+
+
+@dataclass
+class RelativeMeasurement:
+    """A candidate timed pairwise with a reference model, run for run, call after call.
+
+    ``relative`` (candidate / reference, median over rounds of each round's ratio of medians)
+    is what a changing load leaves alone: anything that slows both alike cancels. It becomes
+    milliseconds with the reference's calibrated latency."""
+
+    relative: float
+    candidate_ms: float          # median of the candidate's runs in the kept rounds (raw)
+    reference_ms: float          # median of the reference's runs in the kept rounds (raw)
+    round_ratios: list[float] = field(default_factory=list)
+    outlier_rounds: int = 0
+    runs: int = 0
+    load: float = 0.0            # 1-minute load average when the measurement ended
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median of the kept round ratios."""
+        r = sorted(self.round_ratios)
+        return (r[-1] - r[0]) / r[len(r) // 2] if r else 0.0
+
+
+def clock_for(target):
+    """The clock that times one inference on ``target``: the calling thread's CPU time where
+    the runtime computes in that thread alone (one intra-op thread), which other processes
+    cannot inflate by taking the core away; else wall time."""
+    import time
+    return time.thread_time if getattr(target, "threads", None) == 1 else time.perf_counter
+
+
+def clock_name(clock) -> str:
+    import time
+    return "CPU time of the inference thread" if clock is time.thread_time else "wall time"
+
+
+def measure_relative(candidate, reference, runs: int = 10, warmup: int = 3, rounds: int = 5,
+                     max_extra: int | None = None, outlier: float = 0.03,
+                     clock=None) -> RelativeMeasurement:
+    """Time ``candidate()`` and ``reference()`` alternately (``runs`` pairs per round, after
+    ``warmup`` pairs) with ``clock`` (default: wall time); each round gives
+    median(candidate) / median(reference). A round whose ratio is more than ``outlier``
+    (relative) and 3 median absolute deviations away from the median ratio is re-measured (at
+    most ``max_extra`` extra rounds, default ``rounds``)."""
+    import os
+    import time
+
+    import numpy as np
+
+    clock = clock or time.perf_counter
+    for _ in range(warmup):
+        reference()
+        candidate()
+    max_extra = rounds if max_extra is None else max_extra
+
+    def one_round():
+        c, r = [], []
+        for k in range(max(1, runs)):
+            # alternate which goes first so neither always follows the other's cache state
+            first, second, tf, ts = ((reference, candidate, r, c) if k % 2 == 0
+                                     else (candidate, reference, c, r))
+            t0 = clock()
+            first()
+            t1 = clock()
+            second()
+            t2 = clock()
+            tf.append((t1 - t0) * 1e3)
+            ts.append((t2 - t1) * 1e3)
+        return float(np.median(c)), float(np.median(r))
+
+    rows = [one_round() for _ in range(max(1, rounds))]
+    outliers = 0
+    while True:
+        ratios = np.array([c / r for c, r in rows])
+        med = float(np.median(ratios))
+        dev = np.abs(ratios / med - 1.0)
+        mad = float(np.median(dev))
+        bad = np.flatnonzero((dev > outlier) & (dev > 3.0 * max(mad, 1e-3)))
+        if len(bad) == 0 or outliers >= max_extra:
+            break
+        worst = int(bad[np.argmax(dev[bad])])
+        rows.pop(worst)
+        outliers += 1
+        rows.append(one_round())
+    ratios = [c / r for c, r in rows]
+    return RelativeMeasurement(float(np.median(ratios)), float(np.median([c for c, _ in rows])),
+                               float(np.median([r for _, r in rows])), ratios, outliers,
+                               len(rows) * max(1, runs), os.getloadavg()[0])

@@ -21,7 +21,6 @@ import onnx
 from nnfc.bundle import Bundle, read_bundle
 from nnfc.compiler.assembler_runtime import Assembler
 from nnfc.compiler.graph_stats import graph_stats
-from nnfc.compiler.measure import measure
 from nnfc.atomic import replace_dir, write_json_atomic
 from nnfc.compiler.predictor import Predictor, host_info
 from nnfc.compiler.search import SEARCHES, SearchResult
@@ -103,7 +102,9 @@ class CompileRequest:
     profile: Path | None = None
     method: str = "batched"            # or "algorithm1", "best" (see search.py)
     step: float = 0.01
-    margin: float | None = None        # None: the predictor's held-out p90 error
+    margin: float | None = None        # None: the predictor's calibrated margin (CV quantile)
+    refine_rounds: int = 3             # measured rounds at most (step down / up; 1: no refining)
+    step_up_below: float = 0.97        # step up when measured / budget lands below this
     runs: int | None = None            # None: as the profile measured its subnets
     warmup: int | None = None
     rounds: int | None = None
@@ -159,22 +160,20 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700
     try:
-        onnx.save_model(pruned, str(tmp / "model.onnx"))
-        (tmp / "gates.json").write_text(json.dumps(gates_to_json(found.gates)) + "\n",
-                                        encoding="utf-8")
-        artifact = target.lower(tmp / "model.onnx", tmp)
+        artifact = _lower(target, pruned, tmp)
         lap("lower")
 
-        prof = predictor.meta.get("profile", {})
-        try:
-            bench = measure(target, artifact,
-                            runs=req.runs or prof.get("runs") or 10,
-                            warmup=req.warmup if req.warmup is not None
-                            else (prof.get("warmup") if prof.get("warmup") is not None else 3),
-                            rounds=req.rounds or prof.get("rounds") or 10)
-        except NnfcError as exc:  # e.g. jetson without TensorRT here: the artifact still ships
-            bench = str(exc)
+        meter = Meter(target, predictor, req, _profile_dir(bundle, req))
+        bench = meter(artifact)
         lap("measure")
+        rounds = [_round(found, bench)]
+        if isinstance(bench, Measured) and req.lat_ms is not None and req.refine_rounds > 1:
+            found, pruned, artifact, bench, rounds = _refine(
+                req, assembler, predictor, task_vec, margins, supernet, apply_gates, target,
+                meter, found, pruned, artifact, bench, tmp)
+            lap("refine")
+        (tmp / "gates.json").write_text(json.dumps(gates_to_json(found.gates)) + "\n",
+                                        encoding="utf-8")
 
         diff = _equivalence(bundle, supernet, found.gates, target, artifact) if req.verify \
             else None
@@ -182,7 +181,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         lap("verify")
 
         report = _report(req, bundle, found, predictor, margins, bench, stats, diff,
-                         artifact.name, timings, target)
+                         artifact.name, timings, target, rounds)
         write_json_atomic(tmp / "report.json", report)
         (tmp / "summary.txt").write_text(summary(report) + "\n", encoding="utf-8")
         replace_dir(tmp, out)
@@ -195,6 +194,162 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     report["timings_s"] = dict(timings)
     write_json_atomic(out / "report.json", report)
     return report
+
+
+@dataclass
+class Measured:
+    """A compile-time latency measurement (ms) and how it was made."""
+
+    latency_ms: float
+    p90_ms: float | None
+    runtime_memory_mb: float | None
+    round_values: list[float]
+    runs: int
+    spread: float
+    details: dict
+    definition: str
+    relative: float | None = None
+    load: float | None = None
+
+
+def _profile_dir(bundle: Bundle, req: CompileRequest) -> Path:
+    return Path(req.profile).parent if req.profile else default_profile_path(
+        bundle.root, req.target).parent
+
+
+class Meter:
+    """Measures artifacts as the profile measured its subnets: call by call against the
+    profile's reference subnet where the target and profile allow (drift-cancelling, see
+    ``measure_relative``), else the best of several rounds' medians."""
+
+    def __init__(self, target, predictor: Predictor, req: CompileRequest, profile_dir: Path):
+        from nnfc.compiler.measure import runner
+        self.target, self.req = target, req
+        prof = predictor.meta.get("profile", {})
+        self.ref = predictor.meta.get("reference")
+        self.ref_run = None
+        self.note = None
+        if self.ref and getattr(target, "runner", None) is not None:
+            path = profile_dir / self.ref["artifact"]
+            if path.is_file():
+                self.ref_run = runner(target, path)
+            else:
+                self.note = (f"reference subnet {path} is missing: measured without drift "
+                             "correction")
+        relative = self.ref_run is not None
+        # relative timing pairs every run with the reference: fewer, interleaved runs suffice
+        self.runs = req.runs or (6 if relative else prof.get("runs") or 10)
+        self.rounds = req.rounds or (3 if relative else prof.get("rounds") or 10)
+        self.warmup = req.warmup if req.warmup is not None else (
+            2 if relative else (prof.get("warmup") if prof.get("warmup") is not None else 3))
+
+    def __call__(self, artifact: Path) -> "Measured | str":
+        from nnfc.compiler.measure import (clock_for, clock_name, measure, measure_relative,
+                                           runner)
+        if self.ref_run is not None:
+            clock = clock_for(self.target)
+            m = measure_relative(runner(self.target, artifact), self.ref_run, runs=self.runs,
+                                 warmup=self.warmup, rounds=self.rounds, clock=clock)
+            ref_ms = float(self.ref["latency_ms"])
+            return Measured(m.relative * ref_ms, None, None,
+                            [r * ref_ms for r in m.round_ratios], m.runs, m.spread,
+                            {"reference_ms_now": m.reference_ms,
+                             "candidate_ms_now": m.candidate_ms},
+                            "candidate / reference subnet (timed call by call, median over "
+                            "rounds of median ratios) x the reference's calibrated latency "
+                            f"{ref_ms:.4g} ms; batch 1; clock: {clock_name(clock)}",
+                            m.relative, m.load)
+        try:
+            b = measure(self.target, artifact, runs=self.runs, warmup=self.warmup,
+                        rounds=self.rounds)
+        except NnfcError as exc:  # e.g. jetson without TensorRT here: the artifact still ships
+            return str(exc)
+        return Measured(b.latency_ms, b.p90_ms, b.runtime_memory_mb, b.round_medians, b.runs,
+                        b.spread, dict(b.details), "best of the rounds' medians, batch 1"
+                        + (f" ({self.note})" if self.note else ""), None, os.getloadavg()[0])
+
+
+def _lower(target, pruned: onnx.ModelProto, work: Path) -> Path:
+    onnx.save_model(pruned, str(work / "model.onnx"))
+    return Path(target.lower(work / "model.onnx", work))
+
+
+def _round(found: SearchResult, bench) -> dict[str, Any]:
+    return {"limit": found.limit, "predicted_ms": found.latency_ms,
+            "measured_ms": bench.latency_ms if isinstance(bench, Measured) else None}
+
+
+def _refine(req, assembler, predictor, task_vec, margins, supernet, apply_gates, target, meter,
+            found, pruned, artifact, bench, tmp: Path):
+    """Measure-and-adjust rounds (the paper's Algorithm 1 measures every round): while the
+    measured latency breaks the budget, or lands below ``step_up_below`` of it, move to the
+    grid limit whose prediction, rescaled by this artifact's measured / predicted ratio, fits
+    best; keep the largest measured subnet within the budget. At most ``refine_rounds``."""
+    from nnfc.compiler.assembler_runtime import select
+    from nnfc.compiler.search import candidates
+    limits, gates, lat, mem = candidates(assembler, predictor, task_vec, step=req.step)
+    ratio = predictor.structure.activation_ratio(gates)
+    mem_ok = np.ones(len(limits), bool) if req.mem_mb is None else \
+        mem * (1.0 + margins[1]) <= req.mem_mb
+    tried = {int(np.argmin(np.abs(limits - found.limit)))}
+    cur = (found, pruned, artifact, bench)
+    best = cur if bench.latency_ms <= req.lat_ms else None
+    rounds = [_round(found, bench)]
+    budget = req.lat_ms
+    for r in range(1, req.refine_rounds):
+        f, _, _, b = cur
+        use = b.latency_ms / budget
+        if use <= 1.0 and use >= req.step_up_below:
+            break
+        scale = b.latency_ms / max(f.latency_ms, 1e-9)   # this subnet's measured / predicted
+        noise = max(0.01, b.spread / 2)
+        ok = (lat * scale * (1.0 + noise) <= budget) & mem_ok
+        ok[list(tried)] = False
+        if use > 1.0:  # over budget: the largest smaller subnet that fits after rescaling
+            ok &= ratio < f.activation_ratio
+        else:          # far inside: a larger one that still fits after rescaling
+            ok &= ratio > f.activation_ratio
+        if not ok.any():
+            if use > 1.0 and best is None:  # nothing fits the rescaled prediction: smallest
+                ok = (ratio < f.activation_ratio) & mem_ok
+                ok[list(tried)] = False
+                if not ok.any():
+                    break
+                i = int(np.flatnonzero(ok)[np.argmin(ratio[ok])])
+            else:
+                break
+        else:
+            i = int(np.flatnonzero(ok)[np.argmax(ratio[ok])])
+        tried.add(i)
+        chosen = select(gates, i)
+        nf = SearchResult(float(limits[i]), chosen, float(lat[i]), float(mem[i]),
+                          float(ratio[i]), f.assembler_calls, f.candidates,
+                          f"{f.method}+measured", found.trace)
+        work = tmp / f"round{r + 1}"
+        work.mkdir()
+        npruned = apply_gates(supernet, chosen)
+        nart = _lower(target, npruned, work)
+        nb = meter(nart)
+        if not isinstance(nb, Measured):
+            break
+        cur = (nf, npruned, nart, nb)
+        rounds.append(_round(nf, nb))
+        if nb.latency_ms <= budget and (best is None or nf.activation_ratio
+                                        > best[0].activation_ratio):
+            best = cur
+    keep = best or cur
+    if keep[2].parent != tmp:  # move the kept round's artifact into the output directory
+        for old in list(tmp.iterdir()):
+            if old.is_file():
+                old.unlink()
+        for f in keep[2].parent.iterdir():
+            if f.is_file():
+                os.replace(f, tmp / f.name)
+        keep = (keep[0], keep[1], tmp / keep[2].name, keep[3])
+    for d in tmp.iterdir():
+        if d.is_dir() and d.name.startswith("round"):
+            shutil.rmtree(d, ignore_errors=True)
+    return (*keep, rounds)
 
 
 def _equivalence(bundle: Bundle, supernet: onnx.ModelProto, gates: dict, target, artifact
@@ -219,18 +374,35 @@ def _measured(bench, mem: float) -> dict[str, Any]:
         return {"latency_ms": None, "memory_mb": mem, "runtime_memory_mb": None,
                 "not_measured": bench}
     return {"latency_ms": {"median": bench.latency_ms, "p90": bench.p90_ms,
-                           "round_medians": bench.round_medians, "spread": bench.spread},
+                           "round_medians": bench.round_values, "spread": bench.spread},
             "memory_mb": mem, "runtime_memory_mb": bench.runtime_memory_mb, "runs": bench.runs,
-            "latency_definition": "best of the rounds' medians, batch 1"}
+            "relative_to_reference": bench.relative, "load": bench.load,
+            "latency_definition": bench.definition}
+
+
+def _utilisation(req, found, predictor, margins, lat, mem, measured: bool) -> dict[str, Any]:
+    """measured (or predicted) / budget per given budget, and which budget binds: the one the
+    next grid limit's prediction breaks."""
+    nxt = next((t for t in found.trace if t["limit"] > found.limit), None)
+    out = {}
+    for key, budget, value, m, unit in (("latency", req.lat_ms, lat, margins[0], "latency_ms"),
+                                        ("memory", req.mem_mb, mem, margins[1], "memory_mb")):
+        if budget is None or value is None:
+            continue
+        binding = nxt is not None and nxt[unit] * (1.0 + m) > budget
+        out[key] = {"utilisation": value / budget, "binding": bool(binding),
+                    "of": "measured" if measured or key == "memory" else "predicted"}
+    return out
 
 
 def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact, timings,
-            target):
+            target, rounds=None):
     mem = stats.memory_mb
     measured = not isinstance(bench, str)
     lat = bench.latency_ms if measured else found.latency_ms
     within = ((req.lat_ms is None or lat <= req.lat_ms)
               and (req.mem_mb is None or mem <= req.mem_mb))
+    estimate = predictor.meta.get("estimated")
     return {
         "request": {"task": list(req.task), "target": req.target, "lat_ms": req.lat_ms,
                     "mem_mb": req.mem_mb},
@@ -242,6 +414,8 @@ def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact
         "measured": _measured(bench, mem),
         "within_budget": bool(within) if measured else None,
         "within_budget_predicted": bool(within) if not measured else None,
+        "budget_use": _utilisation(req, found, predictor, margins, lat, mem, measured),
+        "latency_estimated": estimate,
         "max_abs_diff_vs_supernet": diff,
         "artifact": artifact,
         "timings_s": dict(timings),
@@ -249,7 +423,10 @@ def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact
                    "candidates": found.candidates, "step": req.step,
                    "next_limit": next((t for t in found.trace if t["limit"] > found.limit),
                                       None),
-                   "safety_margin": {"latency": margins[0], "memory": margins[1]}},
+                   "measured_rounds": rounds or [],
+                   "safety_margin": {"latency": margins[0], "memory": margins[1],
+                                     "source": (predictor.meta.get("margin") or {}).get(
+                                         "source", "held-out p90 error")}},
         "memory_definition": "parameter bytes + largest intermediate tensor of the pruned graph "
                              "(MB = 1e6 bytes); runtime_memory_mb is what the runtime reports",
         "bundle": {"path": str(bundle.root),
@@ -270,17 +447,25 @@ def summary(report: dict[str, Any]) -> str:
     meas, pred = report["measured"], report["predicted"]
     t = report["timings_s"]
     diff = report.get("max_abs_diff_vs_supernet")
+    est = report.get("latency_estimated")
     if meas["latency_ms"] is None:
-        lat_line = f"  latency  predicted {format_ms(pred['latency_ms'])}, not measured here"
+        lat_line = (f"  latency  {'estimated' if est else 'predicted'} "
+                    f"{format_ms(pred['latency_ms'])}, not measured here"
+                    + (f" ({est['note']})" if est else ""))
         verdict = ("within budget (predicted; measure on the device)"
                    if report["within_budget_predicted"] else "OVER BUDGET (predicted)")
     else:
         lat_line = (f"  latency  predicted {format_ms(pred['latency_ms'])}, "
-                    f"measured {format_ms(meas['latency_ms']['median'])} "
-                    f"(p90 {format_ms(meas['latency_ms']['p90'])})")
+                    f"measured {format_ms(meas['latency_ms']['median'])}"
+                    + (f" (p90 {format_ms(meas['latency_ms']['p90'])})"
+                       if meas["latency_ms"].get("p90") is not None else
+                       " (drift-cancelled)" if meas.get("relative_to_reference") else ""))
         verdict = "within budget" if report["within_budget"] else "OVER BUDGET"
     runtime_mem = (f" (runtime reports {format_mb(meas['runtime_memory_mb'])})"
                    if meas.get("runtime_memory_mb") is not None else "")
+    use = report.get("budget_use") or {}
+    use_line = ", ".join(f"{k} {v['utilisation']:.1%} of budget ({v['of']}"
+                         + (", binding)" if v["binding"] else ")") for k, v in use.items())
     lines = [
         f"task {{{', '.join(req['task'])}}} on {req['target']} with {budget}:",
         f"  limit {report['limit']:.0%} -> activation {report['activation_ratio']:.1%}, "
@@ -288,6 +473,7 @@ def summary(report: dict[str, Any]) -> str:
         lat_line,
         f"  memory   predicted {format_mb(pred['memory_mb'])}, "
         f"measured {format_mb(meas['memory_mb'])}{runtime_mem}",
+        *([f"  uses {use_line}"] if use_line else []),
         f"  {verdict}; "
         + (f"max |diff| vs gated supernet {diff:.2g}" if diff is not None else "not verified"),
         "  time " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()),

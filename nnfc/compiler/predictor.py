@@ -101,6 +101,41 @@ def latency_features(structure: CostStructure, gates: Mapping[str, np.ndarray],
     return np.concatenate([cost, shape_features(structure, gates)], axis=1) if shape else cost
 
 
+def traffic_features(structure: CostStructure, gates: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[B, 4L] per layer: MACs, input elements read, output elements written, weights (M)."""
+    t = structure.layer_terms(gates)
+    return np.concatenate([t["macs"], t["in_elems"], t["out_elems"], t["params"]], axis=1) / 1e6
+
+
+#: The latency models compared by cross-validation: name -> (features(structure, gates),
+#: how many leading features take non-negative coefficients (None: all), description).
+FEATURE_SETS: dict[str, tuple] = {
+    "total-macs": (lambda s, g: s.layer_terms(g)["macs"].sum(axis=1, keepdims=True) / 1e6,
+                   None, "total MACs (M)"),
+    "layer-macs": (lambda s, g: s.layer_terms(g)["macs"] / 1e6, None, "per layer MACs (M)"),
+    "layer-traffic": (traffic_features, None,
+                      "per layer MACs, input elements, output elements, weights (M)"),
+    "layer-align": (lambda s, g: cost_features(s, g), None,
+                    f"per layer MACs (M) by input-channel alignment class {list(ALIGN_BLOCKS)} "
+                    "+ unaligned, output elements (M)"),
+    "layer-align-shape": (lambda s, g: latency_features(s, g, True),
+                          lambda s: n_cost_features(s),
+                          "layer-align, then per gated channel set: aligned-to-block flags and "
+                          f"hinges at {list(HINGES)} of its size"),
+}
+
+#: Ridge strengths tried (relative to the scaled design; 0 = bounded least squares alone).
+RIDGES: tuple[float, ...] = (0.0, 1e-3, 1e-2)
+
+
+def feature_matrix(name: str, structure: CostStructure, gates: Mapping[str, np.ndarray]
+                   ) -> tuple[np.ndarray, int]:
+    """(features [B, F], number of leading non-negative coefficients) of a feature set."""
+    fn, n_pos, _ = FEATURE_SETS[name]
+    x = fn(structure, gates)
+    return x, x.shape[1] if n_pos is None else n_pos(structure)
+
+
 def n_cost_features(structure: CostStructure) -> int:
     """How many leading latency features take non-negative coefficients."""
     return (len(ALIGN_BLOCKS) + 2) * len(structure.layers)
@@ -129,10 +164,12 @@ class LinearModel:
         return self.intercept + np.asarray(x) @ np.asarray(self.coef)
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, n_positive: int | None = None) -> "LinearModel":
+    def fit(cls, x: np.ndarray, y: np.ndarray, n_positive: int | None = None,
+            ridge: float = 0.0) -> "LinearModel":
         """Least squares on relative errors (rows weighted 1/y, so small subnets are predicted
         as well, relatively, as large ones); the first ``n_positive`` coefficients (default:
-        all) are constrained non-negative, the rest and the intercept are free."""
+        all) are constrained non-negative, the rest and the intercept are free; ``ridge``
+        penalises the (column-scaled) coefficients, not the intercept."""
         from scipy.optimize import lsq_linear  # scikit-learn's dependency; fit only
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
@@ -142,8 +179,11 @@ class LinearModel:
         w = 1.0 / np.maximum(np.abs(y), 1e-9)
         lower = np.full(design.shape[1], -np.inf)
         lower[1:1 + n_positive] = 0.0
-        res = lsq_linear(design / scale * w[:, None], y * w,
-                         bounds=(lower, np.full(design.shape[1], np.inf)), method="bvls")
+        a, b = design / scale * w[:, None], y * w
+        if ridge > 0:
+            pen = np.sqrt(ridge * len(y)) * np.eye(design.shape[1])[1:]
+            a, b = np.vstack([a, pen]), np.concatenate([b, np.zeros(len(pen))])
+        res = lsq_linear(a, b, bounds=(lower, np.full(design.shape[1], np.inf)), method="bvls")
         coef = res.x / scale
         return cls(float(coef[0]), [float(c) for c in coef[1:]])
 
@@ -157,18 +197,21 @@ class Predictor:
     latency: LinearModel
     memory: LinearModel
     meta: dict[str, Any] = field(default_factory=dict)
+    features: str = "layer-align-shape"    # the latency model's feature set (FEATURE_SETS)
 
     def predict(self, gates: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(latency_ms [B], memory_mb [B]) for gates given as [size] or [B, size] arrays."""
-        lat = self.latency(latency_features(self.structure, gates,
-                                            len(self.latency.coef) > n_cost_features(
-                                                self.structure)))
+        lat = self.latency(feature_matrix(self.features, self.structure, gates)[0])
         mem = self.memory(memory_features(self.structure, gates))
         return np.maximum(lat, 1e-6), np.maximum(mem, 1e-6)
 
     @property
     def margins(self) -> tuple[float, float]:
-        """Relative error bounds (held-out 90th percentile) used as a safety margin."""
+        """Relative safety margins (latency, memory): the calibrated quantile of how far
+        measurements exceeded cross-validated predictions (older profiles: held-out p90)."""
+        cal = self.meta.get("margin")
+        if cal:
+            return float(cal["latency"]), float(cal["memory"])
         acc = self.meta.get("accuracy", {})
         return (float(acc.get("latency", {}).get("p90_rel_error", 0.0)),
                 float(acc.get("memory", {}).get("p90_rel_error", 0.0)))
@@ -178,12 +221,8 @@ class Predictor:
         return {"format": FORMAT, "version": VERSION, "target": self.target, **self.meta,
                 "structure": self.structure.to_json(),
                 "latency_model": {"intercept": self.latency.intercept,
-                                  "coef": self.latency.coef,
-                                  "features": "per layer MACs (M) by input-channel alignment "
-                                              f"class {list(ALIGN_BLOCKS)} + unaligned, output "
-                                              "elements (M); then per gated channel set: "
-                                              "aligned-to-block flags and hinges at "
-                                              f"{list(HINGES)} of its size"},
+                                  "coef": self.latency.coef, "feature_set": self.features,
+                                  "features": FEATURE_SETS[self.features][2]},
                 "memory_model": {"intercept": self.memory.intercept, "coef": self.memory.coef,
                                  "features": "parameter MB, largest intermediate tensor MB"}}
 
@@ -204,56 +243,128 @@ class Predictor:
         meta = {k: v for k, v in data.items()
                 if k not in ("format", "version", "target", "structure", "latency_model",
                              "memory_model")}
-        return cls(data["target"], CostStructure.from_json(data["structure"]),
-                   LinearModel(data["latency_model"]["intercept"], data["latency_model"]["coef"]),
+        structure = CostStructure.from_json(data["structure"])
+        lat = data["latency_model"]
+        features = lat.get("feature_set") or (  # profiles made before the feature sets
+            "layer-align-shape" if len(lat["coef"]) > n_cost_features(structure)
+            else "layer-align")
+        if features not in FEATURE_SETS:
+            raise NnfcError(f"{path}: unknown latency feature set {features!r}; make it again "
+                            "with `nnfc profile`")
+        return cls(data["target"], structure, LinearModel(lat["intercept"], lat["coef"]),
                    LinearModel(data["memory_model"]["intercept"], data["memory_model"]["coef"]),
-                   meta)
+                   meta, features)
+
+
+def kfold_predictions(x: np.ndarray, y: np.ndarray, n_pos: int, ridge: float = 0.0,
+                      k: int = 5, seed: int = 0) -> np.ndarray:
+    """Out-of-fold predictions of a ``LinearModel`` fitted on the other k-1 folds."""
+    folds = np.array_split(np.random.default_rng(seed).permutation(len(y)), k)
+    out = np.empty(len(y))
+    for f in folds:
+        train = np.setdiff1d(np.arange(len(y)), f)
+        out[f] = LinearModel.fit(x[train], y[train], n_pos, ridge)(x[f])
+    return out
+
+
+def error_shares(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """1 − MAPE and the shares within ±5 % / ±10 % of ``true``."""
+    rel = np.abs(np.asarray(pred) - true) / np.maximum(np.abs(true), 1e-12)
+    return {"accuracy": float(1 - rel.mean()), "within_5": float((rel <= 0.05).mean()),
+            "within_10": float((rel <= 0.10).mean()), "p90_rel_error": float(
+                np.percentile(rel, 90)), "max_rel_error": float(rel.max())}
+
+
+def select_latency_model(structure: CostStructure, gates: Mapping[str, np.ndarray],
+                         y: np.ndarray, k: int = 5, seed: int = 0
+                         ) -> tuple[str, float, np.ndarray, dict[str, dict]]:
+    """Pick the feature set and ridge strength with the lowest k-fold CV error (MAPE).
+
+    Returns (feature set, ridge, its out-of-fold predictions, the CV table)."""
+    table, best = {}, None
+    for name in FEATURE_SETS:
+        x, n_pos = feature_matrix(name, structure, gates)
+        for ridge in RIDGES:
+            pred = kfold_predictions(x, y, n_pos, ridge, k, seed)
+            score = error_shares(pred, y)
+            table[f"{name} ridge={ridge:g}"] = {**score, "features": int(x.shape[1])}
+            if best is None or score["accuracy"] > best[0]:
+                best = (score["accuracy"], name, ridge, pred)
+    return best[1], best[2], best[3], table
+
+
+def cv_residuals(structure: CostStructure, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Signed relative 5-fold CV errors (measured / predicted − 1) of each row's latency under
+    a cheap, well-conditioned model (per layer MACs and traffic, light ridge)."""
+    gates = {g: np.stack([unpack_gates(r["gates"])[g] for r in rows]) for g in structure.gates}
+    y = np.array([float(r["latency_ms"]) for r in rows])
+    x, n_pos = feature_matrix("layer-traffic", structure, gates)
+    pred = kfold_predictions(x, y, n_pos, 1e-3)
+    return y / np.maximum(pred, 1e-9) - 1.0
+
+
+#: Which quantile of "measured above prediction" the latency/memory safety margins cover.
+MARGIN_QUANTILE = 0.9
 
 
 def fit_predictor(structure: CostStructure, target: str, rows: Sequence[Mapping[str, Any]],
                   test_fraction: float = 0.2, min_test: int = 50, seed: int = 0,
-                  memory_key: str = "graph_memory_mb", meta: Mapping[str, Any] | None = None
-                  ) -> tuple[Predictor, dict[str, np.ndarray]]:
-    """Fit on profiled rows (``gates``, ``latency_ms``, ``memory_key``), score on held-out ones.
+                  memory_key: str = "graph_memory_mb", meta: Mapping[str, Any] | None = None,
+                  folds: int = 5) -> tuple[Predictor, dict[str, np.ndarray]]:
+    """Fit on profiled rows (``gates``, ``latency_ms``, ``memory_key``).
 
-    Holds out ``max(min_test, test_fraction·n)`` rows (at most half) and refits on all rows
-    after scoring. Returns the predictor and the held-out arrays for plotting.
+    The latency model (feature set and ridge, ``FEATURE_SETS`` x ``RIDGES``) is chosen by
+    ``folds``-fold cross-validation; its CV errors calibrate the safety margins. A held-out
+    split (``max(min_test, test_fraction·n)`` rows, at most half) is scored as well; the final
+    model is refitted on all rows. Returns the predictor and the out-of-fold arrays for plots.
     """
     n = len(rows)
     if n < 10:
         raise NnfcError(f"need at least 10 profiled subnets to fit a predictor, have {n}")
     gates = {g: np.stack([unpack_gates(r["gates"])[g] for r in rows]) for g in structure.gates}
     n_test = min(n // 2, max(min_test, int(round(test_fraction * n))))
-    # shape terms need data: 1.5 subnets per coefficient, else cost terms only
-    n_shape = len(structure.tags) * (len(ALIGN_BLOCKS) + len(HINGES))
-    use_shape = n - n_test >= 1.5 * (n_cost_features(structure) + n_shape)
-    x_lat = latency_features(structure, gates, use_shape)
-    x_mem = memory_features(structure, gates)
     y_lat = np.array([float(r["latency_ms"]) for r in rows])
     y_mem = np.array([float(r[memory_key]) for r in rows])
+    x_mem = memory_features(structure, gates)
+    k = max(2, min(folds, n // 5))
+    features, ridge, cv_lat, table = select_latency_model(structure, gates, y_lat, k, seed)
+    x_lat, n_pos = feature_matrix(features, structure, gates)
+    cv_mem = kfold_predictions(x_mem, y_mem, x_mem.shape[1], 0.0, k, seed)
     order = np.random.default_rng(seed).permutation(n)
     test, train = order[:n_test], order[n_test:]
-    n_pos = n_cost_features(structure)
-    lat_m = LinearModel.fit(x_lat[train], y_lat[train], n_pos)
+    lat_m = LinearModel.fit(x_lat[train], y_lat[train], n_pos, ridge)
     mem_m = LinearModel.fit(x_mem[train], y_mem[train])
     p_lat, p_mem = lat_m(x_lat[test]), mem_m(x_mem[test])
 
     def score(pred, true):
-        rel = np.abs(pred - true) / np.maximum(np.abs(true), 1e-12)
-        return {"accuracy": float(1 - rel.mean()), "p90_rel_error": float(np.percentile(rel, 90)),
-                "max_rel_error": float(rel.max()), "n_test": int(len(true)),
-                "n_train": int(len(train))}
+        return {**error_shares(pred, true), "n_test": int(len(true)), "n_train": int(len(train))}
 
+    def above(pred, true):  # how far measurements exceed predictions, by quantile
+        r = true / np.maximum(pred, 1e-12) - 1.0
+        return {f"q{int(q * 100)}": float(np.quantile(r, q)) for q in (0.5, 0.9, 0.95, 0.99)} | {
+            "max": float(r.max())}
+
+    lat_above, mem_above = above(cv_lat, y_lat), above(cv_mem, y_mem)
+    q = f"q{int(MARGIN_QUANTILE * 100)}"
     accuracy = {"latency": score(p_lat, y_lat[test]), "memory": score(p_mem, y_mem[test]),
-                "latency_shape_terms": bool(use_shape),
+                "latency_cv": {**error_shares(cv_lat, y_lat), "folds": k, "n": n},
+                "memory_cv": {**error_shares(cv_mem, y_mem), "folds": k, "n": n},
+                "latency_model": {"feature_set": features, "ridge": ridge,
+                                  "cv_table": table,
+                                  "selected_by": f"lowest {k}-fold CV MAPE"},
+                "latency_shape_terms": features.endswith("shape"),
                 "memory_target": memory_key, "metric": "1 - MAPE on held-out subnets",
                 "runtime_memory_check": _runtime_memory_check(rows, y_mem)}
-    # final model: all rows
-    predictor = Predictor(target, structure, LinearModel.fit(x_lat, y_lat, n_pos),
+    margin = {"latency": max(0.0, lat_above[q]), "memory": max(0.0, mem_above[q]),
+              "quantile": MARGIN_QUANTILE, "latency_above_prediction": lat_above,
+              "memory_above_prediction": mem_above,
+              "source": f"{k}-fold CV: measured / predicted - 1"}
+    predictor = Predictor(target, structure, LinearModel.fit(x_lat, y_lat, n_pos, ridge),
                           LinearModel.fit(x_mem, y_mem),
-                          {**dict(meta or {}), "accuracy": accuracy, "n_subnets": n})
-    held = {"latency_pred": p_lat, "latency_true": y_lat[test], "memory_pred": p_mem,
-            "memory_true": y_mem[test]}
+                          {**dict(meta or {}), "accuracy": accuracy, "margin": margin,
+                           "n_subnets": n}, features)
+    held = {"latency_pred": cv_lat, "latency_true": y_lat, "memory_pred": cv_mem,
+            "memory_true": y_mem}
     return predictor, held
 
 
@@ -290,8 +401,10 @@ def plot_accuracy(held: Mapping[str, np.ndarray], accuracy: Mapping[str, Any],
         ax.scatter(true, pred, s=12, alpha=0.7)
         ax.set_xlabel(f"measured {key} ({unit})")
         ax.set_ylabel(f"predicted {key} ({unit})")
-        ax.set_title(f"{key}: accuracy {accuracy[key]['accuracy']:.1%} "
-                     f"(n={accuracy[key]['n_test']})")
+        cv = accuracy.get(f"{key}_cv") or accuracy[key]
+        ax.set_title(f"{key}: 1-MAPE {cv['accuracy']:.1%}, ±5% {cv.get('within_5', 0):.0%}, "
+                     f"±10% {cv.get('within_10', 0):.0%}\n({len(true)} subnets, out-of-fold)",
+                     fontsize=9)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -1,5 +1,14 @@
 """Profile random subnets of a factory on a target: prune each random gate vector with the passes,
-lower it, measure it (batch 1, warm-up, best of several rounds' medians; see ``measure``) and record latency and memory.
+lower it, measure it (batch 1) and record latency and memory.
+
+Where the target can run one inference at a time (``runner``), every subnet is timed call by call
+interleaved with a fixed *reference* subnet (half of every gate's channels on) and recorded as
+candidate / reference (``measure_relative``): a load that comes and goes slows both alike and
+cancels. Milliseconds are that ratio times the reference's calibrated latency (a low percentile
+of its medians over the whole profile, i.e. its latency on a quiet machine). The lowered
+reference is kept beside the measurements so compile can time artifacts against the same model.
+Other targets keep the best of several rounds' medians (``measure``). Every row records the
+load average; after profiling, subnets the fitted model misses by far are measured again.
 
 Gate vectors cover the whole range of activation ratios: subnet *i* gets a target ratio from a
 shuffled even grid over [2%, 100%], and each layer jitters around it. The measurement file is
@@ -21,7 +30,7 @@ import onnx
 
 from nnfc.bundle import Bundle, sha256_file
 from nnfc.compiler.graph_stats import graph_stats
-from nnfc.compiler.measure import measure
+from nnfc.compiler.measure import clock_for, clock_name, measure, measure_relative, runner
 from nnfc.atomic import write_json_atomic
 from nnfc.compiler.predictor import host_info, pack_gates
 from nnfc.errors import NnfcError
@@ -54,6 +63,41 @@ def random_gates(names: Sequence[str], sizes: Sequence[int], count: int, seed: i
     return out[:count]
 
 
+def reference_gates(names: Sequence[str], sizes: Sequence[int]) -> dict[str, np.ndarray]:
+    """The fixed reference subnet timed beside every candidate: the first half of each gate."""
+    out = {}
+    for name, size in zip(names, sizes):
+        g = np.zeros(size, dtype=np.float32)
+        g[: max(1, (size + 1) // 2)] = 1.0
+        out[name] = g
+    return out
+
+
+#: Which low percentile of the reference's per-subnet medians calibrates it (its quiet latency).
+REFERENCE_PERCENTILE = 10.0
+
+
+def reference_latency(data: dict[str, Any]) -> float | None:
+    """The reference's calibrated latency (ms) for a measurement file: a low percentile of its
+    medians over all profiled subnets (the first calibration when there are fewer than 10)."""
+    ref = data.get("reference") or {}
+    seen = [float(r["reference_ms"]) for r in data.get("rows", []) if r.get("reference_ms")]
+    if len(seen) >= 10:
+        return float(np.percentile(seen, REFERENCE_PERCENTILE))
+    return ref.get("calibration_ms")
+
+
+def apply_reference(data: dict[str, Any]) -> None:
+    """(Re)compute every relative row's ``latency_ms`` from the reference's calibration."""
+    ref_ms = reference_latency(data)
+    if ref_ms is None:
+        return
+    data["reference"]["latency_ms"] = ref_ms
+    for row in data["rows"]:
+        if row.get("relative") is not None:
+            row["latency_ms"] = float(row["relative"]) * ref_ms
+
+
 def bundle_fingerprint(bundle: Bundle) -> dict[str, str]:
     """What a profile belongs to: the bundle path and its supernet's sha256."""
     digest = bundle.manifest.get("files", {}).get("supernet.onnx") or sha256_file(
@@ -78,7 +122,7 @@ def load_measurements(path: Path, fingerprint: dict, target: str) -> dict[str, A
 def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: int = 300,
                     runs: int = 10, warmup: int = 3, rounds: int = 10, seed: int = 0,
                     resume: bool = True,
-                    progress: bool = True,
+                    progress: bool = True, remeasure: bool = True,
                     on_row: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Measure ``subnets`` random subnets on ``target``; write and return the measurements.
 
@@ -104,9 +148,15 @@ def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: in
     names = [f"gate.{g['name']}" for g in bundle.gate_layers]
     sizes = [int(g["size"]) for g in bundle.gate_layers]
     supernet = onnx.load(str(bundle.supernet_path))
+    with tempfile.TemporaryDirectory(prefix="nnfc-reference-") as tmp:
+        ref_run = _reference(data, path, supernet, apply_gates, target, names, sizes,
+                             Path(tmp), runs, warmup, rounds)
+    if ref_run is not None and data["rows"] and data["rows"][0].get("relative") is None:
+        data["rows"], data["failed"] = [], []  # measured without the reference: not comparable
     failed: list[dict] = data.setdefault("failed", [])
     done = len(data["rows"])
     if done >= subnets:
+        apply_reference(data)
         return data
     start = 1 + max([r["index"] for r in data["rows"]] + [f["index"] for f in failed] + [-1])
     plan = random_gates(names, sizes, start + 2 * subnets, seed)
@@ -123,7 +173,7 @@ def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: in
             work.mkdir()
             try:
                 row = _profile_one(i, gates, supernet, apply_gates, target, work, runs, warmup,
-                                   rounds, sum(sizes))
+                                   rounds, sum(sizes), ref_run, data.get("reference"))
             except NnfcError as exc:  # one bad subnet is reported and skipped, not fatal
                 failed.append({"index": i, "error": str(exc)})
                 bar.write(f"subnet {i}: {exc}")
@@ -142,29 +192,118 @@ def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: in
             if on_row:
                 on_row(row)
             bar.set_postfix(lat=f"{row['latency_ms']:.2f}ms",
-                            ratio=f"{row['activation_ratio']:.2f}", refresh=False)
+                            ratio=f"{row['activation_ratio']:.2f}", load=f"{row['load']:.1f}",
+                            refresh=False)
             bar.update(1)
-    bar.close()
+        bar.close()
+        if ref_run is not None and remeasure and not data.get("outliers_remeasured"):
+            _remeasure_outliers(data, path, supernet, apply_gates, target, Path(tmp), runs,
+                                warmup, rounds, sum(sizes), ref_run, progress)
+    apply_reference(data)
+    write_json_atomic(path, data)
     return data
 
 
+def _reference(data, path: Path, supernet, apply_gates, target, names, sizes, tmp: Path, runs,
+               warmup, rounds):
+    """Lower the reference subnet once (kept beside the measurements as
+    ``<name>.reference<suffix>``), calibrate it, and return a callable running it; None where
+    the target cannot run one inference at a time."""
+    if getattr(target, "runner", None) is None:
+        return None
+    work = tmp / "reference"
+    work.mkdir()
+    pruned = apply_gates(supernet, reference_gates(names, sizes))
+    onnx.save_model(pruned, str(work / "model.onnx"))
+    artifact = Path(target.lower(work / "model.onnx", work))
+    digest = sha256_file(artifact)
+    stem = path.name[: -len(".measurements.json")] if path.name.endswith(
+        ".measurements.json") else path.stem
+    keep = path.with_name(f"{stem}.reference{artifact.suffix}")
+    ref = data.get("reference") or {}
+    clock = clock_for(target)
+    if ref.get("sha256") != digest or ref.get("clock") != clock_name(clock):
+        data["rows"], data["failed"] = [], []  # another reference or clock: rows are void
+        ref_run = runner(target, artifact)
+        first = measure_relative(ref_run, ref_run, runs=runs, warmup=warmup, rounds=3,
+                                 clock=clock)
+        data["reference"] = {"gates": "first half of every gate's channels on",
+                             "artifact": keep.name, "sha256": digest,
+                             "calibration_ms": first.reference_ms, "latency_ms": None,
+                             "percentile": REFERENCE_PERCENTILE,
+                             "latency": "calibration: a low percentile of the reference's "
+                                        "medians over all subnets (its quiet latency)"}
+        data["latency"] = ("relative to the reference subnet timed call by call beside each "
+                           "subnet (median over rounds of median ratios) x the reference's "
+                           f"calibrated latency; batch 1; clock: {clock_name(clock_for(target))}")
+        data["reference"]["clock"] = clock_name(clock_for(target))
+    if not keep.is_file() or sha256_file(keep) != digest:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(artifact, keep.with_name(f".{keep.name}.tmp"))
+        os.replace(keep.with_name(f".{keep.name}.tmp"), keep)
+    return runner(target, keep)
+
+
+def _remeasure_outliers(data, path: Path, supernet, apply_gates, target, tmp: Path, runs,
+                        warmup, rounds, total_size, ref_run, progress: bool) -> None:
+    """Measure again the subnets a 5-fold cross-validated fit misses by more than 3 robust
+    standard deviations (and 4 %), at most a tenth of them; keep the second measurement."""
+    from nnfc.compiler.cost_structure import analyse
+    from nnfc.compiler.predictor import cv_residuals
+    rows = data["rows"]
+    if len(rows) < 50:
+        return
+    apply_reference(data)
+    rel = cv_residuals(analyse(supernet), rows)
+    scale = 1.4826 * float(np.median(np.abs(rel - np.median(rel))))
+    bad = np.flatnonzero((np.abs(rel) > 3.0 * scale) & (np.abs(rel) > 0.04))
+    bad = bad[np.argsort(-np.abs(rel[bad]))][: max(1, len(rows) // 10)]
+    from tqdm import tqdm
+    for j in tqdm(bad, desc="re-measuring outliers", unit="subnet", disable=not progress):
+        old = rows[int(j)]
+        from nnfc.compiler.predictor import unpack_gates
+        work = tmp / f"again{old['index']}"
+        work.mkdir()
+        try:
+            row = _profile_one(old["index"], unpack_gates(old["gates"]), supernet, apply_gates,
+                               target, work, runs, warmup, rounds, total_size, ref_run,
+                               data.get("reference"))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        row["remeasured"] = {"relative": old.get("relative"), "cv_error": float(rel[j]),
+                             "load": old.get("load")}
+        rows[int(j)] = row
+    data["outliers_remeasured"] = {"count": int(len(bad)),
+                                   "rule": "5-fold CV error > 3 robust sd and > 4 %"}
+    write_json_atomic(path, data)
+
+
 def _profile_one(i, gates, supernet, apply_gates, target, work: Path, runs, warmup, rounds,
-                 total_size) -> dict[str, Any]:
+                 total_size, ref_run=None, reference=None) -> dict[str, Any]:
     """Prune, lower and measure one subnet; its measurement row."""
     t0 = time.perf_counter()
     pruned = apply_gates(supernet, gates)
     stats = graph_stats(pruned)
     onnx.save_model(pruned, str(work / "model.onnx"))
     artifact = target.lower(work / "model.onnx", work)
-    result = measure(target, artifact, runs=runs, warmup=warmup, rounds=rounds)
     on = sum(float(g.sum()) for g in gates.values())
-    return {"index": i, "gates": pack_gates(gates), "activation_ratio": on / max(1, total_size),
-            "latency_ms": result.latency_ms, "latency_p90_ms": result.p90_ms,
-            "round_medians_ms": result.round_medians,
-            "runtime_memory_mb": result.runtime_memory_mb,
-            "graph_memory_mb": stats.memory_mb, "params": stats.params,
-            "param_bytes": stats.param_bytes, "peak_tensor_bytes": stats.peak_tensor_bytes,
-            "flops": stats.flops, "seconds": time.perf_counter() - t0}
+    row = {"index": i, "gates": pack_gates(gates), "activation_ratio": on / max(1, total_size)}
+    if ref_run is not None:
+        m = measure_relative(runner(target, artifact), ref_run, runs=runs, warmup=warmup,
+                             rounds=max(3, rounds // 2), clock=clock_for(target))
+        row.update(latency_ms=m.relative * float(reference["calibration_ms"]),
+                   relative=m.relative, candidate_ms=m.candidate_ms, reference_ms=m.reference_ms,
+                   round_ratios=m.round_ratios, outlier_rounds=m.outlier_rounds, load=m.load,
+                   runtime_memory_mb=None)
+    else:
+        result = measure(target, artifact, runs=runs, warmup=warmup, rounds=rounds)
+        row.update(latency_ms=result.latency_ms, latency_p90_ms=result.p90_ms,
+                   round_medians_ms=result.round_medians,
+                   runtime_memory_mb=result.runtime_memory_mb, load=os.getloadavg()[0])
+    row.update(graph_memory_mb=stats.memory_mb, params=stats.params,
+               param_bytes=stats.param_bytes, peak_tensor_bytes=stats.peak_tensor_bytes,
+               flops=stats.flops, seconds=time.perf_counter() - t0)
+    return row
 
 
 def read_measurements(path: str | os.PathLike) -> dict[str, Any]:

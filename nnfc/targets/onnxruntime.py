@@ -92,6 +92,13 @@ class OnnxRuntimeTarget:
         """Run the artifact on ``inputs`` (name -> array) and return all outputs."""
         return open_session(artifact, self.threads).run(None, dict(inputs))
 
+    def runner(self, artifact: str | Path):
+        """One inference of ``artifact`` per call (session and random inputs made once), for
+        measurements that interleave two models call by call (``measure_relative``)."""
+        session = open_session(artifact, self.threads)
+        feeds = random_inputs(session)
+        return lambda: session.run(None, feeds)
+
     def benchmark(self, artifact: str | Path, runs: int = 50, warmup: int = 10) -> BenchResult:
         """Median/p90 latency at batch 1 and the session's resident memory.
 
