@@ -4,9 +4,12 @@ For every artifact it checks (1) the measured latency is within its budget, allo
 measurement's own noise, and (2) the search chose the largest feasible activation: the chosen
 limit's prediction fits and the next grid limit's does not (or the chosen limit is the last one).
 
-Noise bound: each artifact is measured again ``--repeats`` times with the same estimator as the
-profile (best of the rounds' medians); the noise is (max - min) / min over those measurements and
-the compile's own, and a result passes when measured <= budget x (1 + noise).
+Noise bound: each artifact is measured again ``--repeats`` times exactly as compile measures it
+(against the profile's reference subnet where the profile has one); the noise is
+(max - min) / min over those measurements and the compile's own, and a result passes when
+measured <= budget x (1 + noise). Budget use = measured / budget, summarised where the latency
+budget binds (the next grid limit's prediction breaks it). Run it under an intermittent load with
+``benchmarks/intermittent_load.py ... -- .venv/bin/python benchmarks/budget_sweep.py ...``.
 
     .venv/bin/python benchmarks/budget_sweep.py --bundle factories/default --target desktop
 """
@@ -26,9 +29,8 @@ import numpy as np
 def main(argv: list[str] | None = None) -> int:
     from nnfc.bundle import default_bundle_path, read_bundle
     from nnfc.compiler.assembler_runtime import Assembler
-    from nnfc.compiler.measure import measure
-    from nnfc.compiler.pipeline import (CompileRequest, compile_model, load_predictor_for,
-                                        make_target)
+    from nnfc.compiler.pipeline import (CompileRequest, Meter, compile_model,
+                                        load_predictor_for, make_target)
     from nnfc.compiler.search import candidates, limit_grid
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"factory {bundle.root}, target {args.target}, predictor latency accuracy "
           f"{predictor.meta['accuracy']['latency']['accuracy']:.1%}, safety margin {margin:.1%}")
     header = (f"{'task':28s} {'budget':>9s} {'limit':>6s} {'act.':>6s} {'pred':>9s} "
-              f"{'meas':>9s} {'noise':>6s} {'ok':>3s} {'largest':>7s}")
+              f"{'meas':>9s} {'noise':>6s} {'ok':>3s} {'largest':>7s} {'use':>6s} "
+              f"{'bind':>4s} {'rnd':>3s} {'load':>5s}")
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory(prefix="nnfc-sweep-") as tmp:
@@ -76,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
                                                    method=args.search, count_startup=False))
                 wall = time.perf_counter() - t0
                 meas = [rep["measured"]["latency_ms"]["median"]]
+                meter = Meter(target, predictor, CompileRequest(
+                    task=task, target=args.target, out=out, profile=args.profile),
+                    Path(args.profile).parent if args.profile else
+                    bundle.root / "profiles")
                 for _ in range(args.repeats):
-                    meas.append(measure(target, out / rep["artifact"],
-                                        runs=prof.get("runs") or 10,
-                                        warmup=prof.get("warmup") or 3,
-                                        rounds=prof.get("rounds") or 10).latency_ms)
+                    meas.append(meter(out / rep["artifact"]).latency_ms)
                 noise = (max(meas) - min(meas)) / min(meas)
                 ok = meas[0] <= budget * (1 + noise)
                 i = int(np.argmin(np.abs(grid - rep["limit"])))
@@ -91,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
                 # Algorithm 1 stops at the first violation; did a larger fitting one lie beyond?
                 beyond = bool(np.any((lat * (1 + margin) <= budget)
                                      & (cand_ratio > rep["activation_ratio"] + 1e-9)))
+                use = rep.get("budget_use", {}).get("latency", {})
                 rows.append({"task": task, "budget_ms": float(budget), "limit": rep["limit"],
+                             "utilisation": meas[0] / float(budget),
+                             "binding": bool(use.get("binding")),
+                             "measured_rounds": len(rep["search"].get("measured_rounds", [])),
+                             "load": rep["measured"].get("load"),
                              "activation_ratio": rep["activation_ratio"],
                              "predicted_ms": rep["predicted"]["latency_ms"],
                              "measured_ms": meas[0], "remeasured_ms": meas[1:],
@@ -102,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{','.join(task)[:28]:28s} {budget:8.3f}ms {rep['limit']:6.2f} "
                       f"{rep['activation_ratio']:6.1%} {rows[-1]['predicted_ms']:7.3f}ms "
                       f"{meas[0]:7.3f}ms {noise:6.1%} {'yes' if ok else 'NO':>3s} "
-                      f"{'yes' if largest else 'NO':>7s}")
+                      f"{'yes' if largest else 'NO':>7s} {meas[0] / budget:6.1%} "
+                      f"{'yes' if rows[-1]['binding'] else 'no':>4s} "
+                      f"{rows[-1]['measured_rounds']:3d} {rows[-1]['load'] or 0:5.1f}",
+                      flush=True)
     n = len(rows)
     print(f"\n{sum(r['within_budget'] for r in rows)}/{n} within budget (noise-allowed), "
           f"{sum(r['strictly_within'] for r in rows)}/{n} strictly; "
@@ -113,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
              "fitting subnet beyond it, which --search best takes); ")
           + f"median noise {np.median([r['noise'] for r in rows]):.1%}, max "
           f"{max(r['noise'] for r in rows):.1%}")
+    bind = [r["utilisation"] for r in rows if r["binding"]]
+    if bind:
+        print(f"budget use where the latency budget binds ({len(bind)} of {n}): median "
+              f"{np.median(bind):.1%}, min {min(bind):.1%}, max {max(bind):.1%}; "
+              f"measured rounds per compile: median "
+              f"{np.median([r['measured_rounds'] for r in rows]):.0f}, max "
+              f"{max(r['measured_rounds'] for r in rows)}; load average "
+              f"{min(r['load'] or 0 for r in rows):.1f}-{max(r['load'] or 0 for r in rows):.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0 if all(r["within_budget"] and r["largest_feasible"] for r in rows) else 1

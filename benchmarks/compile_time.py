@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,11 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lat", default="1ms")
     ap.add_argument("--mem", default="50MB")
     ap.add_argument("--profile", default=None, help="predictor JSON (default: the bundle's)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--nnfc", default=str(Path(sys.executable).with_name("nnfc")),
                     help="the nnfc executable")
     args = ap.parse_args(argv)
-    walls, stages = [], []
+    walls, stages, cpus, loads = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="nnfc-ctime-") as tmp:
         for i in range(args.repeats):
             out = Path(tmp) / f"o{i}"
@@ -43,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 cmd[2:2] = ["--profile", args.profile]
             t0 = time.perf_counter()
+            c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
             walls.append(time.perf_counter() - t0)
+            c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(c1.ru_utime - c0.ru_utime + c1.ru_stime - c0.ru_stime)
+            loads.append(os.getloadavg()[0])
             if res.returncode != 0:
                 print(res.stderr, file=sys.stderr)
                 return res.returncode
@@ -52,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     print("command: " + " ".join(cmd[:-2]) + " -o OUT")
     print(f"wall time, process start to exit: median {statistics.median(walls):.3f} s over "
           f"{len(walls)} runs ({', '.join(f'{w:.2f}' for w in walls)})")
+    print(f"CPU time of the process (user + sys): median {statistics.median(cpus):.3f} s "
+          f"({', '.join(f'{c:.2f}' for c in cpus)}); 1-min load average {min(loads):.1f}-"
+          f"{max(loads):.1f} on {os.cpu_count()} cores")
     keys = [k for k in stages[0] if k != "total"]
     for k in keys:
         print(f"  {k:8s} {statistics.median(s.get(k, 0.0) for s in stages):.3f} s")

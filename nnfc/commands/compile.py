@@ -29,7 +29,9 @@ import click
 @click.option("--step", default=0.01, show_default=True, type=click.FloatRange(0.001, 1.0),
               help="Limit step of the search grid (from 1%).")
 @click.option("--margin", default=None, type=click.FloatRange(0.0, 1.0),
-              help="Safety margin on predictions (default: the predictor's held-out p90 error).")
+              help="Safety margin on predictions (default: the predictor's calibrated margin, "
+                   "the 90th percentile of how far measurements exceeded cross-validated "
+                   "predictions).")
 @click.option("--runs", default=None, type=click.IntRange(1, None),
               help="Timed runs per measurement round (default: as the profile measured).")
 @click.option("--rounds", default=None, type=click.IntRange(1, None),
@@ -37,10 +39,14 @@ import click
                    "profile).")
 @click.option("--warmup", default=None, type=click.IntRange(0, None),
               help="Untimed runs per round (default: as the profile).")
+@click.option("--device", default=None,
+              type=click.Choice(["orin-nano", "orin-nx", "agx-orin", "agx-xavier"]),
+              help="jetson without a measured profile: estimate latency for this module "
+                   "(roofline; default orin-nano). A measured profile always wins.")
 @click.option("--no-verify", is_flag=True, help="Skip the equivalence check vs the supernet.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 def compile_(bundle_path, task, target, lat, mem, output, profile_path, method, step, margin,
-             runs, rounds, warmup, no_verify, as_json):
+             runs, rounds, warmup, device, no_verify, as_json):
     """Build the model for TASK within --lat/--mem on a target: search, prune, lower, measure.
 
     Writes OUT/model.onnx (pruned), the target artifact, gates.json and report.json.
@@ -58,7 +64,7 @@ def compile_(bundle_path, task, target, lat, mem, output, profile_path, method, 
                          bundle=Path(bundle_path) if bundle_path else None,
                          profile=Path(profile_path) if profile_path else None,
                          method=method, step=step, margin=margin, runs=runs, rounds=rounds,
-                         warmup=warmup,
+                         warmup=warmup, device=device,
                          verify=not no_verify)
     report = compile_model(req)
     if as_json:

@@ -62,12 +62,20 @@ def profile_command(bundle_root: str | os.PathLike, target: str) -> str:
     return f"nnfc profile --bundle {bundle_root} --target {target}"
 
 
-def load_predictor_for(bundle: Bundle, target: str, path: str | os.PathLike | None = None
-                       ) -> Predictor:
+def load_predictor_for(bundle: Bundle, target: str, path: str | os.PathLike | None = None,
+                       device: str | None = None) -> Predictor:
     """The predictor for ``bundle`` on ``target``; a clear error naming the command that makes
-    it when it is missing or was made for another factory, target or machine."""
+    it when it is missing or was made for another factory, target or machine. A jetson target
+    without a measured profile gets the roofline estimate of ``device`` (default: Orin Nano);
+    a measured profile always wins."""
     cmd = profile_command(bundle.root, target) + (f" -o {path}" if path else "")
+    explicit = path is not None
     path = Path(path) if path else default_profile_path(bundle.root, target)
+    if target == "jetson" and not explicit and not path.is_file():
+        from nnfc.compiler.cost_structure import analyse
+        from nnfc.compiler.jetson_estimate import DEFAULT_MODULE, estimated_predictor
+        return estimated_predictor(analyse(onnx.load(str(bundle.supernet_path))),
+                                   str(bundle.root), device or DEFAULT_MODULE)
     if not path.is_file():
         raise NnfcError(f"no {target} profile for factory {bundle.root} ({path} is missing); "
                         f"make it with: {cmd}")
@@ -100,6 +108,7 @@ class CompileRequest:
     mem_mb: float | None = None
     bundle: Path | None = None
     profile: Path | None = None
+    device: str | None = None          # jetson module of the estimate (no measured profile)
     method: str = "batched"            # or "algorithm1", "best" (see search.py)
     step: float = 0.01
     margin: float | None = None        # None: the predictor's calibrated margin (CV quantile)
@@ -137,7 +146,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     get_target(req.target)  # an unknown target is the first error
     bundle = read_bundle(req.bundle or default_bundle_path())
     task_vec = bundle.encode_task(req.task)
-    predictor = load_predictor_for(bundle, req.target, req.profile)
+    predictor = load_predictor_for(bundle, req.target, req.profile, req.device)
     # measure the artifact exactly as the profile measured its subnets (e.g. threads)
     target = make_target(req.target, predictor.meta.get("target_options"))
     assembler = Assembler(bundle.assembler_path, predictor.structure.gates)
@@ -356,7 +365,7 @@ def _equivalence(bundle: Bundle, supernet: onnx.ModelProto, gates: dict, target,
                  ) -> float:
     """Largest |difference| between the artifact and the gated supernet on one random input."""
     from nnfc.targets.onnxruntime import open_session
-    session = open_session(supernet.SerializeToString())
+    session = open_session(bundle.supernet_path)  # the file as loaded: no re-serialising
     main = next(i for i in session.get_inputs() if not i.name.startswith("gate."))
     shape = [d if isinstance(d, int) else 1 for d in main.shape]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
@@ -449,9 +458,10 @@ def summary(report: dict[str, Any]) -> str:
     diff = report.get("max_abs_diff_vs_supernet")
     est = report.get("latency_estimated")
     if meas["latency_ms"] is None:
-        lat_line = (f"  latency  {'estimated' if est else 'predicted'} "
-                    f"{format_ms(pred['latency_ms'])}, not measured here"
-                    + (f" ({est['note']})" if est else ""))
+        lat_line = (f"  latency  estimated {format_ms(pred['latency_ms'])} on "
+                    f"{est['device']} (roofline estimate, not measured); measure the real "
+                    f"device: {est['profile_command']}" if est else
+                    f"  latency  predicted {format_ms(pred['latency_ms'])}, not measured here")
         verdict = ("within budget (predicted; measure on the device)"
                    if report["within_budget_predicted"] else "OVER BUDGET (predicted)")
     else:

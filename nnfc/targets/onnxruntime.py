@@ -88,14 +88,25 @@ class OnnxRuntimeTarget:
         os.replace(tmp, final)
         return final
 
+    def _session(self, artifact: str | Path) -> ort.InferenceSession:
+        """A session for the file's current contents, shared by ``run`` and ``runner`` (the
+        last few files are kept: compile measures, then verifies, the same artifact)."""
+        key = _file_key(artifact)
+        cache = self.__dict__.setdefault("_sessions", {})
+        if key not in cache:
+            while len(cache) >= 3:
+                cache.pop(next(iter(cache)))
+            cache[key] = open_session(artifact, self.threads)
+        return cache[key]
+
     def run(self, artifact: str | Path, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run the artifact on ``inputs`` (name -> array) and return all outputs."""
-        return open_session(artifact, self.threads).run(None, dict(inputs))
+        return self._session(artifact).run(None, dict(inputs))
 
     def runner(self, artifact: str | Path):
         """One inference of ``artifact`` per call (session and random inputs made once), for
         measurements that interleave two models call by call (``measure_relative``)."""
-        session = open_session(artifact, self.threads)
+        session = self._session(artifact)
         feeds = random_inputs(session)
         return lambda: session.run(None, feeds)
 
