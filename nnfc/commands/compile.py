@@ -33,12 +33,17 @@ import click
                    "the 90th percentile of how far measurements exceeded cross-validated "
                    "predictions).")
 @click.option("--runs", default=None, type=click.IntRange(1, None),
-              help="Timed runs per measurement round (default: as the profile measured).")
+              help="Timed runs per measurement round (default: 5 artifact/reference pairs "
+                   "where the profile has a reference subnet, else as the profile measured).")
 @click.option("--rounds", default=None, type=click.IntRange(1, None),
-              help="Measurement rounds; the smallest median is reported (default: as the "
-                   "profile).")
+              help="Measurement rounds (default: 3 against the reference subnet, median of the "
+                   "rounds' ratios; else as the profile, the smallest median).")
 @click.option("--warmup", default=None, type=click.IntRange(0, None),
-              help="Untimed runs per round (default: as the profile).")
+              help="Untimed runs (default: 1 pair against the reference, else as the profile).")
+@click.option("--refine-rounds", default=3, show_default=True, type=click.IntRange(1, 10),
+              help="Measured rounds at most: when the artifact breaks the latency budget or "
+                   "lands below 97% of it, step to the limit the measurement suggests and "
+                   "measure again (1: measure once).")
 @click.option("--device", default=None,
               type=click.Choice(["orin-nano", "orin-nx", "agx-orin", "agx-xavier"]),
               help="jetson without a measured profile: estimate latency for this module "
@@ -46,7 +51,7 @@ import click
 @click.option("--no-verify", is_flag=True, help="Skip the equivalence check vs the supernet.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 def compile_(bundle_path, task, target, lat, mem, output, profile_path, method, step, margin,
-             runs, rounds, warmup, device, no_verify, as_json):
+             runs, rounds, warmup, refine_rounds, device, no_verify, as_json):
     """Build the model for TASK within --lat/--mem on a target: search, prune, lower, measure.
 
     Writes OUT/model.onnx (pruned), the target artifact, gates.json and report.json.
@@ -64,7 +69,7 @@ def compile_(bundle_path, task, target, lat, mem, output, profile_path, method, 
                          bundle=Path(bundle_path) if bundle_path else None,
                          profile=Path(profile_path) if profile_path else None,
                          method=method, step=step, margin=margin, runs=runs, rounds=rounds,
-                         warmup=warmup, device=device,
+                         warmup=warmup, device=device, refine_rounds=refine_rounds,
                          verify=not no_verify)
     report = compile_model(req)
     if as_json:

@@ -247,10 +247,10 @@ class Meter:
                              "correction")
         relative = self.ref_run is not None
         # relative timing pairs every run with the reference: fewer, interleaved runs suffice
-        self.runs = req.runs or (6 if relative else prof.get("runs") or 10)
+        self.runs = req.runs or (5 if relative else prof.get("runs") or 10)
         self.rounds = req.rounds or (3 if relative else prof.get("rounds") or 10)
         self.warmup = req.warmup if req.warmup is not None else (
-            2 if relative else (prof.get("warmup") if prof.get("warmup") is not None else 3))
+            1 if relative else (prof.get("warmup") if prof.get("warmup") is not None else 3))
 
     def __call__(self, artifact: Path) -> "Measured | str":
         from nnfc.compiler.measure import (clock_for, clock_name, measure, measure_relative,

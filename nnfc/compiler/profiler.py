@@ -281,7 +281,7 @@ def _remeasure_outliers(data, path: Path, supernet, apply_gates, target, tmp: Pa
 def _profile_one(i, gates, supernet, apply_gates, target, work: Path, runs, warmup, rounds,
                  total_size, ref_run=None, reference=None) -> dict[str, Any]:
     """Prune, lower and measure one subnet; its measurement row."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     pruned = apply_gates(supernet, gates)
     stats = graph_stats(pruned)
     onnx.save_model(pruned, str(work / "model.onnx"))
@@ -302,7 +302,8 @@ def _profile_one(i, gates, supernet, apply_gates, target, work: Path, runs, warm
                    runtime_memory_mb=result.runtime_memory_mb, load=os.getloadavg()[0])
     row.update(graph_memory_mb=stats.memory_mb, params=stats.params,
                param_bytes=stats.param_bytes, peak_tensor_bytes=stats.peak_tensor_bytes,
-               flops=stats.flops, seconds=time.perf_counter() - t0)
+               flops=stats.flops, seconds=time.perf_counter() - t0,
+               cpu_seconds=time.process_time() - c0)
     return row
 
 
