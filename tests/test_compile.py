@@ -143,3 +143,32 @@ def test_recompile_replaces_output_atomically(bundle, tmp_path, capsys):
     assert code == 0, err
     assert not (out / "stale.txt").exists() and (out / "report.json").is_file()
     assert json.loads((out / "report.json").read_text())["max_abs_diff_vs_supernet"] is None
+
+
+def test_compile_measures_against_reference_and_steps_up(bundle, tmp_path, capsys):
+    from nnfc.compiler.predictor import Predictor
+    predictor = Predictor.load(bundle / "profiles" / "desktop.json")
+    assert (bundle / "profiles" / predictor.meta["reference"]["artifact"]).is_file()
+    assert predictor.meta["margin"]["source"].startswith("5-fold CV") or \
+        "fold CV" in predictor.meta["margin"]["source"]
+    full = float(predictor.predict({g: np.ones(s) for g, s in zip(
+        predictor.structure.gates, predictor.structure.sizes)})[0][0])
+    out = tmp_path / "out"
+    # a far too generous margin puts the first artifact deep inside the budget: compile steps
+    # up and measures again, at most --refine-rounds times, and keeps a subnet within budget
+    code, stdout, err = run_cli(["compile", "--bundle", str(bundle), "--task", "only-two,odd",
+                                 "--lat", f"{full}ms", "--margin", "0.25",
+                                 "--refine-rounds", "3", "-o", str(out)], capsys)
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    rounds = report["search"]["measured_rounds"]
+    assert 1 <= len(rounds) <= 3
+    assert "reference subnet" in report["measured"]["latency_definition"]
+    assert report["measured"]["relative_to_reference"] > 0
+    use = report["budget_use"]["latency"]
+    assert use["of"] == "measured"
+    assert use["utilisation"] == pytest.approx(
+        report["measured"]["latency_ms"]["median"] / report["request"]["lat_ms"])
+    if report["within_budget"] and len(rounds) > 1:
+        assert report["limit"] >= rounds[0]["limit"]
+    assert "of budget" in stdout
