@@ -29,6 +29,14 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
         a = acc[key]
         click.echo(f"{key:8s} accuracy {a['accuracy']:.2%} (1 - MAPE, {a['n_test']} held-out "
                    f"subnets; p90 error {a['p90_rel_error']:.1%}, max {a['max_rel_error']:.1%})")
+        cv = acc.get(f"{key}_cv")
+        if cv:
+            click.echo(f"{'':8s} {cv['folds']}-fold CV: 1 - MAPE {cv['accuracy']:.2%}, within "
+                       f"±5% {cv['within_5']:.1%}, within ±10% {cv['within_10']:.1%}")
+    model, margin = acc.get("latency_model"), predictor.meta.get("margin")
+    if model and margin:
+        click.echo(f"latency model {model['feature_set']} (ridge {model['ridge']:g}, chosen by "
+                   f"CV); safety margin {margin['latency']:.1%}")
     click.echo(f"predictor: {path}" + (f"\nplot:      {png}" if png else ""))
 
 
@@ -44,7 +52,9 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
 @click.option("--runs", default=10, show_default=True, type=click.IntRange(1, None),
               help="Timed runs per round (each round's median is taken).")
 @click.option("--rounds", default=10, show_default=True, type=click.IntRange(1, None),
-              help="Measurement rounds per subnet; the smallest median is recorded.")
+              help="Measurement rounds per subnet: against the reference subnet (desktop) half "
+                   "as many rounds of --runs pairs, median of the rounds' ratios; on other "
+                   "targets the smallest round median.")
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, None),
               help="Untimed warm-up runs per subnet.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(0, None),
