@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                              "utilisation": meas[0] / float(budget),
                              "binding": bool(use.get("binding")),
                              "measured_rounds": len(rep["search"].get("measured_rounds", [])),
+                             "rounds": rep["search"].get("measured_rounds", []),
                              "load": rep["measured"].get("load"),
                              "activation_ratio": rep["activation_ratio"],
                              "predicted_ms": rep["predicted"]["latency_ms"],

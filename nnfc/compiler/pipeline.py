@@ -389,9 +389,11 @@ def _measured(bench, mem: float) -> dict[str, Any]:
             "latency_definition": bench.definition}
 
 
-def _utilisation(req, found, predictor, margins, lat, mem, measured: bool) -> dict[str, Any]:
-    """measured (or predicted) / budget per given budget, and which budget binds: the one the
-    next grid limit's prediction breaks."""
+def _utilisation(req, found, predictor, margins, lat, mem, measured: bool,
+                 rounds=None) -> dict[str, Any]:
+    """measured (or predicted) / budget per given budget, and whether it binds: the next grid
+    limit's prediction breaks it, or (latency) a larger subnet measured in an earlier round
+    did."""
     nxt = next((t for t in found.trace if t["limit"] > found.limit), None)
     out = {}
     for key, budget, value, m, unit in (("latency", req.lat_ms, lat, margins[0], "latency_ms"),
@@ -399,6 +401,9 @@ def _utilisation(req, found, predictor, margins, lat, mem, measured: bool) -> di
         if budget is None or value is None:
             continue
         binding = nxt is not None and nxt[unit] * (1.0 + m) > budget
+        if key == "latency":
+            binding |= any(r["limit"] > found.limit and (r["measured_ms"] or 0) > budget
+                           for r in rounds or [])
         out[key] = {"utilisation": value / budget, "binding": bool(binding),
                     "of": "measured" if measured or key == "memory" else "predicted"}
     return out
@@ -423,7 +428,7 @@ def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact
         "measured": _measured(bench, mem),
         "within_budget": bool(within) if measured else None,
         "within_budget_predicted": bool(within) if not measured else None,
-        "budget_use": _utilisation(req, found, predictor, margins, lat, mem, measured),
+        "budget_use": _utilisation(req, found, predictor, margins, lat, mem, measured, rounds),
         "latency_estimated": estimate,
         "max_abs_diff_vs_supernet": diff,
         "artifact": artifact,
