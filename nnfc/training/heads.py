@@ -1,7 +1,8 @@
 """The torch half of each task family (:class:`nnfc.families.TrainingFamily`): its head and loss.
 
 :data:`TRAINING_FAMILIES` maps a task family's name to ``"module:Class"`` of its training half,
-imported on first use; :func:`training_family` returns an instance. NumVQA's lives here: a
+imported on first use (a family of one's own: :func:`register_training_family`);
+:func:`training_family` returns an instance. NumVQA's lives here: a
 linear classifier over the globally pooled deepest feature, trained with cross-entropy.
 """
 
@@ -21,6 +22,11 @@ from nnfc.training.gating import Gates, global_pool
 TRAINING_FAMILIES: dict[str, str] = {
     "numvqa": "nnfc.training.heads:NumVQATraining",
 }
+
+
+def register_training_family(name: str, target: str) -> None:
+    """Register the training half of a family of one's own as ``"package.module:Class"``."""
+    TRAINING_FAMILIES[name] = target
 
 
 def training_family(name: str) -> TrainingFamily:
