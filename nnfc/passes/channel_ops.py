@@ -9,7 +9,7 @@ import math
 import numpy as np
 import onnx_ir as ir
 
-from nnfc.passes.graph_utils import attr, const_array, dim_of, is_const, rank_of
+from nnfc.passes.graph_utils import GATE_TAG, attr, const_array, dim_of, is_const, rank_of
 from nnfc.passes.layout import Layout
 
 UNARY = {"Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Neg", "Abs", "Sqrt", "Reciprocal", "Identity",
@@ -18,6 +18,10 @@ UNARY = {"Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Neg", "Abs", "Sqrt", "Recipro
 BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu"}
 POOLS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceMin",
          "MaxPool", "AveragePool"}
+#: binary ops that join two gated operands into one region (a channel goes when off in both)
+MERGES = {"Add", "Sub", "Max", "Min"}
+#: ops that resample the spatial axes only (channel-wise when the channel scale is 1)
+RESIZES = {"Resize", "Upsample"}
 # Ops whose value on a spatially constant input is the same constant.
 CONST_PRESERVING_POOLS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax",
                           "ReduceMin", "MaxPool"}
@@ -100,6 +104,9 @@ def source_kind(node: ir.Node, axis: int) -> str | None:
     if node.op_type == "Conv" and axis == -3 and attr(node, "group", 1) == 1 \
             and is_const(node.inputs[1]) and rank_of(node.outputs[0]) == 4:
         return "conv"
+    if node.op_type == "ConvTranspose" and axis == -3 and attr(node, "group", 1) == 1 \
+            and is_const(node.inputs[1]) and rank_of(node.outputs[0]) == 4:
+        return "convtranspose"
     if node.op_type == "MatMul" and axis == -1 and is_const(node.inputs[1]) \
             and node.inputs[1].const_value.shape.rank() == 2 and not is_const(node.inputs[0]):
         return "matmul"
@@ -116,6 +123,9 @@ def sink_kind(node: ir.Node, index: int, axis: int) -> str | None:
     if node.op_type == "Conv" and axis == -3 and attr(node, "group", 1) == 1 \
             and is_const(node.inputs[1]):
         return "conv"
+    if node.op_type == "ConvTranspose" and axis == -3 and attr(node, "group", 1) == 1 \
+            and is_const(node.inputs[1]):
+        return "convtranspose"
     if node.op_type == "MatMul" and axis == -1 and is_const(node.inputs[1]) \
             and node.inputs[1].const_value.shape.rank() == 2:
         return "matmul"
@@ -125,11 +135,37 @@ def sink_kind(node: ir.Node, index: int, axis: int) -> str | None:
     return None
 
 
-def channelwise_layouts(node: ir.Node, value: ir.Value, layout: Layout
+def is_gated(value: ir.Value, memo: dict[ir.Value, bool]) -> bool:
+    """Whether ``value`` is a gate ``Mul``'s output, seen through channel-wise ops and merges of
+    gated tensors (an FPN's ``lateral + upsample(top)``)."""
+    if value in memo:
+        return memo[value]
+    memo[value] = False  # cycles cannot happen in a DAG; this also bounds the walk
+    node = value.producer()
+    result = False
+    if node is not None:
+        data = [v for v in node.inputs if v is not None and not is_const(v)]
+        if node.op_type == "Mul" and any(v is not None and v.metadata_props.get(GATE_TAG)
+                                         for v in node.inputs):
+            result = True
+        elif node.op_type in MERGES and len(data) > 1:
+            result = all(is_gated(v, memo) for v in data)
+        elif len(data) == 1 and (node.op_type in UNARY or node.op_type in BINARY
+                                 or node.op_type in POOLS or node.op_type in RESIZES
+                                 or node.op_type in ("BatchNormalization", "Split", "Slice")
+                                 or is_depthwise_conv(node)):
+            result = is_gated(data[0], memo)
+    memo[value] = result
+    return result
+
+
+def channelwise_layouts(node: ir.Node, value: ir.Value, layout: Layout,
+                        gated: dict[ir.Value, bool] | None = None
                         ) -> dict[ir.Value, Layout] | None:
     """If ``node`` is channel-wise w.r.t. its input ``value`` (whose region channels sit at
     ``layout``), return the layout of each of its data (non-constant) inputs and outputs that
-    carry the region's channels; else None."""
+    carry the region's channels; else None. ``gated`` memoizes :func:`is_gated` (an ``Add`` of
+    two gated tensors joins them into one region)."""
     op = node.op_type
     axis = layout.axis
     out = node.outputs[0]
@@ -143,8 +179,10 @@ def channelwise_layouts(node: ir.Node, value: ir.Value, layout: Layout
     if op in BINARY:
         if op == "PRelu" and not is_const(node.inputs[1]):
             return None
-        if op != "Mul" and len(data_inputs) > 1:
-            return None  # residual Add and friends: the other path needs every channel
+        if op != "Mul" and len(data_inputs) > 1 and not (
+                op in MERGES and gated is not None
+                and all(is_gated(v, gated) for v in data_inputs)):
+            return None  # residual Add of an ungated path: that path needs every channel
         result = {out: layout}
         for v in data_inputs:
             r = rank_of(v)
@@ -172,6 +210,12 @@ def channelwise_layouts(node: ir.Node, value: ir.Value, layout: Layout
         elif chan != 1:
             return None
         return {node.inputs[0]: layout, out: layout}
+    if op in RESIZES:
+        return _resize_layout(node, value, layout)
+    if op == "Split":
+        return _split_layout(node, value, layout)
+    if op == "Slice":
+        return _slice_layout(node, value, layout)
     if op == "Concat":
         return _concat_layout(node, value, layout)
     if op in ("Flatten", "Reshape"):
@@ -228,3 +272,111 @@ def _reduce_axes(node: ir.Node) -> list[int] | None:
         axes = const_array(node.inputs[1])
         return None if axes is None else [int(a) for a in axes]
     return attr(node, "axes")
+
+
+def _chan(value: ir.Value, layout: Layout) -> int | None:
+    rank = rank_of(value)
+    return None if rank is None or rank + layout.axis < 0 else rank + layout.axis
+
+
+def _resize_layout(node: ir.Node, value: ir.Value, layout: Layout
+                   ) -> dict[ir.Value, Layout] | None:
+    """Resize/Upsample that leaves the channel axis alone (scale 1 or size = channels)."""
+    x, out = node.inputs[0], node.outputs[0]
+    chan = _chan(x, layout)
+    if chan is None or value not in (x, out) or (
+            attr(node, "coordinate_transformation_mode", "") == "tf_crop_and_resize"):
+        return None
+    axes = attr(node, "axes")
+    rank = rank_of(x)
+    if axes is not None:
+        axes = [int(a) % rank for a in axes]
+        if chan not in axes:
+            return {x: layout, out: layout}
+        chan = axes.index(chan)
+    scale_index, size_index = (1, None) if node.op_type == "Upsample" else (2, 3)
+    scales = const_array(node.inputs[scale_index]) if len(node.inputs) > scale_index else None
+    sizes = const_array(node.inputs[size_index]) if size_index is not None \
+        and len(node.inputs) > size_index else None
+    if scales is None and node.op_type == "Upsample":
+        scales = attr(node, "scales")
+    if scales is not None and len(scales) > chan and float(scales[chan]) == 1.0:
+        return {x: layout, out: layout}
+    if sizes is not None and len(sizes) > chan and int(sizes[chan]) == layout.full:
+        return {x: layout, out: layout}
+    return None
+
+
+def split_sizes(node: ir.Node, total: int) -> list[int] | None:
+    """Sizes of a Split's outputs along its axis (``total`` long), or None when not static."""
+    split = const_array(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None \
+        else attr(node, "split")
+    n = len(node.outputs)
+    if split is not None:
+        return [int(s) for s in split]
+    step = -(-total // n)  # opset 18: the last chunk may be smaller
+    return [min(step, total - i * step) for i in range(n)]
+
+
+def _split_layout(node: ir.Node, value: ir.Value, layout: Layout
+                  ) -> dict[ir.Value, Layout] | None:
+    x = node.inputs[0]
+    chan = _chan(x, layout)
+    if chan is None or attr(node, "axis", 0) % rank_of(x) != chan:
+        return None
+    total = dim_of(x, layout.axis) if value is not x else layout.full
+    sizes = split_sizes(node, total) if total is not None else None
+    if sizes is None or sum(sizes) != total:
+        return None
+    offsets = np.cumsum([0] + sizes)
+    if value is not x:
+        j = list(node.outputs).index(value)
+        return {x: layout.shifted(int(offsets[j]), total), value: layout}
+    result = {x: layout}
+    for out, start, stop in zip(node.outputs, offsets[:-1], offsets[1:]):
+        part = layout.window(int(start), int(stop))
+        if part is None:
+            return None
+        if not part.absent.all():
+            result[out] = part
+    return result
+
+
+def slice_window(node: ir.Node, chan: int, rank: int, total: int) -> tuple[int, int] | None:
+    """``(start, stop)`` a step-1 Slice (opset >= 10) keeps of axis ``chan``, or None."""
+    args = [const_array(v) if v is not None else None for v in node.inputs[1:5]]
+    starts, ends = args[0], args[1]
+    if starts is None or ends is None or len(node.inputs) < 3:
+        return None
+    axes = args[2] if len(args) > 2 and args[2] is not None else np.arange(len(starts))
+    steps = args[3] if len(args) > 3 and args[3] is not None else np.ones(len(starts), np.int64)
+    if len(node.inputs) > 3 and node.inputs[3] is not None and args[2] is None:
+        return None
+    if len(node.inputs) > 4 and node.inputs[4] is not None and args[3] is None:
+        return None
+    axes = [int(a) % rank for a in axes]
+    if chan not in axes:
+        return 0, total
+    i = axes.index(chan)
+    if int(steps[i]) != 1:
+        return None
+    start, stop, _ = slice(int(starts[i]), int(ends[i])).indices(total)
+    return start, max(start, stop)
+
+
+def _slice_layout(node: ir.Node, value: ir.Value, layout: Layout
+                  ) -> dict[ir.Value, Layout] | None:
+    x, out = node.inputs[0], node.outputs[0]
+    chan = _chan(x, layout)
+    total = layout.full if value is x else dim_of(x, layout.axis)
+    if chan is None or total is None:
+        return None
+    window = slice_window(node, chan, rank_of(x), total)
+    if window is None:
+        return None
+    if value is out:
+        return {x: layout.shifted(window[0], total), out: layout}
+    part = layout.window(*window)
+    if part is None:
+        return None
+    return {x: layout} if part.absent.all() else {x: layout, out: part}

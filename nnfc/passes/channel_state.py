@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from nnfc.passes.channel_ops import (BINARY, CONST_PRESERVING_POOLS, UNARY, conv_has_padding,
-                                     eval_pointwise, is_depthwise_conv)
+from nnfc.passes.channel_ops import (BINARY, CONST_PRESERVING_POOLS, RESIZES, UNARY,
+                                     conv_has_padding, eval_pointwise, is_depthwise_conv)
 from nnfc.passes.graph_utils import attr, const_array, rank_of
 from nnfc.passes.layout import Layout
 from nnfc.passes.regions import Region
@@ -41,7 +41,7 @@ def per_channel(array: np.ndarray, rank: int, layout: Layout, size: int) -> Chan
     arr = np.moveaxis(arr, rank + layout.axis, 0)
     if arr.shape[0] == 1:
         arr = np.broadcast_to(arr, (layout.full,) + arr.shape[1:])
-    flat = arr[layout.positions.ravel()].reshape(size, -1)
+    flat = arr[np.maximum(layout.positions, 0).ravel()].reshape(size, -1)
     return ChannelState(np.all(flat == flat[:, :1], axis=1), flat[:, 0].copy())
 
 
@@ -53,7 +53,10 @@ def analyze(region: Region, order: dict[ir.Node, int]) -> dict[ir.Value, Channel
     for node in sorted({*region.nodes, *region.cut_producers}, key=order.__getitem__):
         for out in node.outputs:
             if out in layouts:
-                states[out] = _transfer(node, out, layouts, states, size)
+                state = _transfer(node, out, layouts, states, size)
+                absent = layouts[out].absent  # channels this tensor does not hold add nothing
+                state.const[absent], state.val[absent] = True, 0
+                states[out] = state
     return states
 
 
@@ -85,7 +88,7 @@ def _transfer(node: ir.Node, out: ir.Value, layouts: dict, states: dict, size: i
             const, val = const | zero, np.where(zero, 0, val).astype(np.float32)
         return ChannelState(const, np.where(const, val, 0).astype(np.float32))
     if op == "Concat":
-        data = next(v for v in node.inputs if v in layouts)
+        data = next((v for v in node.inputs if v in layouts), None)
     else:
         data = node.inputs[0]
     src = _input_state(data, rank, layout, layouts, states, size)
@@ -103,6 +106,11 @@ def _transfer(node: ir.Node, out: ir.Value, layouts: dict, states: dict, size: i
         const = src.const & ((src.val == 0) | (not conv_has_padding(node)))
         val = (src.val * w.sum(axis=1) + b).astype(np.float32)
         return ChannelState(const, np.where(const, val, 0).astype(np.float32))
+    if op in RESIZES and attr(node, "coordinate_transformation_mode", "") != "tf_crop_and_resize":
+        # interpolation weights sum to one: a constant plane stays that constant
+        return ChannelState(src.const.copy(), src.val.copy())
+    if op in ("Split", "Slice"):
+        return ChannelState(src.const.copy(), src.val.copy())
     if op in CONST_PRESERVING_POOLS or op in ("Flatten", "Reshape", "Concat") or (
             op == "AveragePool" and (attr(node, "count_include_pad", 0) == 0
                                      or not any(attr(node, "pads") or []))):

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
-from nnfc.passes.channel_ops import BINARY, conv_has_padding, is_depthwise_conv
+from nnfc.passes.channel_ops import (BINARY, conv_has_padding, is_depthwise_conv, slice_window,
+                                     split_sizes)
 from nnfc.passes.channel_state import ChannelState, analyze
 from nnfc.passes.graph_utils import GATE_TAG, attr, const_array, new_initializer, rank_of
 from nnfc.passes.layout import Layout
@@ -49,30 +50,56 @@ def gate_muls(graph: ir.Graph) -> dict[str, list[tuple[ir.Node, ir.Value]]]:
 def prune_gated_channels(model: ir.Model) -> tuple[ir.Model, list[GateReport]]:
     """Remove every channel whose gate is 0 (see module doc). Returns the model and a report."""
     graph = model.graph
-    reports: list[GateReport] = []
+    muls_by_gate = gate_muls(graph)
+    reports = {gate: GateReport(gate, const_array(muls[0][1]).size,
+                                int(const_array(muls[0][1]).sum()))
+               for gate, muls in muls_by_gate.items()}
     done: set[ir.Node] = set()
-    for gate, muls in gate_muls(graph).items():
-        values = const_array(muls[0][1]).reshape(-1)
-        report = GateReport(gate, values.size, int(values.sum()))
-        reports.append(report)
+    gated: dict[ir.Value, bool] = {}
+    order: dict[ir.Node, int] = {}
+    for gate, muls in muls_by_gate.items():
+        report = reports[gate]
         for mul, const in muls:
             if mul in done:
                 continue
             axis = _gate_axis(const, mul)
             if axis is None:
                 report.notes.append(f"{mul.name}: gate does not broadcast over one axis; kept")
-                report.kept = values.size
+                report.kept = report.size
                 continue
-            region = find_region(mul.outputs[0], axis, values.size)
-            done.update(n for n in region.nodes if n.op_type == "Mul")
-            done.add(mul)
-            order = {node: i for i, node in enumerate(graph)}
+            region = find_region(mul.outputs[0], axis, report.size, gated)
+            members = _region_gates(region, mul)
+            done.update(members)
+            if any(n not in order for n in (*region.nodes, *region.cut_producers)):
+                order = {node: i for i, node in enumerate(graph)}
             keep = _apply(graph, region, analyze(region, order))
-            report.kept = max(report.kept, len(keep))
+            for member in members:
+                member_report = reports[_gate_tag(member)]
+                out = member.outputs[0]
+                kept = keep.size if out in region.tensors else member_report.size
+                member_report.kept = max(member_report.kept, kept)
+                if member is not mul:
+                    member_report.notes.append(f"pruned together with {gate} (merged tensors)")
             if region.cut:
                 report.notes.append(f"{len(region.cut)} tensor(s) needed whole elsewhere "
                                     "(residual/concat/output) keep their channels there")
-    return model, reports
+    return model, list(reports.values())
+
+
+def _gate_tag(mul: ir.Node) -> str | None:
+    for value in mul.inputs:
+        if value is not None and value.metadata_props.get(GATE_TAG):
+            return value.metadata_props[GATE_TAG]
+    return None
+
+
+def _region_gates(region: Region, seed_mul: ir.Node) -> list[ir.Node]:
+    """The gate Muls a region holds (more than one when gated tensors are merged)."""
+    found = [seed_mul]
+    for node in region.nodes:
+        if node is not seed_mul and node.op_type == "Mul" and _gate_tag(node):
+            found.append(node)
+    return found
 
 
 def _gate_axis(const: ir.Value, mul: ir.Node) -> int | None:
@@ -90,8 +117,16 @@ def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]
     removable = np.ones(size, bool)
     for sink, kind in region.sinks.items():
         state = states.get(sink.inputs[0], ChannelState.unknown(size))
-        foldable = state.const if (kind != "conv" or not conv_has_padding(sink)) else state.zero
+        # a constant through a padded conv or a transposed conv is not uniform: only 0 folds
+        uniform = kind not in ("conv", "convtranspose") or (
+            kind == "conv" and not conv_has_padding(sink))
+        foldable = state.const if uniform else state.zero
         removable &= foldable
+    for layout in region.tensors.values():
+        present = np.flatnonzero(~layout.absent)
+        if layout.absent.any() and present.size and removable[present].all():
+            # a Split/Slice part must not become empty: keep one of its channels as it is
+            removable[present[0]] = False
     keep = np.flatnonzero(~removable)
     placeholder = keep.size == 0
     if placeholder:
@@ -111,7 +146,7 @@ def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]
     for source, kind in region.sources.items():
         slicer.source(source, kind, region.tensors[source.outputs[0]])
     for node in region.nodes:
-        slicer.channelwise(node, region.layout(node.outputs[0]))
+        slicer.channelwise(node, region)
         if placeholder:
             slicer.ungate(node)
     for value, layout in region.cut.items():
@@ -191,8 +226,8 @@ class _Slicer:
 
     def source(self, node: ir.Node, kind: str, layout: Layout) -> None:
         keep = self.keep_index(layout)
-        if kind == "conv":
-            self.const(node, 1, 0, keep)
+        if kind in ("conv", "convtranspose"):
+            self.const(node, 1, 0 if kind == "conv" else 1, keep)
             if len(node.inputs) > 2 and node.inputs[2] is not None:
                 self.const(node, 2, 0, keep)
         elif kind == "matmul":
@@ -206,6 +241,8 @@ class _Slicer:
     def _sink_axis(self, node: ir.Node, kind: str) -> int:
         if kind == "conv":
             return 1
+        if kind == "convtranspose":
+            return 0
         if kind == "gemm" and attr(node, "transB", 0):
             return 1
         return 0
@@ -233,9 +270,25 @@ class _Slicer:
                 node.replace_input_with(i, new_initializer(self.graph, ones, value.name,
                                                            tag=value.metadata_props[GATE_TAG]))
 
-    def channelwise(self, node: ir.Node, layout: Layout) -> None:
+    def channelwise(self, node: ir.Node, region: Region) -> None:
         op = node.op_type
+        if op in ("Split", "Slice"):
+            self._window(node, region.layout(node.inputs[0]))
+            return
+        layout = region.layout(node.outputs[0])
         keep = self.keep_index(layout)
+        if op == "Resize" and len(node.inputs) > 3 and node.inputs[3] is not None:
+            sizes = const_array(node.inputs[3]).copy()
+            axes = attr(node, "axes")
+            rank = rank_of(node.inputs[0])
+            chan = rank + layout.axis
+            if axes is not None:
+                chan = [int(a) % rank for a in axes].index(chan) if chan in [
+                    int(a) % rank for a in axes] else None
+            if chan is not None:
+                sizes[chan] = keep.size
+                node.replace_input_with(3, new_initializer(self.graph, sizes, "resize_sizes"))
+            return
         if op == "BatchNormalization":
             for i in range(1, 5):
                 self.const(node, i, 0, keep)
@@ -258,6 +311,38 @@ class _Slicer:
             if shape[pos] > 0:
                 shape[pos] = keep.size
                 node.replace_input_with(1, new_initializer(self.graph, shape, "reshape_shape"))
+
+    def _window(self, node: ir.Node, layout: Layout) -> None:
+        """Split/Slice of the channel axis: re-count each window over the kept positions."""
+        x = node.inputs[0]
+        rank = rank_of(x)
+        chan = rank + layout.axis
+        kept = np.zeros(layout.full, bool)
+        kept[self.keep_index(layout)] = True
+        before = np.concatenate([[0], np.cumsum(kept)])  # kept positions before each index
+        if node.op_type == "Split":
+            if attr(node, "axis", 0) % rank != chan:
+                return
+            edges = np.cumsum([0] + split_sizes(node, layout.full))
+            sizes = np.diff(before[edges]).astype(np.int64)
+            if "num_outputs" in node.attributes:
+                del node.attributes["num_outputs"]
+            if "split" in node.attributes:  # opset < 13
+                node.attributes["split"] = ir.AttrInt64s("split", [int(v) for v in sizes])
+            else:
+                node.resize_inputs(2)
+                node.replace_input_with(1, new_initializer(self.graph, sizes, "split_sizes"))
+            return
+        window = slice_window(node, chan, rank, layout.full)
+        if window is None or window == (0, layout.full):
+            return
+        starts, ends = const_array(node.inputs[1]).copy(), const_array(node.inputs[2]).copy()
+        axes = const_array(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None \
+            else np.arange(len(starts))
+        i = [int(a) % rank for a in axes].index(chan)
+        starts[i], ends[i] = before[window[0]], before[window[1]]
+        node.replace_input_with(1, new_initializer(self.graph, starts, "slice_starts"))
+        node.replace_input_with(2, new_initializer(self.graph, ends, "slice_ends"))
 
     def gather_cut(self, value: ir.Value, layout: Layout, region: Region) -> None:
         """Region consumers of a cut tensor read only its kept channels."""
