@@ -99,11 +99,11 @@ def conv_has_padding(node: ir.Node) -> bool:
 
 
 def source_kind(node: ir.Node, axis: int) -> str | None:
-    """'conv' / 'matmul' / 'gemm' if ``node`` produces channels on ``axis`` (negative) that can be
+    """'conv' / 'gconv' (grouped) / 'convtranspose' / 'matmul' / 'gemm' if ``node`` produces channels on ``axis`` (negative) that can be
     sliced out of a constant weight; else None."""
-    if node.op_type == "Conv" and axis == -3 and attr(node, "group", 1) == 1 \
-            and is_const(node.inputs[1]) and rank_of(node.outputs[0]) == 4:
-        return "conv"
+    if node.op_type == "Conv" and axis == -3 and is_const(node.inputs[1]) \
+            and rank_of(node.outputs[0]) == 4 and not is_depthwise_conv(node):
+        return "conv" if attr(node, "group", 1) == 1 else "gconv"
     if node.op_type == "ConvTranspose" and axis == -3 and attr(node, "group", 1) == 1 \
             and is_const(node.inputs[1]) and rank_of(node.outputs[0]) == 4:
         return "convtranspose"
@@ -116,13 +116,13 @@ def source_kind(node: ir.Node, axis: int) -> str | None:
 
 
 def sink_kind(node: ir.Node, index: int, axis: int) -> str | None:
-    """'conv' / 'matmul' / 'gemm' if ``node`` consumes input ``index``'s channels on ``axis``
+    """'conv' / 'gconv' / 'convtranspose' / 'matmul' / 'gemm' if ``node`` consumes input ``index``'s channels on ``axis``
     through a constant weight whose rows/columns can be sliced; else None."""
     if index != 0:
         return None
-    if node.op_type == "Conv" and axis == -3 and attr(node, "group", 1) == 1 \
-            and is_const(node.inputs[1]):
-        return "conv"
+    if node.op_type == "Conv" and axis == -3 and is_const(node.inputs[1]) \
+            and not is_depthwise_conv(node):
+        return "conv" if attr(node, "group", 1) == 1 else "gconv"
     if node.op_type == "ConvTranspose" and axis == -3 and attr(node, "group", 1) == 1 \
             and is_const(node.inputs[1]):
         return "convtranspose"
@@ -169,7 +169,7 @@ def channelwise_layouts(node: ir.Node, value: ir.Value, layout: Layout,
     op = node.op_type
     axis = layout.axis
     out = node.outputs[0]
-    if value is out and op in ("Concat", "Flatten", "Reshape"):
+    if value is out and op in ("Flatten", "Reshape"):
         return None  # only entered from the input side
     data_inputs = [v for v in node.inputs if v is not None and not is_const(v)]
     if op in UNARY:
@@ -225,16 +225,31 @@ def channelwise_layouts(node: ir.Node, value: ir.Value, layout: Layout,
 
 def _concat_layout(node: ir.Node, value: ir.Value, layout: Layout
                    ) -> dict[ir.Value, Layout] | None:
+    """From an input: its channels sit at an offset in the output. From the output: each input
+    holds the window of the output's channels it contributed (reached backwards)."""
     rank = rank_of(value)
-    if rank is None or list(node.inputs).count(value) != 1:
+    out = node.outputs[0]
+    if rank is None or (value is not out and list(node.inputs).count(value) != 1):
         return None
     if attr(node, "axis") % rank != rank + layout.axis:
         return None
     sizes = [dim_of(v, layout.axis) for v in node.inputs]
     if any(s is None for s in sizes):
         return None
-    offset = sum(sizes[:list(node.inputs).index(value)])
-    return {value: layout, node.outputs[0]: layout.shifted(offset, sum(sizes))}
+    offsets = np.cumsum([0] + sizes)
+    if value is out:
+        if len(set(node.inputs)) != len(node.inputs):
+            return None
+        result = {out: layout}
+        for v, start, stop in zip(node.inputs, offsets[:-1], offsets[1:]):
+            part = layout.window(int(start), int(stop))
+            if part is None:
+                return None
+            if not part.absent.all():
+                result[v] = part
+        return result
+    offset = int(offsets[list(node.inputs).index(value)])
+    return {value: layout, out: layout.shifted(offset, int(offsets[-1]))}
 
 
 def _reshape_layout(node: ir.Node, value: ir.Value, layout: Layout

@@ -88,7 +88,7 @@ def _transfer(node: ir.Node, out: ir.Value, layouts: dict, states: dict, size: i
             const, val = const | zero, np.where(zero, 0, val).astype(np.float32)
         return ChannelState(const, np.where(const, val, 0).astype(np.float32))
     if op == "Concat":
-        data = next((v for v in node.inputs if v in layouts), None)
+        return _concat_state(node, layouts, states, size)
     else:
         data = node.inputs[0]
     src = _input_state(data, rank, layout, layouts, states, size)
@@ -116,3 +116,20 @@ def _transfer(node: ir.Node, out: ir.Value, layouts: dict, states: dict, size: i
                                      or not any(attr(node, "pads") or []))):
         return ChannelState(src.const.copy(), src.val.copy())
     return ChannelState.unknown(size)
+
+
+def _concat_state(node: ir.Node, layouts: dict, states: dict, size: int) -> ChannelState:
+    """Each channel's state comes from the input(s) holding it (all must agree)."""
+    const, val = np.ones(size, bool), np.zeros(size, np.float32)
+    held = np.zeros(size, bool)
+    for value in node.inputs:
+        if value not in layouts:
+            continue
+        present = ~layouts[value].absent
+        state = states.get(value, ChannelState.unknown(size))
+        agree = ~held | (state.val == val)
+        const &= np.where(present, state.const & agree, True)
+        val = np.where(present & ~held, state.val, val)
+        held |= present
+    const &= held
+    return ChannelState(const, np.where(const, val, 0).astype(np.float32))

@@ -30,7 +30,11 @@ class Layout:
     @property
     def absent(self) -> np.ndarray:
         """[C] bool: region channels this tensor does not hold."""
-        return self.positions[:, 0] < 0
+        return (self.positions < 0).all(axis=1)
+
+    def same(self, other: "Layout") -> bool:
+        return self.axis == other.axis and self.full == other.full and np.array_equal(
+            self.positions, other.positions)
 
     def with_axis(self, axis: int) -> "Layout":
         return Layout(axis, self.positions, self.full)
@@ -43,7 +47,7 @@ class Layout:
         """The layout of positions ``start:stop`` of this axis (Split/Slice output); None when a
         channel straddles the window's edge."""
         inside = (self.positions >= start) & (self.positions < stop)
-        if np.any(inside.any(axis=1) != inside.all(axis=1)):
+        if np.any(inside.any(axis=1) != (inside | (self.positions < 0)).all(axis=1)):
             return None
         return Layout(self.axis, np.where(inside, self.positions - start, -1), stop - start)
 
@@ -51,7 +55,7 @@ class Layout:
         """The layout after merging this axis with the ``inner`` elements that follow it."""
         pos = (self.positions[:, :, None] * inner + np.arange(inner)).reshape(
             len(self.positions), -1)
-        pos[self.absent] = -1
+        pos[np.repeat(self.positions < 0, inner, axis=1)] = -1
         return Layout(axis, pos, self.full * inner)
 
     def keep_index(self, drop: np.ndarray) -> np.ndarray:

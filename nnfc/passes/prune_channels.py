@@ -14,13 +14,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import InPlacePass, PassResult
 
 from nnfc.passes.channel_ops import (BINARY, conv_has_padding, is_depthwise_conv, slice_window,
                                      split_sizes)
 from nnfc.passes.channel_state import ChannelState, analyze
-from nnfc.passes.graph_utils import GATE_TAG, attr, const_array, new_initializer, rank_of
+from nnfc.passes.errors import PruneError
+from nnfc.passes.gate_tags import identify_gates, require_gates_found
+from nnfc.passes.graph_utils import (GATE_TAG, attr, const_array, fresh_names, new_initializer,
+                                     rank_of)
 from nnfc.passes.layout import Layout
-from nnfc.passes.regions import Region, find_region
+from nnfc.passes.regions import Region, RegionConflict, find_region
 
 
 @dataclass
@@ -37,18 +41,44 @@ class GateReport:
 def gate_muls(graph: ir.Graph) -> dict[str, list[tuple[ir.Node, ir.Value]]]:
     """Bound gate name -> [(Mul node, gate constant operand)]."""
     found: dict[str, list[tuple[ir.Node, ir.Value]]] = {}
-    for value in graph.initializers.values():
-        tag = value.metadata_props.get(GATE_TAG)
-        if not tag:
+    for node in graph:
+        if node.op_type != "Mul":
             continue
-        for use in value.uses():
-            if use.node.op_type == "Mul":
-                found.setdefault(tag, []).append((use.node, value))
+        for value in node.inputs:
+            tag = value.metadata_props.get(GATE_TAG) if value is not None else None
+            if tag and value.const_value is not None:
+                found.setdefault(tag, []).append((node, value))
+                break
     return found
 
 
+class PruneGatedChannelsPass(InPlacePass):
+    """Remove every channel whose gate is 0 (see module doc); ``reports`` then says, per gate,
+    what was kept and why. Fails (:class:`PruneError`) when a bound gate with zeros cannot be
+    found or a graph around a gate cannot be handled, naming the op."""
+
+    def __init__(self):
+        super().__init__()
+        self.reports: list[GateReport] = []
+
+    def requires(self, model: ir.Model) -> None:
+        require_gates_found(model, identify_gates(model))
+
+    def call(self, model: ir.Model) -> PassResult:
+        with fresh_names(model.graph):
+            self.reports = _prune(model)
+        modified = any(r.kept < r.size for r in self.reports)
+        return PassResult(model, modified=modified)
+
+
 def prune_gated_channels(model: ir.Model) -> tuple[ir.Model, list[GateReport]]:
-    """Remove every channel whose gate is 0 (see module doc). Returns the model and a report."""
+    """:class:`PruneGatedChannelsPass` as a function: (model, reports)."""
+    pass_ = PruneGatedChannelsPass()
+    pass_.requires(model)
+    return pass_.call(model).model, pass_.reports
+
+
+def _prune(model: ir.Model) -> list[GateReport]:
     graph = model.graph
     muls_by_gate = gate_muls(graph)
     reports = {gate: GateReport(gate, const_array(muls[0][1]).size,
@@ -67,23 +97,63 @@ def prune_gated_channels(model: ir.Model) -> tuple[ir.Model, list[GateReport]]:
                 report.notes.append(f"{mul.name}: gate does not broadcast over one axis; kept")
                 report.kept = report.size
                 continue
-            region = find_region(mul.outputs[0], axis, report.size, gated)
+            try:
+                region = find_region(mul.outputs[0], axis, report.size, gated)
+            except RegionConflict as exc:
+                report.kept = report.size
+                report.notes.append(f"all kept: tensor {exc.value.name!r} holds the gate's "
+                                    "channels twice in different places (coupled copies)")
+                done.add(mul)
+                continue
+            except Exception as exc:
+                raise _failure(gate, exc) from exc
             members = _region_gates(region, mul)
             done.update(members)
             if any(n not in order for n in (*region.nodes, *region.cut_producers)):
                 order = {node: i for i, node in enumerate(graph)}
-            keep = _apply(graph, region, analyze(region, order))
+            try:
+                keep, why = _apply(graph, region, analyze(region, order))
+            except Exception as exc:
+                raise _failure(gate, exc) from exc
             for member in members:
                 member_report = reports[_gate_tag(member)]
                 out = member.outputs[0]
                 kept = keep.size if out in region.tensors else member_report.size
                 member_report.kept = max(member_report.kept, kept)
+                off_kept = _off_but_kept(member, keep, out in region.tensors)
+                if off_kept.size:
+                    reasons = sorted({why.get(int(c), "needed whole elsewhere")
+                                      for c in off_kept})
+                    member_report.notes.append(
+                        f"{off_kept.size} gated-off channel(s) kept: {'; '.join(reasons)}")
                 if member is not mul:
                     member_report.notes.append(f"pruned together with {gate} (merged tensors)")
             if region.cut:
                 report.notes.append(f"{len(region.cut)} tensor(s) needed whole elsewhere "
                                     "(residual/concat/output) keep their channels there")
-    return model, list(reports.values())
+    return list(reports.values())
+
+
+def _failure(gate: str, exc: Exception) -> PruneError:
+    """A PruneError naming the op the passes were handling when ``exc`` happened."""
+    node = None
+    tb = exc.__traceback__
+    while tb is not None:  # innermost frame that was working on a node
+        for name in ("node", "sink", "source", "producer"):
+            if isinstance(tb.tb_frame.f_locals.get(name), ir.Node):
+                node = tb.tb_frame.f_locals[name]
+        tb = tb.tb_next
+    where = f" at {node.op_type} node {node.name or '(unnamed)'}" if node is not None else ""
+    return PruneError(f"cannot prune around gate {gate}{where}: "
+                      f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+
+def _off_but_kept(mul: ir.Node, keep: np.ndarray, sliced: bool) -> np.ndarray:
+    """Channels of ``mul``'s gate that are 0 but still in the graph."""
+    gate = next(const_array(v) for v in mul.inputs
+                if v is not None and v.metadata_props.get(GATE_TAG)).reshape(-1)
+    off = np.flatnonzero(gate == 0)
+    return np.intersect1d(off, keep) if sliced else off
 
 
 def _gate_tag(mul: ir.Node) -> str | None:
@@ -111,29 +181,38 @@ def _gate_axis(const: ir.Value, mul: ir.Node) -> int | None:
     return big[0] - len(shape)
 
 
-def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]) -> np.ndarray:
-    """Fold constants into sinks and slice the region to the channels that must stay."""
+def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]
+           ) -> tuple[np.ndarray, dict[int, str]]:
+    """Fold constants into sinks and slice the region to the channels that must stay. Returns
+    the kept region channels and, per channel kept although removable elsewhere, why."""
     size = region.size
     removable = np.ones(size, bool)
+    why: dict[int, str] = {}
     for sink, kind in region.sinks.items():
         state = states.get(sink.inputs[0], ChannelState.unknown(size))
         # a constant through a padded conv or a transposed conv is not uniform: only 0 folds
-        uniform = kind not in ("conv", "convtranspose") or (
-            kind == "conv" and not conv_has_padding(sink))
+        uniform = kind in ("matmul", "gemm") or (
+            kind in ("conv", "gconv") and not conv_has_padding(sink))
         foldable = state.const if uniform else state.zero
+        name = f"{sink.op_type} {sink.name or '(unnamed)'}"
+        for c in np.flatnonzero(removable & ~foldable):
+            why[int(c)] = (f"a non-zero constant reaches padded {name}" if state.const[c]
+                           else f"data from another operand reaches {name}")
         removable &= foldable
     for layout in region.tensors.values():
         present = np.flatnonzero(~layout.absent)
         if layout.absent.any() and present.size and removable[present].all():
             # a Split/Slice part must not become empty: keep one of its channels as it is
             removable[present[0]] = False
+            why[int(present[0])] = "a Split/Slice part keeps at least one channel"
+    _equal_counts_per_group(region, removable, why)
     keep = np.flatnonzero(~removable)
     placeholder = keep.size == 0
     if placeholder:
         # Zero-size tensors are not portable: keep one channel whose consumers ignore it.
         keep = np.array([0])
     if keep.size == size:
-        return keep
+        return keep, why
     drop = np.setdiff1d(np.arange(size), keep)
     slicer = _Slicer(graph, drop)
     for sink, kind in region.sinks.items():
@@ -156,7 +235,38 @@ def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]
             dims = list(value.shape)
             dims[len(dims) + layout.axis] = slicer.keep_index(layout).size
             value.shape = ir.Shape(dims)
-    return keep
+    return keep, why
+
+
+def _equal_counts_per_group(region: Region, removable: np.ndarray, why: dict[int, str]) -> None:
+    """One ONNX grouped Conv has the same channel count in every group: each group of a grouped
+    source (output channels) or sink (input channels) loses as many channels as the group that
+    loses fewest, and keeps at least one."""
+    members = []
+    for node, kind in [*region.sinks.items(), *region.sources.items()]:
+        if kind != "gconv":
+            continue
+        is_sink = node in region.sinks
+        layout = region.layout(node.inputs[0] if is_sink else node.outputs[0])
+        members.append((node, layout, is_sink))
+    changed = bool(members)
+    while changed:
+        changed = False
+        for node, layout, is_sink in members:
+            groups = attr(node, "group", 1)
+            per = layout.full // groups
+            present = np.flatnonzero(~layout.absent)
+            group_of = layout.positions[present, 0] // per
+            counts = np.bincount(group_of[removable[present]], minlength=groups)
+            k = min(int(counts.min()), per - 1)
+            for g in range(groups):
+                extra = present[(group_of == g) & removable[present]][k:]
+                if extra.size:
+                    removable[extra] = False
+                    changed = True
+                    for c in extra:
+                        why[int(c)] = (f"grouped {node.op_type} {node.name or '(unnamed)'} "
+                                       "removes equal counts per group")
 
 
 def _fold_into_sink(graph: ir.Graph, sink: ir.Node, kind: str, state: ChannelState | None,
@@ -170,11 +280,22 @@ def _fold_into_sink(graph: ir.Graph, sink: ir.Node, kind: str, state: ChannelSta
     vals = state.val[carried].astype(np.float64)
     w = const_array(sink.inputs[1]).astype(np.float64)
     if kind == "conv":  # W[o, position, kh, kw]
-        per_channel = np.stack([w[:, layout.positions[c]].sum(axis=(1, 2, 3)) for c in carried])
+        per_channel = np.stack([w[:, _valid(layout.positions[c])].sum(axis=(1, 2, 3))
+                                for c in carried])
+        _add_to_input(graph, sink, 2, vals @ per_channel, w.shape[0])
+        return
+    if kind == "gconv":  # row o of group j reads input position j * per + l at W[o, l]
+        groups = attr(sink, "group", 1)
+        per, rows_per = w.shape[1], w.shape[0] // groups
+        row_group = np.arange(w.shape[0]) // rows_per
+        sums = w.sum(axis=(2, 3))
+        per_channel = np.stack([
+            sum(np.where(row_group == p // per, sums[:, p % per], 0.0)
+                for p in _valid(layout.positions[c])) for c in carried])
         _add_to_input(graph, sink, 2, vals @ per_channel, w.shape[0])
         return
     rows = w.T if kind == "gemm" and attr(sink, "transB", 0) else w  # [K, N]
-    delta = vals @ np.stack([rows[layout.positions[c]].sum(axis=0) for c in carried])
+    delta = vals @ np.stack([rows[_valid(layout.positions[c])].sum(axis=0) for c in carried])
     if kind == "gemm":
         _add_to_input(graph, sink, 2, attr(sink, "alpha", 1.0) * delta / attr(sink, "beta", 1.0),
                       rows.shape[1])
@@ -191,6 +312,10 @@ def _fold_into_sink(graph: ir.Graph, sink: ir.Node, kind: str, state: ChannelSta
     if new_out.is_graph_output():  # keep the model's output name
         name, out.name = out.name, f"{out.name}.pre_fold"
         new_out.name = name
+
+
+def _valid(positions: np.ndarray) -> np.ndarray:
+    return positions[positions >= 0]
 
 
 def _add_to_input(graph: ir.Graph, node: ir.Node, index: int, delta: np.ndarray,
@@ -226,8 +351,8 @@ class _Slicer:
 
     def source(self, node: ir.Node, kind: str, layout: Layout) -> None:
         keep = self.keep_index(layout)
-        if kind in ("conv", "convtranspose"):
-            self.const(node, 1, 0 if kind == "conv" else 1, keep)
+        if kind in ("conv", "gconv", "convtranspose"):
+            self.const(node, 1, 1 if kind == "convtranspose" else 0, keep)
             if len(node.inputs) > 2 and node.inputs[2] is not None:
                 self.const(node, 2, 0, keep)
         elif kind == "matmul":
@@ -239,7 +364,7 @@ class _Slicer:
                 self.const(node, 2, c.ndim - 1, keep)
 
     def _sink_axis(self, node: ir.Node, kind: str) -> int:
-        if kind == "conv":
+        if kind in ("conv", "gconv"):
             return 1
         if kind == "convtranspose":
             return 0
@@ -248,7 +373,24 @@ class _Slicer:
         return 0
 
     def sink(self, node: ir.Node, kind: str, layout: Layout) -> None:
-        self.const(node, 1, self._sink_axis(node, kind), self.keep_index(layout))
+        keep = self.keep_index(layout)
+        if kind == "gconv":
+            self._grouped_sink(node, keep, layout.full)
+            return
+        self.const(node, 1, self._sink_axis(node, kind), keep)
+
+    def _grouped_sink(self, node: ir.Node, keep: np.ndarray, full: int) -> None:
+        """Each output row keeps the input columns its own group still has."""
+        w = const_array(node.inputs[1])
+        groups = attr(node, "group", 1)
+        per, rows_per = full // groups, w.shape[0] // groups
+        local = [keep[(keep // per) == g] % per for g in range(groups)]
+        if len({len(c) for c in local}) != 1:
+            raise AssertionError("grouped conv slicing needs equal counts per group")
+        sliced = np.concatenate([w[g * rows_per:(g + 1) * rows_per][:, local[g]]
+                                 for g in range(groups)])
+        name = node.inputs[1].name or "grouped_weight"
+        node.replace_input_with(1, new_initializer(self.graph, sliced, name))
 
     def zero_channels(self, node: ir.Node, kind: str, layout: Layout, channels: np.ndarray
                       ) -> None:

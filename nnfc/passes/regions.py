@@ -14,11 +14,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import onnx_ir as ir
 
 from nnfc.passes.channel_ops import channelwise_layouts, sink_kind, source_kind
 from nnfc.passes.layout import Layout
+
+
+class RegionConflict(Exception):
+    """A tensor is reached with two different channel maps (e.g. a channel meets itself in a
+    ``Concat``, as in GhostNet's cheap half); the region is left unpruned."""
+
+    def __init__(self, value: ir.Value):
+        super().__init__(value.name)
+        self.value = value
 
 
 @dataclass
@@ -60,6 +68,8 @@ def _explore(seed: ir.Value, seed_layout: Layout, size: int, cuts: set[ir.Value]
 
     def visit(value: ir.Value, layout: Layout) -> None:
         if value in region.tensors or value in region.cut:
+            if not region.layout(value).same(layout):
+                raise RegionConflict(value)
             return
         (region.cut if value in cuts else region.tensors)[value] = layout
         work.append((value, layout))
@@ -120,6 +130,5 @@ def _check_consistent(layouts: dict[ir.Value, Layout], value: ir.Value, layout: 
     """A node reached again from another region tensor (e.g. both halves of a ``Concat``) must
     map it the way its first visit did; if not, its outputs keep every channel (cut)."""
     seen = layouts.get(value)
-    if seen is None or seen.axis != layout.axis or seen.full != layout.full \
-            or not np.array_equal(seen.positions, layout.positions):
+    if seen is None or not seen.same(layout):
         new_cuts.update(node.outputs)
