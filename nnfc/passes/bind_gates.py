@@ -9,7 +9,7 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import InPlacePass, PassResult
 
-from nnfc.passes.errors import PruneError
+from nnfc.passes.errors import GatePreconditionError, PruneError
 from nnfc.passes.gate_tags import record_gates
 from nnfc.passes.graph_utils import fresh_names, new_initializer
 
@@ -27,7 +27,7 @@ class BindGatesPass(InPlacePass):
         names = {v.name for v in model.graph.inputs}
         for name in self.gates:
             if name not in names:
-                raise PruneError(f"the model has no gate input {name!r}")
+                raise GatePreconditionError(f"the model has no gate input {name!r}")
 
     def call(self, model: ir.Model) -> PassResult:
         graph = model.graph

@@ -267,6 +267,10 @@ def _reshape_layout(node: ir.Node, value: ir.Value, layout: Layout
     inner = int(np.prod(trailing)) if trailing else 1
     if node.op_type == "Flatten" and attr(node, "axis", 1) == chan and inner > 1:
         return {value: layout, out: layout.flattened(inner, -1)}
+    if node.op_type == "Reshape" and inner > 1 and len(out.shape) == chan + 1 \
+            and out.shape[chan] == layout.full * inner \
+            and list(out.shape)[:chan] == list(value.shape)[:chan]:
+        return {value: layout, out: layout.flattened(inner, -1)}  # a Flatten written as Reshape
     if inner != 1:
         return None
     out_dims = list(out.shape)

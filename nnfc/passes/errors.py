@@ -5,6 +5,7 @@ handle it like their own), with a one-line message. The nnfc CLI prints it as
 from __future__ import annotations
 
 from onnx_ir.passes import PassError
+from onnx_ir.passes._pass_infra import PreconditionError  # not re-exported by onnx_ir.passes
 
 
 class PruneError(PassError):
@@ -12,3 +13,7 @@ class PruneError(PassError):
 
     #: the CLI shows this error as one line instead of a traceback
     nnfc_user_error = True
+
+
+class GatePreconditionError(PruneError, PreconditionError):
+    """A pass' precondition on the gates failed (a pass manager re-raises it unwrapped)."""

@@ -15,7 +15,7 @@ import json
 import numpy as np
 import onnx_ir as ir
 
-from nnfc.passes.errors import PruneError
+from nnfc.passes.errors import GatePreconditionError, PruneError
 from nnfc.passes.graph_utils import GATE_TAG
 
 #: model metadata key holding the bound gate vectors
@@ -77,7 +77,7 @@ def require_gates_found(model: ir.Model, found: dict[str, int]) -> None:
     """Fail loudly when a recorded gate with zeros no longer feeds any ``Mul``."""
     for name, values in recorded_gates(model).items():
         if name not in found and np.any(values == 0):
-            raise PruneError(
+            raise GatePreconditionError(
                 f"bound gate {name} no longer appears as a Mul operand: a pass between "
                 "binding and pruning rewrote it (run PruneGatedChannelsPass before passes that "
                 "fuse Mul into weights)")

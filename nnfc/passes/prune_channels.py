@@ -111,6 +111,7 @@ def _prune(model: ir.Model) -> list[GateReport]:
             done.update(members)
             if any(n not in order for n in (*region.nodes, *region.cut_producers)):
                 order = {node: i for i, node in enumerate(graph)}
+            offs = {m: _off_channels(m) for m in members}  # before slicing changes the gates
             try:
                 keep, why = _apply(graph, region, analyze(region, order))
             except Exception as exc:
@@ -120,7 +121,8 @@ def _prune(model: ir.Model) -> list[GateReport]:
                 out = member.outputs[0]
                 kept = keep.size if out in region.tensors else member_report.size
                 member_report.kept = max(member_report.kept, kept)
-                off_kept = _off_but_kept(member, keep, out in region.tensors)
+                off_kept = np.intersect1d(offs[member], keep) if out in region.tensors \
+                    else offs[member]
                 if off_kept.size:
                     reasons = sorted({why.get(int(c), "needed whole elsewhere")
                                       for c in off_kept})
@@ -148,12 +150,11 @@ def _failure(gate: str, exc: Exception) -> PruneError:
                       f"{type(exc).__name__}: {exc}".rstrip(": "))
 
 
-def _off_but_kept(mul: ir.Node, keep: np.ndarray, sliced: bool) -> np.ndarray:
-    """Channels of ``mul``'s gate that are 0 but still in the graph."""
+def _off_channels(mul: ir.Node) -> np.ndarray:
+    """Channels of ``mul``'s gate that are 0."""
     gate = next(const_array(v) for v in mul.inputs
                 if v is not None and v.metadata_props.get(GATE_TAG)).reshape(-1)
-    off = np.flatnonzero(gate == 0)
-    return np.intersect1d(off, keep) if sliced else off
+    return np.flatnonzero(gate == 0)
 
 
 def _gate_tag(mul: ir.Node) -> str | None:

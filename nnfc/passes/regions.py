@@ -95,7 +95,7 @@ def _explore(seed: ir.Value, seed_layout: Layout, size: int, cuts: set[ir.Value]
             elif producer in region.sources:
                 pass
             elif (kind := source_kind(producer, layout.axis)) is not None \
-                    and layout.is_plain and len(producer.outputs) == 1:
+                    and layout.positions.shape[1] == 1 and len(producer.outputs) == 1:
                 region.sources[producer] = kind
             else:
                 layouts = channelwise_layouts(producer, value, layout, gated)
