@@ -77,7 +77,9 @@ def measure(name: str, exporter: str) -> dict:
         worst = max(worst, _max_rel(run_all(pruned, {"x": x}), run_all(model, {"x": x, **gates})))
         removed = count_params(model) - count_params(pruned)
         best = ideal(gates)
-        shares[label] = None if best is None else 100.0 * removed / max(1, best)
+        # None: no ideal (the detector) or nothing removable (a gate on a residual stream whose
+        # other members are on: its all-zero gate constant stays, which the share would punish)
+        shares[label] = None if not best else 100.0 * removed / best
         if label == "random25":
             ones = {k: np.ones_like(v) for k, v in gates.items()}
             full = _latency(model, {"x": x, **ones})

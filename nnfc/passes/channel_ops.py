@@ -152,7 +152,8 @@ def is_gated(value: ir.Value, memo: dict[ir.Value, bool]) -> bool:
             result = all(is_gated(v, memo) for v in data)
         elif len(data) == 1 and (node.op_type in UNARY or node.op_type in BINARY
                                  or node.op_type in POOLS or node.op_type in RESIZES
-                                 or node.op_type in ("BatchNormalization", "Split", "Slice")
+                                 or node.op_type in ("BatchNormalization", "Split", "Slice",
+                                                     "Transpose", "Pad")
                                  or is_depthwise_conv(node)):
             result = is_gated(data[0], memo)
     memo[value] = result
@@ -199,19 +200,29 @@ def channelwise_layouts(node: ir.Node, value: ir.Value, layout: Layout,
     if op == "Conv" and is_depthwise_conv(node) and axis == -3:
         return {node.inputs[0]: layout, out: layout}
     if op in POOLS:
-        rank = rank_of(value)
+        x = node.inputs[0]
+        rank = rank_of(x)
         if rank is None:
             return None
-        chan = rank + axis
         if op.startswith("Reduce"):
-            axes = _reduce_axes(node)
-            if axes is None or chan in [a % rank for a in axes] or not attr(node, "keepdims", 1):
+            if value is out and not attr(node, "keepdims", 1):
                 return None
-        elif chan != 1:
+            chan = rank + axis
+            axes = _reduce_axes(node)
+            if axes is None or chan in [a % rank for a in axes]:
+                return None
+            if not attr(node, "keepdims", 1):  # reduced axes after the channel axis go away
+                after = sum(1 for a in axes if a % rank > chan)
+                return {x: layout, out: layout.with_axis(axis + after)}
+        elif rank + axis != 1:
             return None
-        return {node.inputs[0]: layout, out: layout}
+        return {x: layout, out: layout}
     if op in RESIZES:
         return _resize_layout(node, value, layout)
+    if op == "Transpose":
+        return _transpose_layout(node, value, layout)
+    if op == "Pad":
+        return _pad_layout(node, value, layout)
     if op == "Split":
         return _split_layout(node, value, layout)
     if op == "Slice":
@@ -399,3 +410,47 @@ def _slice_layout(node: ir.Node, value: ir.Value, layout: Layout
     if part is None:
         return None
     return {x: layout} if part.absent.all() else {x: layout, out: part}
+
+
+def _transpose_layout(node: ir.Node, value: ir.Value, layout: Layout
+                      ) -> dict[ir.Value, Layout] | None:
+    """The channel axis moves where the permutation puts it (NHWC <-> NCHW)."""
+    x, out = node.inputs[0], node.outputs[0]
+    rank = rank_of(value)
+    if rank is None:
+        return None
+    perm = attr(node, "perm")
+    perm = list(range(rank))[::-1] if perm is None else [int(p) for p in perm]
+    chan = rank + layout.axis
+    if value is x:
+        return {x: layout, out: layout.with_axis(perm.index(chan) - rank)}
+    return {x: layout.with_axis(perm[chan] - rank), out: layout}
+
+
+def pad_amounts(node: ir.Node, rank: int) -> np.ndarray | None:
+    """Pads as ``[rank, 2]`` (begin, end) per axis, or None when not constant."""
+    pads = const_array(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None \
+        else attr(node, "pads")
+    if pads is None:
+        return None
+    pads = np.asarray(pads, np.int64).reshape(2, -1).T
+    axes = const_array(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None \
+        else None
+    if len(node.inputs) > 3 and node.inputs[3] is not None and axes is None:
+        return None
+    full = np.zeros((rank, 2), np.int64)
+    full[[int(a) % rank for a in axes] if axes is not None else list(range(len(pads)))] = pads
+    return full
+
+
+def _pad_layout(node: ir.Node, value: ir.Value, layout: Layout
+                ) -> dict[ir.Value, Layout] | None:
+    """Pad of the spatial axes only (the channel axis keeps its size)."""
+    x, out = node.inputs[0], node.outputs[0]
+    rank = rank_of(value)
+    pads = pad_amounts(node, rank) if rank is not None else None
+    if pads is None or np.any(pads[rank + layout.axis] != 0):
+        return None
+    if len(node.inputs) > 2 and node.inputs[2] is not None and not is_const(node.inputs[2]):
+        return None
+    return {x: layout, out: layout}

@@ -109,8 +109,17 @@ def _transfer(node: ir.Node, out: ir.Value, layouts: dict, states: dict, size: i
     if op in RESIZES and attr(node, "coordinate_transformation_mode", "") != "tf_crop_and_resize":
         # interpolation weights sum to one: a constant plane stays that constant
         return ChannelState(src.const.copy(), src.val.copy())
-    if op in ("Split", "Slice"):
+    if op in ("Split", "Slice", "Transpose"):
         return ChannelState(src.const.copy(), src.val.copy())
+    if op == "Pad":  # a uniform plane stays uniform when padded with its own value or edges
+        mode = attr(node, "mode", "constant")
+        if mode in ("edge", "reflect", "wrap"):
+            return ChannelState(src.const.copy(), src.val.copy())
+        fill = const_array(node.inputs[2]) if len(node.inputs) > 2 and \
+            node.inputs[2] is not None else None
+        fill = 0.0 if fill is None or fill.size == 0 else float(fill.reshape(-1)[0])
+        const = src.const & (src.val == fill)
+        return ChannelState(const, np.where(const, src.val, 0).astype(np.float32))
     if op in CONST_PRESERVING_POOLS or op in ("Flatten", "Reshape", "Concat") or (
             op == "AveragePool" and (attr(node, "count_include_pad", 0) == 0
                                      or not any(attr(node, "pads") or []))):
