@@ -11,7 +11,7 @@ The *ideal* parameter count a gate vector lets one remove comes from torch-pruni
 groups on the same masks: a channel goes when it is off in every gated layer coupled to it
 (residual streams, concatenations); layers whose outputs are ungated data (a DenseNet feature
 feeding a gated ``norm1``) keep their filters. Grouped convs, which torch-pruning cannot prune,
-are counted analytically (equal counts per group).
+keep torch-pruning's groups but lose only equal counts per group (what one ONNX Conv allows).
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def ideal_removed(arch: GatedArch, gates: dict[str, np.ndarray]) -> int:
     removed_out: dict[nn.Module, set[int]] = {}
     removed_in: dict[nn.Module, set[int]] = {}
     for name, (module, size, _) in arch.gates.items():
-        if _is_grouped(module, dg) or module not in dg.module2node:
+        if module not in dg.module2node:
             continue
         fn = tp.prune_batchnorm_out_channels if isinstance(module, nn.BatchNorm2d) else (
             tp.prune_linear_out_channels if isinstance(module, nn.Linear)
@@ -210,8 +210,8 @@ def ideal_removed(arch: GatedArch, gates: dict[str, np.ndarray]) -> int:
                     g = by_module[mod]
                     drop |= {r for i, r in zip(item.idxs, item.root_idxs)
                              if r is not None and i < g.size and g[i] != 0}
-                if isinstance(mod, nn.Conv2d) and 1 < mod.groups < mod.out_channels:
-                    drop |= set(cand)  # grouped: counted analytically below
+                if _is_grouped(mod):  # one ONNX Conv: equal counts per group
+                    drop |= _unequal(mod, item.dep.handler.__name__, item.idxs, item.root_idxs)
             if not drop & cand:
                 break
             cand -= drop
@@ -231,7 +231,7 @@ def ideal_removed(arch: GatedArch, gates: dict[str, np.ndarray]) -> int:
         ro, ri = len(removed_out.get(mod, ())), len(removed_in.get(mod, ()))
         total += _removed_params(mod, ro, ri, removed_out.get(mod, set()) |
                                  removed_in.get(mod, set()))
-    return total + _grouped_ideal(arch, gates)
+    return total
 
 
 def _is_depthwise(m: nn.Module) -> bool:
@@ -239,8 +239,23 @@ def _is_depthwise(m: nn.Module) -> bool:
         m.out_channels
 
 
-def _is_grouped(module: nn.Module, dg) -> bool:
-    return False
+def _is_grouped(m: nn.Module) -> bool:
+    return isinstance(m, nn.Conv2d) and 1 < m.groups and not _is_depthwise(m)
+
+
+def _unequal(mod: nn.Conv2d, handler: str, idxs, roots) -> set[int]:
+    """Root indices beyond the count every group of a grouped conv can lose."""
+    total = mod.in_channels if handler == "prune_in_channels" else mod.out_channels
+    per = total // mod.groups
+    group_of = np.asarray(idxs) // per
+    counts = np.bincount(group_of, minlength=mod.groups)
+    k = min(int(counts.min()), per - 1)
+    extra, seen = set(), {}
+    for i, r, g in zip(idxs, roots, group_of):
+        seen[g] = seen.get(g, 0) + 1
+        if seen[g] > k and r is not None:
+            extra.add(r)
+    return extra
 
 
 def _removed_params(mod: nn.Module, ro: int, ri: int, both: set[int]) -> int:
@@ -256,35 +271,5 @@ def _removed_params(mod: nn.Module, ro: int, ri: int, both: set[int]) -> int:
     bias = mod.bias is not None
     if _is_depthwise(mod):
         return len(both) * k + (len(both) if bias else 0)
-    g = mod.groups
-    if g > 1:
-        return 0  # grouped: counted by _grouped_ideal
-    return k * (o * i - (o - ro) * (i - ri)) + (ro if bias else 0)
-
-
-def _grouped_ideal(arch: GatedArch, gates: dict[str, np.ndarray]) -> int:
-    """Grouped convs (torch-pruning cannot prune them): a gated BN right after one removes its
-    filters (equal counts per group); a gated BN right before one removes its input columns."""
-    total = 0
-    names = {m: n for n, (m, _, _) in arch.gates.items()}
-    mods = list(arch.net.modules())
-    for i, m in enumerate(mods):
-        if not (isinstance(m, nn.Conv2d) and 1 < m.groups < m.out_channels):
-            continue
-        g, k = m.groups, m.kernel_size[0] * m.kernel_size[1]
-        after = mods[i + 1] if i + 1 < len(mods) else None
-        before = next((mods[j] for j in range(i - 1, -1, -1)
-                       if isinstance(mods[j], nn.BatchNorm2d)), None)
-        rin = 0
-        if before in names and before.num_features == m.in_channels:
-            off = (gates[names[before]] == 0).reshape(g, -1)
-            rin = int(min(off.sum(axis=1).min(), off.shape[1] - 1))
-        rout = 0
-        if after in names and after.num_features == m.out_channels:
-            off = (gates[names[after]] == 0).reshape(g, -1)
-            rout = int(min(off.sum(axis=1).min(), off.shape[1] - 1))
-            total += 4 * rout * g
-        o, ipg = m.out_channels, m.in_channels // g
-        total += k * (o * ipg - (o - rout * g) * (ipg - rin)) + (rout * g if m.bias is not None
-                                                                  else 0)
-    return total
+    g = mod.groups  # grouped: every group loses ro/g filters and ri/g input columns
+    return k * (o * (i // g) - (o - ro) * ((i - ri) // g)) + (ro if bias else 0)

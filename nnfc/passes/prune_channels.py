@@ -337,9 +337,14 @@ class _Slicer:
     def __init__(self, graph: ir.Graph, drop: np.ndarray):
         self.graph, self.drop = graph, drop
         self.cache: dict[tuple[int, int, bytes], ir.Value] = {}
+        self.kept: dict[int, tuple[Layout, np.ndarray]] = {}
 
     def keep_index(self, layout: Layout) -> np.ndarray:
-        return layout.keep_index(self.drop)
+        """Kept positions of ``layout`` (computed once per layout: most tensors share one)."""
+        hit = self.kept.get(id(layout))
+        if hit is None or hit[0] is not layout:
+            hit = self.kept[id(layout)] = (layout, layout.keep_index(self.drop))
+        return hit[1]
 
     def const(self, node: ir.Node, index: int, axis: int, keep: np.ndarray) -> None:
         value = node.inputs[index]
