@@ -16,8 +16,8 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import InPlacePass, PassResult
 
-from nnfc.passes.channel_ops import (BINARY, conv_has_padding, is_depthwise_conv, slice_window,
-                                     split_sizes)
+from nnfc.passes.channel_ops import conv_has_padding, slice_window, split_sizes
+from nnfc.passes.op_rules import slice_node
 from nnfc.passes.channel_state import ChannelState, analyze
 from nnfc.passes.errors import PruneError
 from nnfc.passes.gate_tags import identify_gates, require_gates_found
@@ -419,48 +419,10 @@ class _Slicer:
                                                            tag=value.metadata_props[GATE_TAG]))
 
     def channelwise(self, node: ir.Node, region: Region) -> None:
-        op = node.op_type
-        if op in ("Split", "Slice"):
-            self._window(node, region.layout(node.inputs[0]))
-            return
-        layout = region.layout(node.outputs[0])
-        keep = self.keep_index(layout)
-        if op == "Resize" and len(node.inputs) > 3 and node.inputs[3] is not None:
-            sizes = const_array(node.inputs[3]).copy()
-            axes = attr(node, "axes")
-            rank = rank_of(node.inputs[0])
-            chan = rank + layout.axis
-            if axes is not None:
-                chan = [int(a) % rank for a in axes].index(chan) if chan in [
-                    int(a) % rank for a in axes] else None
-            if chan is not None:
-                sizes[chan] = keep.size
-                node.replace_input_with(3, new_initializer(self.graph, sizes, "resize_sizes"))
-            return
-        if op == "BatchNormalization":
-            for i in range(1, 5):
-                self.const(node, i, 0, keep)
-        elif op == "Conv" and is_depthwise_conv(node):
-            self.const(node, 1, 0, keep)
-            if len(node.inputs) > 2 and node.inputs[2] is not None:
-                self.const(node, 2, 0, keep)
-            node.attributes["group"] = ir.AttrInt64("group", int(keep.size))
-        elif op in BINARY:
-            for i, value in enumerate(node.inputs[:2]):
-                arr = const_array(value)
-                if arr is None:
-                    continue
-                dim = arr.ndim + layout.axis
-                if dim >= 0 and arr.shape[dim] > 1:
-                    self.const(node, i, dim, keep)
-        elif op == "Reshape":
-            shape = const_array(node.inputs[1]).copy()
-            pos = len(shape) + layout.axis
-            if shape[pos] > 0:
-                shape[pos] = keep.size
-                node.replace_input_with(1, new_initializer(self.graph, shape, "reshape_shape"))
+        """Slice a channel-wise op's per-channel constants / attributes (its rule says how)."""
+        slice_node(self, node, region)
 
-    def _window(self, node: ir.Node, layout: Layout) -> None:
+    def window(self, node: ir.Node, layout: Layout) -> None:
         """Split/Slice of the channel axis: re-count each window over the kept positions."""
         x = node.inputs[0]
         rank = rank_of(x)

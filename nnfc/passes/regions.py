@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import onnx_ir as ir
 
-from nnfc.passes.channel_ops import channelwise_layouts, sink_kind, source_kind
+from nnfc.passes.op_rules import channelwise_layouts, sink_kind, source_kind
 from nnfc.passes.layout import Layout
 
 
