@@ -402,6 +402,10 @@ def concat_layouts(node: ir.Node, value: ir.Value, layout: Layout, gated=None
             if part is None:
                 return None
             if not part.absent.all():
+                if len(v.uses()) > 1:
+                    # a part that is also read elsewhere (DenseNet's features feed every later
+                    # Concat) keeps its channels: cut here rather than walk the whole block
+                    return None
                 result[v] = part
         return result
     offset = int(offsets[list(node.inputs).index(value)])
