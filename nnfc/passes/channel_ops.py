@@ -285,13 +285,22 @@ def split_layouts(node: ir.Node, value: ir.Value, layout: Layout, gated=None
     if value is not x:
         j = list(node.outputs).index(value)
         return {x: layout.shifted(int(offsets[j]), total), value: layout}
-    result = {x: layout}
-    for out, start, stop in zip(node.outputs, offsets[:-1], offsets[1:]):
-        part = layout.window(int(start), int(stop))
-        if part is None:
+    return _parts(x, layout, node.outputs, offsets)
+
+
+def _parts(whole: ir.Value, layout: Layout, parts, offsets: np.ndarray, alone: bool = False
+           ) -> dict[ir.Value, Layout] | None:
+    """``whole``'s layout and each part's window of it (parts holding no region channel are
+    left out). ``alone``: a part also read elsewhere makes it None (see concat_layouts)."""
+    result = {whole: layout}
+    for part, start, stop in zip(parts, offsets[:-1], offsets[1:]):
+        window = layout.window(int(start), int(stop))
+        if window is None:
             return None
-        if not part.absent.all():
-            result[out] = part
+        if not window.absent.all():
+            if alone and len(part.uses()) > 1:
+                return None
+            result[part] = window
     return result
 
 
@@ -396,18 +405,9 @@ def concat_layouts(node: ir.Node, value: ir.Value, layout: Layout, gated=None
     if value is out:
         if len(set(node.inputs)) != len(node.inputs):
             return None
-        result = {out: layout}
-        for v, start, stop in zip(node.inputs, offsets[:-1], offsets[1:]):
-            part = layout.window(int(start), int(stop))
-            if part is None:
-                return None
-            if not part.absent.all():
-                if len(v.uses()) > 1:
-                    # a part that is also read elsewhere (DenseNet's features feed every later
-                    # Concat) keeps its channels: cut here rather than walk the whole block
-                    return None
-                result[v] = part
-        return result
+        # a part also read elsewhere (DenseNet's features feed every later Concat) keeps its
+        # channels: cut here rather than walk the whole block
+        return _parts(out, layout, node.inputs, offsets, alone=True)
     offset = int(offsets[list(node.inputs).index(value)])
     return {value: layout, out: layout.shifted(offset, int(offsets[-1]))}
 
