@@ -201,3 +201,12 @@ def test_cli_prune_of_a_ghost_graph_and_a_failure_are_one_line(tmp_path, monkeyp
     code, out, err = run_cli(args[:-1] + [str(tmp_path / "o2.onnx")], capsys)
     assert code == 2 and err.startswith("nnfc: error: cannot prune around gate gate.a")
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o2.onnx").exists()
+
+
+def test_a_failure_in_any_pass_is_one_prune_error(monkeypatch):
+    import importlib
+    fold_module = importlib.import_module("nnfc.passes.fold_constants")
+
+    monkeypatch.setattr(fold_module, "_fold", lambda graph, node: 1 / 0)
+    with pytest.raises(PruneError, match="in FoldGateConstantsPass: ZeroDivisionError"):
+        apply_gates(foreign_model(), _gates())

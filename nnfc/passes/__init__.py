@@ -16,6 +16,7 @@ recorded by name in the model's metadata, so passes that run in between (e.g. on
 
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 import numpy as np
@@ -59,14 +60,14 @@ def apply_gates_with_report(model: onnx.ModelProto, gates: Mapping[str, np.ndarr
     checked = validate_gates(model, gates)
     if not any(i.name for i in model.graph.value_info):
         model = onnx.shape_inference.infer_shapes(model)
-    graph_model = ir.from_proto(model)
     manager, prune = gate_passes(checked)
     try:
+        graph_model = ir.from_proto(model)
         manager(graph_model)
-    except PassError as exc:
+        graph_model.metadata_props.pop(GATES_KEY, None)  # bound and gone: nothing to record
+        proto = ir.to_proto(graph_model)
+    except Exception as exc:  # one error line for the CLI, never a traceback
         raise _root_cause(exc) from exc
-    graph_model.metadata_props.pop(GATES_KEY, None)  # bound and gone: nothing to record
-    proto = ir.to_proto(graph_model)
     if infer_shapes:
         try:
             proto = onnx.shape_inference.infer_shapes(proto)
@@ -75,14 +76,22 @@ def apply_gates_with_report(model: onnx.ModelProto, gates: Mapping[str, np.ndarr
     return proto, prune.reports
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    """The PruneError a pass manager wrapped, else ``exc``."""
-    seen = exc
+def _root_cause(exc: BaseException) -> PruneError:
+    """The PruneError a pass manager wrapped, else a PruneError saying which pass failed."""
+    seen, where = exc, ""
     while seen is not None:
         if isinstance(seen, PruneError):
             return seen
-        seen = seen.__cause__
-    return exc
+        if isinstance(seen, PassError) and not where:  # "... running the '<...XPass object>'"
+            found = re.search(r"(\w+Pass)\b", str(seen))
+            where = f"in {found.group(1)}" if found else ""
+        cause = seen.__cause__
+        if cause is None:
+            break
+        seen = cause
+    message = str(seen).strip().splitlines()[0] if str(seen).strip() else ""
+    return PruneError(f"cannot apply the gates{(' ' + where) if where else ''}: "
+                      f"{type(seen).__name__}{': ' + message if message else ''}")
 
 
 def apply_gates(model: onnx.ModelProto, gates: Mapping[str, np.ndarray],
