@@ -146,6 +146,8 @@ def is_gated(value: ir.Value, memo: dict[ir.Value, bool]) -> bool:
             result = True
         elif node.op_type in MERGES and len(data) > 1:
             result = all(is_gated(v, memo) for v in data)
+        elif node.op_type == "Mul" and len(data) > 1:  # x·sigmoid(x): zero where x is
+            result = any(is_gated(v, memo) for v in data)
         elif len(data) == 1 and (node.op_type in UNARY or node.op_type in BINARY
                                  or node.op_type in POOLS or node.op_type in RESIZES
                                  or node.op_type in ("BatchNormalization", "Split", "Slice",
