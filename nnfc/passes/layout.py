@@ -23,11 +23,6 @@ class Layout:
         return cls(axis, np.arange(size)[:, None], size)
 
     @property
-    def is_plain(self) -> bool:
-        return self.full == len(self.positions) and self.positions.shape[1] == 1 and bool(
-            np.all(self.positions[:, 0] == np.arange(self.full)))
-
-    @property
     def absent(self) -> np.ndarray:
         """[C] bool: region channels this tensor does not hold."""
         return (self.positions < 0).all(axis=1)
