@@ -40,5 +40,6 @@ def train(config_path: str, out: str, resume: bool, checkpoint_dir: str | None,
         click.echo(f"wrote factory bundle {root}")
         for group in ("seen", "unseen"):
             for limit, m in metrics.get(group, {}).items():
-                click.echo(f"  {group:6s} limit {float(limit):5.0%}: accuracy "
-                           f"{m['accuracy']:.3f}, activation {m['activation_ratio']:.3f}")
+                name = "map50" if "map50" in m else "accuracy"
+                click.echo(f"  {group:6s} limit {float(limit):5.0%}: {name} "
+                           f"{m[name]:.3f}, activation {m['activation_ratio']:.3f}")

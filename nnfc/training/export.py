@@ -41,10 +41,12 @@ class _GateInputs(nn.Module):
 
 
 def export_supernet(net: GatedSupernet, path: str | os.PathLike, input_shape: tuple[int, ...],
-                    opset: int = DEFAULT_OPSET, dynamic_batch: bool = True) -> onnx.ModelProto:
+                    opset: int = DEFAULT_OPSET, dynamic_batch: bool = True,
+                    output_names: list[str] | None = None) -> onnx.ModelProto:
     """Export ``net`` (eval mode) to ``path`` atomically and return the ONNX model.
 
-    ``input_shape`` includes the batch dimension, e.g. ``(1, 3, 32, 32)``.
+    ``input_shape`` includes the batch dimension, e.g. ``(1, 3, 32, 32)``; ``output_names``
+    name the outputs in the order the net returns them (default: one ``logits``).
     """
     layers = net.gate_layers()
     was_training = net.training
@@ -65,7 +67,7 @@ def export_supernet(net: GatedSupernet, path: str | os.PathLike, input_shape: tu
             program = torch.onnx.export(
                 exported, dynamo=True, opset_version=opset,
                 input_names=[INPUT_NAME] + [g.input_name for g in layers],
-                output_names=[OUTPUT_NAME], verbose=False, optimize=True,
+                output_names=output_names or [OUTPUT_NAME], verbose=False, optimize=True,
             )
         model = program.model_proto
     finally:

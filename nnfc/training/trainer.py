@@ -181,6 +181,9 @@ def train_factory(cfg: FactoryConfig, out: str | os.PathLike, *, resume: bool = 
     written (continue later with ``resume``)."""
     out = Path(out)
     ckpt = Path(checkpoint_dir) if checkpoint_dir else out.with_name(out.name + ".ckpt")
+    if cfg.task.family == "attrod":  # detection: its own loop (one process)
+        from nnfc.training.detection_train import train_detection
+        return train_detection(cfg, out, ckpt, resume, progress, log, stop_after)
     device = _pick_device(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
