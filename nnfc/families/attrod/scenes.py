@@ -312,8 +312,9 @@ def task_scene(rng: np.random.Generator, H: int, W: int, colours: Sequence[str],
     other_cats = [c for c in CATEGORIES if c != category]
 
     def colour_for(cat: str, choices: Sequence[str]) -> str:
-        ok = [c for c in choices if (c, cat) not in forbid]
-        return str(rng.choice(ok or list(choices)))
+        ok = [c for c in choices if (c, cat) not in forbid] or \
+            [c for c in COLOURS if (c, cat) not in forbid]
+        return str(rng.choice(ok))
 
     if rng.random() < p_positive:
         for _ in range(int(rng.integers(1, 4))):
@@ -321,7 +322,8 @@ def task_scene(rng: np.random.Generator, H: int, W: int, colours: Sequence[str],
     for _ in range(int(rng.integers(1, 3))):
         objs.append(random_object(rng, H, W, category, str(rng.choice(other_cols))))
     for _ in range(int(rng.integers(1, 3))):
-        cat = str(rng.choice(other_cats))
+        cats = [k for k in other_cats if any((c, k) not in forbid for c in colours)]
+        cat = str(rng.choice(cats or other_cats))
         objs.append(random_object(rng, H, W, cat, colour_for(cat, colours)))
     total = int(rng.integers(n_objects[0], n_objects[1] + 1))
     while len(objs) < total:
