@@ -344,6 +344,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
                         "factory bundle (no manifest.json)")
     meta = json.loads(state_path.read_text(encoding="utf-8"))
     cfg = config_from_dict(meta["config"], str(state_path))
+    if cfg.task.family == "attrod":
+        from nnfc.training.detection_train import export_detection_checkpoint
+        return export_detection_checkpoint(src, out)
     family = build_task_family(cfg)
     supernet, assembler = build_models(cfg, family)
     net = FactoryNet(supernet, assembler)
