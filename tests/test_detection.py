@@ -126,3 +126,18 @@ def test_a_training_step_lowers_the_loss():
         loss.backward()
         opt.step()
     assert float(loss) < 0.7 * first
+
+
+def test_training_half_implements_the_contract():
+    from nnfc.families import TrainingFamily
+    from nnfc.training.detection import AttrODTraining, feature_channels
+
+    half = AttrODTraining()
+    assert isinstance(half, TrainingFamily)
+    det = _tiny("resnet")
+    head = half.build_head(feature_channels(det.backbone), {"head_width": 8, "head_scales": 3})
+    from nnfc.training.detection import backbone_features
+
+    x = torch.zeros(2, 3, IMAGE, IMAGE)
+    out = head(backbone_features(det.backbone, x, None), None)
+    assert list(out) == [o["name"] for o in AttrOD().output_spec()]

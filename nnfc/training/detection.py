@@ -166,3 +166,22 @@ def detection_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torc
     l1 = ((raw - torch.log(tgt.clamp(min=1e-3))).abs().sum(1) * ww).sum() / ww.sum()
     box = box_weight * giou + l1_weight * l1
     return {"loss": heat + box, "heatmap": heat.detach(), "box": box.detach()}
+
+
+class AttrODTraining:
+    """The torch half of the AttrOD family (:class:`nnfc.families.base.TrainingFamily`): the
+    gated detection head and the detection loss. ``config`` keys: ``head_width``,
+    ``head_scales``."""
+
+    def __init__(self, stride: int = 4, box_weight: float = 2.0, l1_weight: float = 0.5):
+        self.stride, self.box_weight, self.l1_weight = stride, box_weight, l1_weight
+
+    def build_head(self, feature_channels: Sequence[int],
+                   config: Mapping[str, Any]) -> DetectionHead:
+        return DetectionHead(feature_channels, int(config.get("head_width", 64)),
+                             int(config.get("head_scales", 4)))
+
+    def loss(self, outputs: Mapping[str, torch.Tensor],
+             batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return detection_loss(outputs, batch, self.stride, self.box_weight,
+                              self.l1_weight)["loss"]

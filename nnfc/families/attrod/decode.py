@@ -129,3 +129,19 @@ def join_decode(model: onnx.ModelProto, spec: dict, keep_raw: bool = False) -> o
         outputs=[BOXES, SCORES] + ([HEATMAP, BOX] if keep_raw else []),
         producer_name=model.producer_name or "nnfc")
     return joined
+
+
+def manifest_decode_spec(manifest: dict) -> dict | None:
+    """The decode spec a bundle's manifest declares on one of its outputs, if any."""
+    outputs = manifest.get("outputs") or manifest.get("output") or []
+    for out in outputs if isinstance(outputs, list) else [outputs]:
+        if isinstance(out, dict) and isinstance(out.get("decode"), dict):
+            return out["decode"]
+    return None
+
+
+def deployable(model: onnx.ModelProto, manifest: dict) -> onnx.ModelProto:
+    """What a target runs: the network joined to its decode graph when the bundle declares one
+    (detection), else the network itself."""
+    spec = manifest_decode_spec(manifest)
+    return join_decode(model, spec) if spec else model
