@@ -57,12 +57,16 @@ def export_factory(root: str | os.PathLike, supernet: GatedSupernet, assembler: 
                    *, image_shape: Sequence[int], attributes: Sequence[str],
                    seen: Sequence[Sequence[str]], unseen: Sequence[Sequence[str]],
                    task_info: dict[str, Any], training: dict[str, Any],
-                   opset: int = DEFAULT_OPSET) -> Bundle:
-    """Export both networks and write the bundle at ``root`` atomically."""
+                   opset: int = DEFAULT_OPSET,
+                   outputs: list[dict[str, Any]] | None = None) -> Bundle:
+    """Export both networks and write the bundle at ``root`` atomically. ``outputs``: the
+    supernet's named outputs in order (default: one ``logits`` [1,2] of no/yes)."""
     supernet, assembler = supernet.cpu(), assembler.cpu()
+    outputs = outputs or [{"name": OUTPUT_NAME, "shape": [1, 2], "classes": ["no", "yes"]}]
     with tempfile.TemporaryDirectory(prefix="nnfc-export-") as tmp:
         tmp = Path(tmp)
-        export_supernet(supernet, tmp / SUPERNET, (1, *image_shape), opset=opset)
+        export_supernet(supernet, tmp / SUPERNET, (1, *image_shape), opset=opset,
+                        output_names=[o["name"] for o in outputs])
         export_assembler(assembler, tmp / ASSEMBLER, opset=opset)
         save_file({k: v.detach().contiguous() for k, v in supernet.state_dict().items()},
                   str(tmp / WEIGHTS))
@@ -73,7 +77,8 @@ def export_factory(root: str | os.PathLike, supernet: GatedSupernet, assembler: 
             "backbone": {"family": supernet.family, "config": supernet.config},
             "input": {"name": INPUT_NAME, "shape": [1, *image_shape], "dtype": "float32",
                       "preprocessing": task_info.get("preprocessing", "")},
-            "output": {"name": OUTPUT_NAME, "shape": [1, 2], "classes": ["no", "yes"]},
+            "output": outputs[0],
+            **({"outputs": outputs} if len(outputs) > 1 else {}),
             "attributes": list(attributes),
             "tasks": {"seen": [list(t) for t in seen], "unseen": [list(t) for t in unseen]},
             "task_family": task_info,

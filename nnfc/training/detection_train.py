@@ -92,44 +92,15 @@ def evaluate_detector(det: GatedDetector, assembler: Assembler, family,
 
 
 def summarize(rows: list[dict[str, Any]], seen: Sequence[Sequence[str]]) -> dict[str, Any]:
-    seen_set = {tuple(t) for t in seen}
-    out: dict[str, Any] = {}
-    for group in ("seen", "unseen"):
-        rs = [r for r in rows if (tuple(r["task"]) in seen_set) == (group == "seen")]
-        per = {}
-        for limit in sorted({r["limit"] for r in rs}):
-            sel = [r for r in rs if r["limit"] == limit]
-            per[f"{limit:g}"] = {"map50": round(float(np.mean([r["map50"] for r in sel])), 4),
-                                 "activation_ratio": round(float(np.mean(
-                                     [r["activation_ratio"] for r in sel])), 4),
-                                 "tasks": len(sel)}
-        if per:
-            out[group] = per
-    return out
+    """Mean mAP@0.5 / activation ratio per limit for seen and unseen tasks."""
+    from nnfc.training.trainer import summarize as summarize_metric
 
-
-class _DetectionNet(nn.Module):
-    """Detector + assembler as one module: outputs and per-sample discrete active ratio."""
-
-    def __init__(self, supernet: GatedDetector, assembler: Assembler, hard_fraction: float):
-        super().__init__()
-        self.supernet, self.assembler = supernet, assembler
-        self.hard_fraction = hard_fraction
-
-    def forward(self, x, task, limit):
-        from nnfc.training.semhash import semhash, straight_through
-
-        layers = self.assembler.layers
-        scores = self.assembler.scores(task, limit)
-        gates = {l.name: semhash(v, self.training, hard_fraction=self.hard_fraction)
-                 for l, v in zip(layers, scores)}
-        hard = {l.name: straight_through(v) for l, v in zip(layers, scores)}
-        return self.supernet(x, gates), active_ratio(hard, layers)
+    return summarize_metric(rows, seen, "map50")
 
 
 def train_detection(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bool,
                     log: Callable[[str], None], stop_after: int | None) -> Path | None:
-    from nnfc.training.trainer import _lr_at, sample_limits
+    from nnfc.training.trainer import FactoryNet, _lr_at, sample_limits
 
     t = cfg.train
     if t.threads:
@@ -137,7 +108,7 @@ def train_detection(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, pro
     torch.manual_seed(cfg.seed)
     family = build_family(cfg)
     det, assembler = build_detection_models(cfg, family)
-    net = _DetectionNet(det, assembler, t.hard_fraction)
+    net = FactoryNet(det, assembler, t.hard_fraction)
     opt = torch.optim.AdamW(net.parameters(), lr=t.lr, weight_decay=t.weight_decay) \
         if t.optimizer == "adamw" else torch.optim.SGD(net.parameters(), lr=t.lr,
                                                        momentum=t.momentum, nesterov=True,
@@ -242,9 +213,11 @@ def export_detection_checkpoint(src: Path, out: str | Path) -> Path:
     """A bundle from a detection training checkpoint (``nnfc export`` of a running training)."""
     meta = json.loads((src / "state.json").read_text(encoding="utf-8"))
     cfg = config_from_dict(meta["config"], str(src / "state.json"))
+    from nnfc.training.trainer import FactoryNet
+
     family = build_family(cfg)
     det, assembler = build_detection_models(cfg, family)
-    load_checkpoint(src, _DetectionNet(det, assembler, cfg.train.hard_fraction))
+    load_checkpoint(src, FactoryNet(det, assembler, cfg.train.hard_fraction))
     return finish_detection(cfg, family, det, assembler, out, list(meta.get("history", [])),
                             {"from_checkpoint_epoch": int(meta["epoch"]),
                              "from_checkpoint_step": int(meta.get("step", 0))})

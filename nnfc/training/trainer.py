@@ -154,8 +154,9 @@ def evaluate(supernet: GatedSupernet, assembler: Assembler, family, tasks: Seque
     return results
 
 
-def summarize(results: list[dict[str, Any]], seen: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """Mean accuracy / ratio per limit for seen and unseen tasks."""
+def summarize(results: list[dict[str, Any]], seen: Sequence[Sequence[str]],
+              metric: str = "accuracy") -> dict[str, Any]:
+    """Mean ``metric`` / ratio per limit for seen and unseen tasks."""
     seen_set = {tuple(t) for t in seen}
     out: dict[str, Any] = {}
     for group in ("seen", "unseen"):
@@ -163,7 +164,7 @@ def summarize(results: list[dict[str, Any]], seen: Sequence[Sequence[str]]) -> d
         per = {}
         for limit in sorted({r["limit"] for r in rows}):
             rs = [r for r in rows if r["limit"] == limit]
-            per[f"{limit:g}"] = {"accuracy": round(float(np.mean([r["accuracy"] for r in rs])), 4),
+            per[f"{limit:g}"] = {metric: round(float(np.mean([r[metric] for r in rs])), 4),
                                  "activation_ratio": round(float(np.mean(
                                      [r["activation_ratio"] for r in rs])), 4),
                                  "tasks": len(rs)}
