@@ -66,3 +66,12 @@ def test_tiny_factory_writes_a_detection_bundle(tmp_path, monkeypatch):
     assert manifest["outputs"][0]["decode"]["top_k"] == 50
     seen = manifest["training"]["metrics"]["seen"]["1"]
     assert 0.0 <= seen["map50"] <= 1.0 and seen["tasks"] == 44
+    # the generated model (ORT: assembler -> pruned net -> decode graph) draws its boxes
+    from PIL import Image
+
+    from nnfc.bundle import read_bundle
+    from nnfc.families.attrod.draw import bundle_detections_png
+
+    png = bundle_detections_png(read_bundle(root), [["car", "red"]], tmp_path / "d.png",
+                                limit=0.5, scenes=2)
+    assert Image.open(png).size == (2 * 320, 320)

@@ -48,3 +48,33 @@ def contact_sheet(tiles: Sequence, path: str | os.PathLike, columns: int = 4) ->
     with atomic_file(path) as tmp:
         sheet.save(tmp, format="PNG")
     return path
+
+
+def bundle_detections_png(bundle, tasks: Sequence[Sequence[str]], path: str | os.PathLike,
+                          limit: float = 1.0, scenes: int = 2, threshold: float = 0.3,
+                          seed: int = 2024) -> Path:
+    """For each task: the bundle's generated model at ``limit`` (assembler -> pruned network ->
+    decode graph, all in ONNX Runtime) on ``scenes`` test scenes, boxes drawn; one PNG."""
+    import onnx
+    import onnxruntime as ort
+
+    from nnfc.compiler.assembler_runtime import Assembler
+    from nnfc.families import family_from_manifest
+    from nnfc.families.attrod.decode import deployable
+    from nnfc.passes import apply_gates
+
+    family = family_from_manifest(bundle.manifest)
+    supernet = onnx.load(str(bundle.supernet_path))
+    assembler = Assembler(bundle.assembler_path)
+    tiles = []
+    for attrs in tasks:
+        task = family.parse_task(attrs)
+        gates = {k: v[0] for k, v in assembler.gates(family.encode([task])[0], [limit]).items()}
+        model = deployable(apply_gates(supernet, gates), bundle.manifest)
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        b = family.test_batch(task, scenes, seed)
+        for img, truth in zip(b["image"], b["gt_boxes"]):
+            boxes, scores = sess.run(["boxes", "scores"], {"input": img[None]})
+            tiles.append(draw_detections(img, boxes[0], scores[0], truth, threshold,
+                                         title=f"{','.join(task)} @ {limit:.0%}"))
+    return contact_sheet(tiles, path, columns=max(2, scenes * 2))
