@@ -34,8 +34,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     from nnfc.training.config import load_config
-    from nnfc.training.detection_train import build_detection_models, build_family
     from nnfc.training.export import export_supernet
+    from nnfc.training.trainer import build_models, build_task_family
 
     target = get_target("desktop", threads=args.threads)
     print(f"{'config':34s} {'variant':18s} {'median ms':>10s} {'p90 ms':>8s}")
@@ -43,10 +43,9 @@ def main() -> None:
         tmp = Path(tmp)
         for cfg_path in args.configs:
             cfg = load_config(cfg_path)
-            family = build_family(cfg)
-            det, _ = build_detection_models(cfg, family)
-            model = export_supernet(det, tmp / "supernet.onnx", (1, *family.image_shape),
-                                    output_names=[o["name"] for o in family.output_spec()])
+            family = build_task_family(cfg)
+            det, _ = build_models(cfg, family)
+            model = export_supernet(det, tmp / "supernet.onnx", (1, *family.image_shape))
             layers = det.gate_layers()
             rng = np.random.default_rng(0)
             for ratio in RATIOS:

@@ -30,8 +30,7 @@ def joined(tmp_path_factory):
                                                   stem="imagenet", stem_width=8),
                                    {"width": 8, "scales": 3}))
     work = tmp_path_factory.mktemp("joined")
-    model = export_supernet(det, work / "det.onnx", (1, 3, IMAGE, IMAGE),
-                            output_names=["heatmap", "box"])
+    model = export_supernet(det, work / "det.onnx", (1, 3, IMAGE, IMAGE))
     rng = np.random.default_rng(3)
     gates = {g.input_name: (rng.random(g.size) < 0.6).astype(np.float32)
              for g in det.gate_layers()}

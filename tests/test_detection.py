@@ -8,8 +8,9 @@ import torch
 
 from nnfc.families.attrod import AttrOD
 from nnfc.passes import apply_gates
-from nnfc.training.detection import (GatedDetector, build_detector, detection_loss,
-                                     focal_heatmap_loss, giou_loss)
+from nnfc.training.detection import (build_detector, detection_loss, focal_heatmap_loss,
+                                     giou_loss)
+from nnfc.training.model import FamilyModel
 from nnfc.training.export import export_supernet
 from supernets import randomize
 
@@ -17,12 +18,12 @@ IMAGE = 32
 TINY = {
     "resnet": dict(depths=[1, 1, 1], widths=[8, 16, 16], stem="imagenet", stem_width=8),
     "mobilenet": dict(setting=((1, 8, 1, 1), (4, 12, 2, 2), (4, 16, 1, 2), (4, 16, 1, 2)),
-                      stem_width=8, stem_stride=2, last_width=32),
+                      stem_width=8, stem_stride=2, last_width=0),
 }
 ATOL = 1e-5
 
 
-def _tiny(family: str) -> GatedDetector:
+def _tiny(family: str) -> FamilyModel:
     return randomize(build_detector(family, TINY[family], {"width": 8, "scales": 3}))
 
 
@@ -30,7 +31,7 @@ def _tiny(family: str) -> GatedDetector:
 def exported(request, tmp_path_factory):
     det = _tiny(request.param)
     path = tmp_path_factory.mktemp("det") / "det.onnx"
-    model = export_supernet(det, path, (1, 3, IMAGE, IMAGE), output_names=["heatmap", "box"])
+    model = export_supernet(det, path, (1, 3, IMAGE, IMAGE))
     return det, model
 
 
@@ -130,14 +131,12 @@ def test_a_training_step_lowers_the_loss():
 
 def test_training_half_implements_the_contract():
     from nnfc.families import TrainingFamily
-    from nnfc.training.detection import AttrODTraining, feature_channels
+    from nnfc.training.detection import AttrODTraining
 
     half = AttrODTraining()
     assert isinstance(half, TrainingFamily)
     det = _tiny("resnet")
-    head = half.build_head(feature_channels(det.backbone), {"head_width": 8, "head_scales": 3})
-    from nnfc.training.detection import backbone_features
-
+    head = half.build_head(det.feature_channels(), {"width": 8, "scales": 3})
     x = torch.zeros(2, 3, IMAGE, IMAGE)
-    out = head(backbone_features(det.backbone, x, None), None)
+    out = head(det.features(x, None), None)
     assert list(out) == [o["name"] for o in AttrOD().output_spec()]

@@ -20,38 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnfc.training.gating import Gate, GatedSupernet, Gates
+from nnfc.training.gating import Gate, Gates
+from nnfc.training.model import FamilyModel
 
 HEATMAP, BOX = "heatmap", "box"
-
-
-def backbone_features(backbone: GatedSupernet, x: torch.Tensor, gates: Gates | None,
-                      min_stride: int = 4) -> list[torch.Tensor]:
-    """Outputs of the last block at each spatial scale of stride >= ``min_stride`` (finest
-    first) of a gated ResNet or MobileNet (stem + blocks; the classifier is not used)."""
-    size = x.shape[-1]
-    x = backbone.stem(x)
-    feats: list[torch.Tensor] = []
-    for blk in backbone.blocks:
-        x = blk(x, gates)
-        if size // x.shape[-1] < min_stride:
-            continue
-        if feats and x.shape[-1] == feats[-1].shape[-1]:
-            feats[-1] = x
-        else:
-            feats.append(x)
-    return feats
-
-
-def feature_channels(backbone: GatedSupernet, image_size: int = 64) -> list[int]:
-    """Channel counts of :func:`backbone_features` (one dry run at a small size)."""
-    with torch.no_grad():
-        was = backbone.training
-        backbone.eval()
-        feats = backbone_features(backbone, torch.zeros(1, backbone.config.get("in_channels", 3),
-                                                        image_size, image_size), None)
-        backbone.train(was)
-    return [f.shape[1] for f in feats]
 
 
 class _GatedConv(nn.Module):
@@ -68,13 +40,17 @@ class _GatedConv(nn.Module):
 
 
 class DetectionHead(nn.Module):
-    """Gated FPN-lite + CenterNet outputs. ``features`` finest first; output at the finest."""
+    """Gated FPN-lite + CenterNet outputs over the backbone's last ``scales`` features (finest
+    first, each half the size of the one before); the outputs are at the finest of them."""
 
     def __init__(self, feature_channels: Sequence[int], width: int = 64, scales: int = 4,
                  prior: float = 0.05):
         super().__init__()
-        self.scales = min(scales, len(feature_channels))
-        chans = list(feature_channels)[: self.scales]
+        if not 2 <= scales <= len(feature_channels):
+            raise ValueError(f"head scales = {scales} needs 2 .. {len(feature_channels)} "
+                             "backbone feature maps")
+        self.scales = scales
+        chans = list(feature_channels)[-scales:]
         self.laterals = nn.ModuleList(_GatedConv(f"head.lateral{i}", c, width, 1)
                                       for i, c in enumerate(chans))
         self.tower = _GatedConv("head.tower", width, width, 3)
@@ -86,7 +62,12 @@ class DetectionHead(nn.Module):
 
     def forward(self, features: Sequence[torch.Tensor],
                 gates: Gates | None) -> dict[str, torch.Tensor]:
-        feats = list(features)[: self.scales]
+        feats = list(features)[-self.scales:]
+        for fine, coarse in zip(feats, feats[1:]):
+            if fine.shape[-1] != 2 * coarse.shape[-1] or fine.shape[-2] != 2 * coarse.shape[-2]:
+                raise ValueError("the detection head needs feature maps that halve in size from "
+                                 f"scale to scale, got {tuple(fine.shape[-2:])} then "
+                                 f"{tuple(coarse.shape[-2:])} (MobileNet: last_width = 0)")
         p = self.laterals[-1](feats[-1], gates)
         for i in range(len(feats) - 2, -1, -1):
             p = self.laterals[i](feats[i], gates) + F.interpolate(p, scale_factor=2.0,
@@ -95,30 +76,14 @@ class DetectionHead(nn.Module):
         return {HEATMAP: self.heatmap(t), BOX: self.box(t)}
 
 
-class GatedDetector(GatedSupernet):
-    """Gated backbone + gated detection head; ``forward(x, gates) -> {heatmap, box}``."""
-
-    def __init__(self, backbone: GatedSupernet, head_width: int = 64, head_scales: int = 4):
-        super().__init__()
-        self.family = backbone.family
-        self.backbone = backbone
-        self.head = DetectionHead(feature_channels(backbone), head_width, head_scales)
-        backbone.fc = nn.Identity()  # the classifier is not part of the detector
-        if hasattr(backbone, "head"):
-            backbone.head = nn.Identity()  # MobileNet's last 1x1 conv feeds only the classifier
-        self.config = {**backbone.config, "detector": {"head_width": head_width,
-                                                       "head_scales": head_scales}}
-
-    def forward(self, x: torch.Tensor, gates: Gates | None = None) -> dict[str, torch.Tensor]:
-        return self.head(backbone_features(self.backbone, x, gates), gates)
-
-
-def build_detector(family: str, backbone: Mapping[str, Any], head: Mapping[str, Any]) -> GatedDetector:
-    """A detector on the gated ``family`` backbone ("resnet" or "mobilenet")."""
+def build_detector(family: str, backbone: Mapping[str, Any],
+                   head: Mapping[str, Any]) -> FamilyModel:
+    """A gated ``family`` backbone ("resnet" or "mobilenet", no classifier) + the detection
+    head: ``forward(x, gates) -> {heatmap, box}``."""
     from nnfc.training.backbones import build_backbone
 
-    bb = build_backbone(family, **dict(backbone))
-    return GatedDetector(bb, int(head.get("width", 64)), int(head.get("scales", 4)))
+    bb = build_backbone(family, **{**dict(backbone), "num_classes": None})
+    return FamilyModel(bb, AttrODTraining().build_head(bb.feature_channels(), head))
 
 
 # --- loss --------------------------------------------------------------------------------------
@@ -170,16 +135,19 @@ def detection_loss(outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torc
 
 class AttrODTraining:
     """The torch half of the AttrOD family (:class:`nnfc.families.base.TrainingFamily`): the
-    gated detection head and the detection loss. ``config`` keys: ``head_width``,
-    ``head_scales``."""
+    gated detection head and the detection loss. ``[head]`` keys: ``width`` (channels of the
+    laterals and the tower, default 64), ``scales`` (feature maps joined, default 4)."""
 
     def __init__(self, stride: int = 4, box_weight: float = 2.0, l1_weight: float = 0.5):
         self.stride, self.box_weight, self.l1_weight = stride, box_weight, l1_weight
 
     def build_head(self, feature_channels: Sequence[int],
                    config: Mapping[str, Any]) -> DetectionHead:
-        return DetectionHead(feature_channels, int(config.get("head_width", 64)),
-                             int(config.get("head_scales", 4)))
+        bad = set(config) - {"width", "scales"}
+        if bad:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(bad))}; known: width, scales")
+        return DetectionHead(feature_channels, int(config.get("width", 64)),
+                             int(config.get("scales", 4)))
 
     def loss(self, outputs: Mapping[str, torch.Tensor],
              batch: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -89,6 +89,13 @@ class AttrOD:
 
     name: ClassVar[str] = "attrod"
     metric: ClassVar[str] = "map50"
+    #: ``[task]`` keys and defaults (colours/categories/seen/unseen None: the built-in lists).
+    config_defaults: ClassVar[Mapping[str, Any]] = {
+        "source": "procedural", "image_size": 160, "train_size": 96, "stride": 4, "top_k": 50,
+        "colours": None, "categories": None, "unseen": None, "seen": None,
+        "annotations": "", "colour_file": "", "images": "", "test_annotations": "",
+        "test_colour_file": "", "test_images": "", "objects": [3, 7], "split_seed": 0,
+    }
 
     def __init__(self, source: str = "procedural", image_size: int = 160, train_size: int = 96,
                  stride: int = 4, top_k: int = 50, colours: Sequence[str] | None = None,
@@ -97,7 +104,7 @@ class AttrOD:
                  seen: Sequence[Sequence[str]] | None = None,
                  annotations: str = "", colour_file: str = "", images: str = "",
                  test_annotations: str = "", test_colour_file: str = "", test_images: str = "",
-                 objects: Sequence[int] = (3, 7), split_seed: int = 0, **_: Any):
+                 objects: Sequence[int] = (3, 7), split_seed: int = 0):
         if source not in ("procedural", "coco"):
             raise NnfcError(f"task.source must be 'procedural' or 'coco', not {source!r}")
         if image_size % stride or train_size % stride:
@@ -281,7 +288,12 @@ class AttrOD:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "AttrOD":
-        return cls(**{k: v for k, v in dict(config).items() if k != "family"})
+        config = {k: v for k, v in dict(config).items() if k != "family"}
+        bad = set(config) - set(cls.config_defaults)
+        if bad:
+            raise NnfcError(f"unknown key(s) in [task] for family attrod: "
+                            f"{', '.join(sorted(bad))}; known: {', '.join(cls.config_defaults)}")
+        return cls(**config)
 
     def manifest_info(self) -> dict[str, Any]:
         return {"family": self.name, "config": dict(self._config), "metric": self.metric,
