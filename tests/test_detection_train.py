@@ -15,7 +15,7 @@ TINY = {
                  "stem": "imagenet", "stem_width": 8},
     "head": {"width": 8, "scales": 3},
     "assembler": {"depth": 0, "gater_hidden": 0, "init_bias": 0.5},
-    "train": {"epochs": 3, "samples_per_epoch": 88, "batch_size": 22, "optimizer": "adamw",
+    "train": {"epochs": 3, "samples_per_epoch": 176, "batch_size": 22, "optimizer": "adamw",
               "lr": 0.003, "eval_per_task": 2, "eval_limits": [1.0], "threads": 1,
               "device": "cpu"},
 }
@@ -39,6 +39,35 @@ def test_resume_continues_exactly(tmp_path):
     wa = load_file(str(tmp_path / "a.ckpt" / "model.safetensors"))
     wb = load_file(str(tmp_path / "b.ckpt" / "model.safetensors"))
     assert wa.keys() == wb.keys()
+    for k in wa:
+        assert (wa[k] == wb[k]).all(), k
+
+
+def test_resume_mid_epoch(tmp_path, monkeypatch):
+    """checkpoint_every: a run killed after a mid-epoch checkpoint continues at that step (exact
+    here: hard_fraction = 1 leaves SemHash no random choice)."""
+    from nnfc.training import trainer
+
+    cfg = lambda: _cfg(checkpoint_every=2, hard_fraction=1.0)  # noqa: E731
+    assert _train(tmp_path, "a", cfg(), stop_after=2) is None
+    real = trainer.save_checkpoint
+
+    def killed_after_mid_epoch_checkpoint(*args, **kwargs):
+        real(*args, **kwargs)
+        if args[3]["epoch"] == 1 and args[3].get("step") == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_checkpoint", killed_after_mid_epoch_checkpoint)
+    try:
+        _train(tmp_path, "b", cfg())
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(trainer, "save_checkpoint", real)
+    state = json.loads((tmp_path / "b.ckpt" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (1, 2)
+    assert _train(tmp_path, "b", cfg(), resume=True, stop_after=2) is None
+    wa = load_file(str(tmp_path / "a.ckpt" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b.ckpt" / "model.safetensors"))
     for k in wa:
         assert (wa[k] == wb[k]).all(), k
 
