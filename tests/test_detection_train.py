@@ -72,7 +72,7 @@ def test_resume_mid_epoch(tmp_path, monkeypatch):
         assert (wa[k] == wb[k]).all(), k
 
 
-def test_tiny_factory_writes_a_detection_bundle(tmp_path):
+def test_tiny_factory_writes_a_detection_bundle(tmp_path, capsys):
     from PIL import Image
 
     from nnfc.bundle import read_bundle
@@ -90,3 +90,15 @@ def test_tiny_factory_writes_a_detection_bundle(tmp_path):
     png = bundle_detections_png(read_bundle(root), [["car", "red"]], tmp_path / "d.png",
                                 limit=0.5, scenes=2)
     assert Image.open(png).size == (2 * 320, 320)
+    # nnfc eval reports map50 (the JSON list schema + metric/value); bad tasks: one line each
+    from cli_runner import run_cli
+
+    code, out, _ = run_cli(["eval", "--bundle", str(root), "--task", "car,red", "--limit", "1",
+                            "--samples", "2", "--json"], capsys)
+    (row,) = json.loads(out)
+    assert code == 0 and row["metric"] == "map50" and row["value"] == row["map50"]
+    for bad, why in [("pink,car", "unknown attribute"), ("red,blue", "exactly one category"),
+                     ("car", "at least one colour")]:
+        code, out, err = run_cli(["eval", "--bundle", str(root), "--task", bad, "--limit", "1",
+                                  "--samples", "2"], capsys)
+        assert code != 0 and why in err and len(err.strip().splitlines()) == 1, err
