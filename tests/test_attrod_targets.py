@@ -81,5 +81,4 @@ def test_android_joined_graph_matches_ort(joined):
         boxes, scores = _ort(model, x)
         got = dict(zip(["boxes", "scores"], target.run(artifact, {"input": x})))
         np.testing.assert_allclose(got["scores"], scores, atol=1e-5)
-        live = scores[0] > 1e-3  # zero-score slots are ties: any index is a valid answer
-        np.testing.assert_allclose(got["boxes"][0][live], boxes[0][live], atol=1e-3)
+        np.testing.assert_allclose(got["boxes"], boxes, atol=1e-3)  # no ties: every slot

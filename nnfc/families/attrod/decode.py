@@ -20,6 +20,10 @@ HEATMAP, BOX = "heatmap", "box"
 BOXES, SCORES = "boxes", "scores"
 #: Raw box outputs are clamped to this (exp(6) = 403 strides) before the exponential.
 MAX_LOG_DISTANCE = 6.0
+#: Cell i of h*w gets -TIE_BREAK * i / (h*w) added before TopK, so that no two cells tie (the
+#: zero scores of non-peaks would, and runtimes order ties differently); scores are then clamped
+#: at 0, so unused slots read 0 with the same boxes on every target.
+TIE_BREAK = 1e-6
 DECODE_PREFIX = "decode/"
 
 
@@ -49,6 +53,7 @@ def build_decode_model(height: int, width: int, stride: int, top_k: int,
         numpy_helper.from_array(np.array(MAX_LOG_DISTANCE, np.float32), "max_log"),
         numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
         numpy_helper.from_array(np.array([width, height, width, height], np.float32), "limits"),
+        numpy_helper.from_array(tie_break(h * w)[None, :], "tie_break"),
     ]
     nodes = [
         helper.make_node("Sigmoid", [HEATMAP], ["prob"]),
@@ -58,8 +63,10 @@ def build_decode_model(height: int, width: int, stride: int, top_k: int,
         helper.make_node("Cast", ["is_peak"], ["peak_mask"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["prob", "peak_mask"], ["peaks"]),
         helper.make_node("Reshape", ["peaks", "flat_shape"], ["peaks_flat"]),
-        helper.make_node("TopK", ["peaks_flat", "k"], [SCORES, "index"], axis=1, largest=1,
+        helper.make_node("Add", ["peaks_flat", "tie_break"], ["ranked"]),
+        helper.make_node("TopK", ["ranked", "k"], ["top", "index"], axis=1, largest=1,
                          sorted=1),
+        helper.make_node("Max", ["top", "zero"], [SCORES]),
         helper.make_node("Squeeze", ["index", "axis0"], ["index_k"]),
         helper.make_node("Reshape", [BOX, "box_flat_shape"], ["box_flat"]),
         helper.make_node("Gather", ["box_flat", "index_k"], ["box_k"], axis=2),  # [1,4,K]
@@ -87,6 +94,12 @@ def build_decode_model(height: int, width: int, stride: int, top_k: int,
     return model
 
 
+def tie_break(cells: int) -> np.ndarray:
+    """The per-cell offsets that make every cell's rank unique (see ``TIE_BREAK``)."""
+    return (-TIE_BREAK * np.arange(cells, dtype=np.float32) / np.float32(cells)).astype(
+        np.float32)
+
+
 def decode_numpy(heatmap: np.ndarray, box: np.ndarray, stride: int,
                  top_k: int) -> tuple[np.ndarray, np.ndarray]:
     """The decode graph's arithmetic in numpy for a batch: boxes [B,K,4], scores [B,K]
@@ -95,10 +108,10 @@ def decode_numpy(heatmap: np.ndarray, box: np.ndarray, stride: int,
     prob = 1.0 / (1.0 + np.exp(-heatmap[:, 0].astype(np.float32)))
     pad = np.pad(prob, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
     pooled = np.max(np.stack([pad[:, i:i + h, j:j + w] for i in range(3) for j in range(3)]), 0)
-    peaks = (prob * (prob == pooled)).reshape(B, -1)
+    peaks = (prob * (prob == pooled)).reshape(B, -1) + tie_break(h * w)[None, :]
     k = min(top_k, h * w)
     index = np.argsort(-peaks, axis=1, kind="stable")[:, :k]
-    scores = np.take_along_axis(peaks, index, 1)
+    scores = np.maximum(np.take_along_axis(peaks, index, 1), 0)
     dist = np.exp(np.minimum(box.reshape(B, 4, -1), MAX_LOG_DISTANCE))
     dist = np.take_along_axis(dist, index[:, None, :], 2).transpose(0, 2, 1) * stride
     cx = (index % w + 0.5) * stride
