@@ -102,3 +102,18 @@ def test_tiny_factory_writes_a_detection_bundle(tmp_path, capsys):
         code, out, err = run_cli(["eval", "--bundle", str(root), "--task", bad, "--limit", "1",
                                   "--samples", "2"], capsys)
         assert code != 0 and why in err and len(err.strip().splitlines()) == 1, err
+    # nnfc compile runs the pruned network joined to its decode graph, checked against the
+    # gated supernet joined alike
+    out = tmp_path / "compiled"
+    code, _, err = run_cli(["profile", "--bundle", str(root), "--subnets", "10", "--runs", "1",
+                            "--rounds", "1", "--warmup", "0"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["compile", "--bundle", str(root), "--task", "car,red", "--target",
+                            "desktop", "--lat", "1000ms", "-o", str(out)], capsys)
+    assert code == 0, err
+    import onnx
+
+    model = onnx.load(str(out / "model.onnx"))
+    assert [o.name for o in model.graph.output] == ["boxes", "scores"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["max_abs_diff_vs_supernet"] <= 1e-4
