@@ -204,7 +204,8 @@ def _equivalence(bundle: Bundle, supernet: onnx.ModelProto, gates: dict, target,
     """Largest |difference| between the artifact and the gated supernet on one random input,
     over every graph output (compared in order, shapes must agree)."""
     from nnfc.targets.onnxruntime import open_session
-    session = open_session(deployable(supernet, bundle.manifest).SerializeToString())
+    manifest = bundle.manifest if bundle is not None else {}
+    session = open_session(deployable(supernet, manifest).SerializeToString())
     main = next(i for i in session.get_inputs() if not i.name.startswith("gate."))
     shape = [d if isinstance(d, int) else 1 for d in main.shape]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
