@@ -138,21 +138,26 @@ def _gated_producers(arch: GatedArch) -> set[nn.Module]:
     return found | {m for m in gated if isinstance(m, (nn.Conv2d, nn.Linear))}
 
 
+def torch_export(module: nn.Module, example: tuple, input_names: list[str],
+                 output_names: list[str], dynamo: bool = True) -> onnx.ModelProto:
+    """``module`` exported at opset 18 by torch's dynamo or TorchScript exporter."""
+    kwargs = dict(input_names=input_names, output_names=output_names, opset_version=18,
+                  dynamo=dynamo)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            return torch.onnx.export(module, example, **kwargs).model_proto
+        buf = io.BytesIO()
+        torch.onnx.export(module, example, buf, **kwargs)
+        return onnx.load_from_string(buf.getvalue())
+
+
 def export(arch: GatedArch, dynamo: bool = True) -> onnx.ModelProto:
     wrapper = _Gated(arch).eval()
     example = (torch.randn(1, 3, arch.input_size, arch.input_size),
                *[torch.ones(s) for _, s, _ in arch.gates.values()])
-    kwargs = dict(input_names=["x", *arch.gates], output_names=["logits"], opset_version=18,
-                  dynamo=dynamo)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            if dynamo:
-                model = torch.onnx.export(wrapper, example, **kwargs).model_proto
-            else:
-                buf = io.BytesIO()
-                torch.onnx.export(wrapper, example, buf, **kwargs)
-                model = onnx.load_from_string(buf.getvalue())
+        model = torch_export(wrapper, example, ["x", *arch.gates], ["logits"], dynamo)
     finally:
         for h in wrapper.handles:
             h.remove()

@@ -5,8 +5,6 @@ exporters): nearest Resize upsampling, an Add and a Concat merge, gated head con
 from __future__ import annotations
 
 import functools
-import logging
-import warnings
 
 import numpy as np
 import onnx
@@ -16,9 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from onnx_text import check_pruned, weight_shapes
+from real_archs import torch_export
 from supernets import randomize
-
-logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 
 GATES = {"gate.c3": 8, "gate.c4": 12, "gate.lat3": 8, "gate.lat4": 8, "gate.p3": 8,
          "gate.head": 10, "gate.box": 6}
@@ -62,20 +59,9 @@ class GatedDetector(nn.Module):
 @functools.lru_cache(maxsize=None)
 def exported(dynamo: bool) -> onnx.ModelProto:
     net = randomize(GatedDetector(), seed=3)
-    names = [n.replace("gate.", "") for n in GATES]
     example = (torch.randn(1, 3, 32, 32), *[torch.ones(s) for s in GATES.values()])
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        kwargs = dict(input_names=["x", *GATES], output_names=["heatmap", "boxes"],
-                      opset_version=18, dynamo=dynamo)
-        if dynamo:
-            model = torch.onnx.export(net, example, **kwargs).model_proto
-        else:
-            import io
-            buf = io.BytesIO()
-            torch.onnx.export(net, example, buf, **kwargs)
-            model = onnx.load_from_string(buf.getvalue())
-    assert [i.name for i in model.graph.input][1:] == list(GATES), names
+    model = torch_export(net, example, ["x", *GATES], ["heatmap", "boxes"], dynamo)
+    assert [i.name for i in model.graph.input][1:] == list(GATES)
     return onnx.shape_inference.infer_shapes(model)
 
 
