@@ -25,6 +25,7 @@ from nnfc.atomic import replace_dir, write_json_atomic
 from nnfc.compiler.predictor import Predictor, host_info
 from nnfc.compiler.search import SEARCHES, SearchResult
 from nnfc.errors import NnfcError
+from nnfc.families.attrod.decode import deployable
 from nnfc.units import format_mb, format_ms
 
 
@@ -169,7 +170,8 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700
     try:
-        artifact = _lower(target, pruned, tmp)
+        # detection bundles: the target runs the network joined to its decode graph
+        artifact = _lower(target, pruned, tmp, bundle.manifest)
         lap("lower")
 
         meter = Meter(target, predictor, req, _profile_dir(bundle, req))
@@ -179,7 +181,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         if isinstance(bench, Measured) and req.lat_ms is not None and req.refine_rounds > 1:
             found, pruned, artifact, bench, rounds = _refine(
                 req, assembler, predictor, task_vec, margins, supernet, apply_gates, target,
-                meter, found, pruned, artifact, bench, tmp)
+                meter, found, pruned, artifact, bench, tmp, bundle.manifest)
             lap("refine")
         (tmp / "gates.json").write_text(json.dumps(gates_to_json(found.gates)) + "\n",
                                         encoding="utf-8")
@@ -278,8 +280,9 @@ class Meter:
                         + (f" ({self.note})" if self.note else ""), None, os.getloadavg()[0])
 
 
-def _lower(target, pruned: onnx.ModelProto, work: Path) -> Path:
-    onnx.save_model(pruned, str(work / "model.onnx"))
+def _lower(target, pruned: onnx.ModelProto, work: Path, manifest: dict) -> Path:
+    """Save what the target runs (``deployable``) as ``work/model.onnx`` and lower it."""
+    onnx.save_model(deployable(pruned, manifest), str(work / "model.onnx"))
     return Path(target.lower(work / "model.onnx", work))
 
 
@@ -289,7 +292,7 @@ def _round(found: SearchResult, bench) -> dict[str, Any]:
 
 
 def _refine(req, assembler, predictor, task_vec, margins, supernet, apply_gates, target, meter,
-            found, pruned, artifact, bench, tmp: Path):
+            found, pruned, artifact, bench, tmp: Path, manifest: dict):
     """Measure-and-adjust rounds (the paper's Algorithm 1 measures every round): while the
     measured latency breaks the budget, or lands below ``step_up_below`` of it, move to the
     grid limit whose prediction, rescaled by this artifact's measured / predicted ratio, fits
@@ -337,7 +340,7 @@ def _refine(req, assembler, predictor, task_vec, margins, supernet, apply_gates,
         work = tmp / f"round{r + 1}"
         work.mkdir()
         npruned = apply_gates(supernet, chosen)
-        nart = _lower(target, npruned, work)
+        nart = _lower(target, npruned, work, manifest)
         nb = meter(nart)
         if not isinstance(nb, Measured):
             break
@@ -366,9 +369,12 @@ def _equivalence(bundle: Bundle, supernet: onnx.ModelProto, gates: dict, target,
     """Largest |difference| between the artifact and the gated supernet on one random input,
     over every graph output (compared in order, shapes must agree)."""
     from nnfc.targets.onnxruntime import open_session
-    # the bundle's file as loaded (no re-serialising a large supernet), else the model itself
-    session = open_session(bundle.supernet_path if bundle is not None
-                           else supernet.SerializeToString())
+    manifest = bundle.manifest if bundle is not None else {}
+    run = deployable(supernet, manifest)
+    # the bundle's file as loaded where nothing is joined to it (no re-serialising a large
+    # supernet), else the deployable model itself
+    session = open_session(bundle.supernet_path if bundle is not None and run is supernet
+                           else run.SerializeToString())
     main = next(i for i in session.get_inputs() if not i.name.startswith("gate."))
     shape = [d if isinstance(d, int) else 1 for d in main.shape]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
