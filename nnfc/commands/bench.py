@@ -36,6 +36,10 @@ def resolve_artifact(path: Path, target: str | None) -> tuple[Path, str]:
             compiled_for = report["request"]["target"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise NnfcError(f"{report_path} has no artifact/request.target: {exc}") from exc
+        if (not isinstance(report["artifact"], str) or Path(report["artifact"]).name
+                != report["artifact"] or path.resolve() not in artifact.resolve().parents):
+            raise NnfcError(f"{report_path}: artifact {report['artifact']!r} must be a file "
+                            f"name inside {path}")
         return artifact, target or compiled_for
     if target is None:
         target = SUFFIX_TARGETS.get(path.suffix.lower())

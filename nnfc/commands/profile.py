@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from nnfc.outputs import nonempty_path
+
 from nnfc.errors import NnfcError
 
 
@@ -38,7 +40,7 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
 @click.option("--target", default="desktop", show_default=True, help="Target to profile.")
 @click.option("--subnets", default=300, show_default=True, type=click.IntRange(10, None),
               help="Random subnets to measure (the paper: 200-1000 are enough).")
-@click.option("-o", "--output", default=None,
+@click.option("-o", "--output", default=None, callback=nonempty_path,
               help="Predictor JSON (default: <bundle>/profiles/<target>.json); measurements go "
                    "beside it as <name>.measurements.json, the plot as <name>.png.")
 @click.option("--runs", default=10, show_default=True, type=click.IntRange(1, None),
@@ -51,15 +53,18 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
               help="Intra-op threads of the desktop runtime (0: its default). One thread "
                    "gives repeatable latencies on a shared machine; compile reuses the setting.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random gate vectors.")
-@click.option("--device-dir", type=click.Path(), default=None,
+@click.option("--device-dir", type=click.Path(), default=None, callback=nonempty_path,
               help="Instead of measuring here, write the pruned subnets, their plan and the "
                    "target's device-side profiling script into this directory (e.g. for a "
                    "Jetson); measure there, then run `nnfc profile ... fit`.")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming earlier measurements.")
+@click.option("--force", is_flag=True,
+              help="--device-dir: also write into a non-empty directory that is not an nnfc "
+                   "device profile (never deletes or overwrites files nnfc did not write).")
 @click.option("--json", "as_json", is_flag=True, help="Print the accuracy as JSON.")
 @click.pass_context
 def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, threads, seed,
-            device_dir, fresh, as_json):
+            device_dir, fresh, force, as_json):
     """Profile random subnets of a factory on a target and fit its latency/memory predictor.
 
     Resumable: rerunning continues from the measurements already on disk.
@@ -76,8 +81,12 @@ def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, thr
     bundle = read_bundle(bundle_path or default_bundle_path())
     if device_dir:
         from nnfc.compiler.profiler import export_device_subnets
-        script = export_device_subnets(bundle, make_target(target), device_dir, subnets, seed,
-                                       progress=not as_json)
+        from nnfc.outputs import output_dir
+        tgt = make_target(target)
+        with output_dir(device_dir, "device-profile", force=force, inputs=[bundle.root],
+                        option="--device-dir") as tmp:
+            script = Path(device_dir) / export_device_subnets(
+                bundle, tgt, tmp, subnets, seed, progress=not as_json).name
         pred_path = _paths(bundle.root, target, output)[0]
         click.echo(f"wrote {subnets} subnets and {script}.\nCopy {device_dir} to the device, "
                    f"run `bash {script.name}` there, copy its log back next to plan.json, "

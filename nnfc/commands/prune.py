@@ -6,8 +6,10 @@ import json
 
 import click
 
+from nnfc.outputs import nonempty_path
+
 from nnfc.onnx_io import count_params, load_onnx, save_onnx
-from nnfc.passes import apply_gates_with_report, gate_inputs, load_gates_json
+from nnfc.passes import apply_gates_with_report, gate_inputs, load_gates_json, unapplied_gates
 
 
 @click.command("prune")
@@ -15,6 +17,7 @@ from nnfc.passes import apply_gates_with_report, gate_inputs, load_gates_json
 @click.option("--gates", "gates_path", required=True, type=click.Path(dir_okay=False),
               help='Gates JSON: {"gate.<layer>": [0,1,...]} with one list per gate input.')
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              callback=nonempty_path,
               help="Where to write the pruned static ONNX model.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 def prune(model: str, gates_path: str, output: str, as_json: bool) -> None:
@@ -30,10 +33,15 @@ def prune(model: str, gates_path: str, output: str, as_json: bool) -> None:
     summary = {
         "model": model, "output": output,
         "params": {"before": count_params(supernet), "after": count_params(pruned)},
-        "activation_ratio": sum(r.active for r in reports) / max(1, sum(sizes.values())),
+        "activation_ratio": sum(float(v.sum()) for v in gates.values())
+        / max(1, sum(sizes.values())),
         "gates": [{"gate": r.gate, "size": r.size, "active": r.active, "kept": r.kept,
-                   "notes": r.notes} for r in reports],
+                   "notes": r.notes, "applied": not r.not_applied} for r in reports],
+        "gates_not_applied": unapplied_gates(reports),
     }
+    for item in summary["gates_not_applied"]:
+        click.echo(f"nnfc: warning: gate {item['gate']} not applied: {item['reason']}",
+                   err=True)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -43,6 +51,8 @@ def prune(model: str, gates_path: str, output: str, as_json: bool) -> None:
                f"{summary['activation_ratio']:.1%}")
     for r in reports:
         extra = f" ({'; '.join(r.notes)})" if r.notes else ""
+        if r.not_applied:
+            extra = f" — NOT APPLIED: {r.not_applied}"
         if r.kept > r.active and r.active > 0:
             extra = f" — kept {r.kept - r.active} gated-off channel(s) that carry data{extra}"
         click.echo(f"  {r.gate}: {r.active}/{r.size} active{extra}")

@@ -62,17 +62,46 @@ def bundle_fingerprint(bundle: Bundle) -> dict[str, str]:
 
 
 def load_measurements(path: Path, fingerprint: dict, target: str) -> dict[str, Any] | None:
-    """An existing measurement file for the same bundle and target, or None."""
+    """An existing measurement file for the same bundle and target, or None (none there, or
+    one for another bundle or target). A file that is not a measurement file nnfc wrote is an
+    NnfcError: resuming from it or overwriting it would lose someone's data."""
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    if (data.get("format") != MEASUREMENTS_FORMAT or data.get("target") != target
-            or data.get("bundle", {}).get("supernet_sha256") != fingerprint["supernet_sha256"]):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NnfcError(f"cannot resume from {path}: not valid JSON ({exc}); move it away or "
+                        "pass --fresh") from exc
+    problem = measurement_problem(data)
+    if problem or data.get("format") != MEASUREMENTS_FORMAT:
+        raise NnfcError(f"cannot resume from {path}: "
+                        f"{problem or 'it is not an nnfc measurement file'}; move it away or "
+                        "pass --fresh")
+    if (data.get("target") != target or not isinstance(data.get("bundle"), dict)
+            or data["bundle"].get("supernet_sha256") != fingerprint["supernet_sha256"]):
         return None
     return data
+
+
+def measurement_problem(data: Any, need_index: bool = True) -> str:
+    """Why ``data`` is not ``{"rows": [{"gates": {...}, "latency_ms": ...}, ...]}`` ("" if
+    it is)."""
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        return "expected an object with a list 'rows'"
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("gates"), dict):
+            return f"row {i} has no 'gates' object"
+        if not isinstance(row.get("latency_ms"), (int, float)) or isinstance(
+                row.get("latency_ms"), bool):
+            return f"row {i} has no numeric 'latency_ms'"
+        if need_index and not isinstance(row.get("index"), int):
+            return f"row {i} has no integer 'index'"
+    failed = data.get("failed", [])
+    if not isinstance(failed, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("index"), int) for f in failed):
+        return "'failed' must be a list of {index, error}"
+    return ""
 
 
 def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: int = 300,
@@ -179,12 +208,12 @@ def read_measurements(path: str | os.PathLike) -> dict[str, Any]:
         raise NnfcError(f"measurement file {path} does not exist") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise NnfcError(f"cannot read measurements {path}: {exc}") from exc
-    rows = data.get("rows") if isinstance(data, dict) else None
-    if not isinstance(rows, list) or not rows:
-        raise NnfcError(f"{path} has no measurement rows (expected {{'rows': [...]}})")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict) or "gates" not in row or "latency_ms" not in row:
-            raise NnfcError(f"{path}: row {i} needs 'gates' and 'latency_ms'")
+    problem = measurement_problem(data, need_index=False)
+    if problem:
+        raise NnfcError(f"{path} is not a measurement file: {problem} (expected "
+                        "{'rows': [{'gates': ..., 'latency_ms': ...}, ...]})")
+    if not data["rows"]:
+        raise NnfcError(f"{path} has no measurement rows")
     return data
 
 

@@ -30,7 +30,13 @@ from nnfc.passes.prune_channels import GateReport, prune_gated_channels
 __all__ = ["apply_gates", "apply_gates_with_report", "bind_gates", "fold_constants",
            "prune_gated_channels", "remove_identity_gates", "remove_unused",
            "clear_intermediate_shapes", "gate_inputs", "validate_gates", "load_gates_json",
-           "gates_to_json", "GateReport"]
+           "gates_to_json", "GateReport", "unapplied_gates"]
+
+
+def unapplied_gates(reports: list[GateReport]) -> list[dict[str, str]]:
+    """``[{"gate", "reason"}]`` for every gate that removed nothing because it could not be
+    applied (e.g. it feeds no ``Mul``); callers warn about these."""
+    return [{"gate": r.gate, "reason": r.not_applied} for r in reports if r.not_applied]
 
 
 def apply_gates_with_report(model: onnx.ModelProto, gates: Mapping[str, np.ndarray],

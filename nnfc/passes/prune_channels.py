@@ -31,6 +31,7 @@ class GateReport:
     active: int
     kept: int = 0
     notes: list[str] = field(default_factory=list)
+    not_applied: str = ""  # why the gate removed nothing (e.g. it feeds no Mul); "" if applied
 
 
 def gate_muls(graph: ir.Graph) -> dict[str, list[tuple[ir.Node, ir.Value]]]:
@@ -46,11 +47,28 @@ def gate_muls(graph: ir.Graph) -> dict[str, list[tuple[ir.Node, ir.Value]]]:
     return found
 
 
+def gate_other_uses(graph: ir.Graph) -> dict[str, list[ir.Node]]:
+    """Bound gate name -> nodes other than ``Mul`` that consume it (left as constants)."""
+    found: dict[str, list[ir.Node]] = {}
+    for value in graph.initializers.values():
+        tag = value.metadata_props.get(GATE_TAG)
+        if tag:
+            found.setdefault(tag, []).extend(
+                use.node for use in value.uses() if use.node.op_type != "Mul")
+    return found
+
+
+def _describe(nodes: list[ir.Node]) -> str:
+    return ", ".join(f"{n.op_type} {n.name!r}" for n in nodes[:3]) + (" …" if len(nodes) > 3
+                                                                       else "")
+
+
 def prune_gated_channels(model: ir.Model) -> tuple[ir.Model, list[GateReport]]:
     """Remove every channel whose gate is 0 (see module doc). Returns the model and a report."""
     graph = model.graph
     reports: list[GateReport] = []
     done: set[ir.Node] = set()
+    others = gate_other_uses(graph)
     for gate, muls in gate_muls(graph).items():
         values = const_array(muls[0][1]).reshape(-1)
         report = GateReport(gate, values.size, int(values.sum()))
@@ -72,6 +90,18 @@ def prune_gated_channels(model: ir.Model) -> tuple[ir.Model, list[GateReport]]:
             if region.cut:
                 report.notes.append(f"{len(region.cut)} tensor(s) needed whole elsewhere "
                                     "(residual/concat/output) keep their channels there")
+        if others.get(gate):
+            report.notes.append(f"also feeds {_describe(others[gate])}, not a Mul: left there "
+                                "as a constant")
+    for gate, nodes in others.items():  # gates that feed no Mul at all: nothing removed
+        if not any(r.gate == gate for r in reports):
+            values = next(const_array(v) for v in graph.initializers.values()
+                          if v.metadata_props.get(GATE_TAG) == gate)
+            reports.append(GateReport(gate, values.size, int(values.sum()), values.size,
+                                      not_applied=(f"feeds {_describe(nodes)}, not a Mul"
+                                                   if nodes else "no node uses it")
+                                      + ": no channel removed (kept as a constant; outputs "
+                                        "stay exact)"))
     return model, reports
 
 

@@ -38,6 +38,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import onnx
 
+from nnfc.atomic import write_bytes_atomic
 from nnfc.errors import NnfcError
 from nnfc.onnx_io import load_onnx
 from nnfc.targets.base import BenchResult, summarize, time_calls
@@ -452,13 +453,7 @@ def parse_device_measurements(path: str | Path, strict: bool = True) -> list[dic
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data)
 
 
 def _existing(artifact: str | Path) -> Path:

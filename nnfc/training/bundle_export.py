@@ -57,8 +57,10 @@ def export_factory(root: str | os.PathLike, supernet: GatedSupernet, assembler: 
                    *, image_shape: Sequence[int], attributes: Sequence[str],
                    seen: Sequence[Sequence[str]], unseen: Sequence[Sequence[str]],
                    task_info: dict[str, Any], training: dict[str, Any],
-                   opset: int = DEFAULT_OPSET) -> Bundle:
-    """Export both networks and write the bundle at ``root`` atomically."""
+                   opset: int = DEFAULT_OPSET, force: bool = False,
+                   inputs: Sequence[str | os.PathLike] = ()) -> Bundle:
+    """Export both networks and write the bundle at ``root`` atomically (``force``/``inputs``:
+    see :func:`nnfc.outputs.output_dir`)."""
     supernet, assembler = supernet.cpu(), assembler.cpu()
     with tempfile.TemporaryDirectory(prefix="nnfc-export-") as tmp:
         tmp = Path(tmp)
@@ -93,4 +95,4 @@ def export_factory(root: str | os.PathLike, supernet: GatedSupernet, assembler: 
         }
         files = {SUPERNET: tmp / SUPERNET, ASSEMBLER: tmp / ASSEMBLER, WEIGHTS: tmp / WEIGHTS,
                  ASSEMBLER_WEIGHTS: tmp / ASSEMBLER_WEIGHTS}
-        return write_bundle(root, manifest, files)
+        return write_bundle(root, manifest, files, force=force, inputs=inputs)
