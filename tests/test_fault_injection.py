@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from compile_fixtures import profiled_bundle
+from nnfc.atomic import TMP_TAG
 from nnfc.outputs import MARKER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,11 +94,16 @@ def test_compile_killed_at_random_instants(setup, tmp_path, kills):
     last, replaced, litter = assert_consistent(out, refs), 0, 0
     for i in range(kills):
         task = TASKS[(i + 1) % 2]
-        # half the instants anywhere in a run, half around its end (where it writes)
-        delay = seconds * (rng.uniform(0, 1.05) if i % 2 else rng.uniform(0.75, 1.05))
         proc = subprocess.Popen(_command(bundle, out, task, budget), env=_env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(delay)
+        if i % 2:  # an instant anywhere in the run
+            time.sleep(seconds * rng.uniform(0, 1.05))
+        else:  # an instant while it writes: after its temp directory appears
+            deadline = time.monotonic() + 120
+            while (proc.poll() is None and time.monotonic() < deadline
+                   and not any(TMP_TAG in name for name in os.listdir(tmp_path))):
+                time.sleep(0.001)
+            time.sleep(rng.uniform(0, 0.25))
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate()
         assert b"Traceback" not in err, err.decode()

@@ -206,6 +206,32 @@ with outputs.output_dir({str(out)!r}, "compile") as tmp:
     assert (out / "a.txt").read_text() == "newer" and listing(tmp_path) == ["o"]
 
 
+def test_writer_killed_after_the_exchange_leaves_the_new_output(tmp_path):
+    """Killed between the exchange and removing the old output: -o is already the new output,
+    the old one sits in the dead writer's temp dir and the next writer removes it."""
+    out = write_output(tmp_path / "o", files={"a.txt": "old"})
+    script = f"""
+import os, sys
+from nnfc import atomic, outputs
+def exchange(a, b):
+    if not atomic.exchange(a, b):
+        os._exit(3)
+    os._exit(9)
+outputs.exchange = exchange
+with outputs.output_dir({str(out)!r}, "compile") as tmp:
+    (tmp / "a.txt").write_text("new")
+"""
+    proc = subprocess.run([sys.executable, "-c", script],
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    if proc.returncode == 3:
+        pytest.skip("this file system has no atomic exchange")
+    assert proc.returncode == 9
+    assert (out / "a.txt").read_text() == "new"
+    assert len([p for p in tmp_path.iterdir() if atomic.TMP_TAG in p.name]) == 1
+    write_output(out, files={"a.txt": "newer"})
+    assert (out / "a.txt").read_text() == "newer" and listing(tmp_path) == ["o"]
+
+
 def test_exchange_swaps_two_directories_atomically(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()

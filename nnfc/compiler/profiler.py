@@ -88,13 +88,12 @@ def measurement_problem(data: Any, need_index: bool = True) -> str:
     it is)."""
     rows = data.get("rows") if isinstance(data, dict) else None
     if not isinstance(rows, list):
-        return "expected an object with a list 'rows'"
+        return "it has no measurement rows (expected an object with a list 'rows')"
     for i, row in enumerate(rows):
-        if not isinstance(row, dict) or not isinstance(row.get("gates"), dict):
-            return f"row {i} has no 'gates' object"
-        if not isinstance(row.get("latency_ms"), (int, float)) or isinstance(
-                row.get("latency_ms"), bool):
-            return f"row {i} has no numeric 'latency_ms'"
+        if (not isinstance(row, dict) or not isinstance(row.get("gates"), dict)
+                or not isinstance(row.get("latency_ms"), (int, float))
+                or isinstance(row.get("latency_ms"), bool)):
+            return f"row {i} needs 'gates' (an object) and 'latency_ms' (a number)"
         if need_index and not isinstance(row.get("index"), int):
             return f"row {i} has no integer 'index'"
     failed = data.get("failed", [])
@@ -210,8 +209,7 @@ def read_measurements(path: str | os.PathLike) -> dict[str, Any]:
         raise NnfcError(f"cannot read measurements {path}: {exc}") from exc
     problem = measurement_problem(data, need_index=False)
     if problem:
-        raise NnfcError(f"{path} is not a measurement file: {problem} (expected "
-                        "{'rows': [{'gates': ..., 'latency_ms': ...}, ...]})")
+        raise NnfcError(f"{path}: {problem}")
     if not data["rows"]:
         raise NnfcError(f"{path} has no measurement rows")
     return data
