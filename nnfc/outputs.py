@@ -83,6 +83,8 @@ def inspect(dest: Path, kind: str) -> DirState:
         return DirState("foreign", "it exists and is not a directory")
     present = [f for f in _files(dest) if f != MARKER]
     marker = read_marker(dest)
+    if marker is None and kind == "bundle":
+        marker = _legacy_bundle_marker(dest)
     if marker is None:
         if not present and not (dest / MARKER).exists():
             return DirState("empty")
@@ -97,6 +99,19 @@ def inspect(dest: Path, kind: str) -> DirState:
                                    f"({', '.join(extra[:3])}{', …' if len(extra) > 3 else ''})",
                         ours)
     return DirState("same", "", ours)
+
+
+def _legacy_bundle_marker(dest: Path) -> dict | None:
+    """A bundle written before markers existed: its manifest lists (with sha256) every file
+    nnfc wrote, so it serves as the marker."""
+    try:
+        manifest = json.loads((dest / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or "format_version" not in manifest:
+        return None
+    return {"kind": "bundle", "files": sorted([*map(str, files), "manifest.json"])}
 
 
 def _inside(a: Path, b: Path) -> bool:

@@ -286,3 +286,15 @@ def test_inspect_reports_states(tmp_path):
     write_output(tmp_path / "o")
     assert inspect(tmp_path / "o", "compile").state == "same"
     assert inspect(tmp_path / "o", "bundle").state == "foreign"
+
+
+def test_a_bundle_written_before_markers_is_recognised_by_its_manifest(tmp_path):
+    old = tmp_path / "fac"
+    old.mkdir()
+    (old / "supernet.onnx").write_text("s")
+    (old / "manifest.json").write_text(json.dumps({"format_version": 1,
+                                                   "files": {"supernet.onnx": "ab"}}))
+    assert inspect(old, "bundle").state == "same"
+    assert inspect(old, "compile").state == "foreign"
+    (old / "notes.txt").write_text("mine")
+    assert inspect(old, "bundle").state == "foreign"

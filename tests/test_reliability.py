@@ -92,7 +92,8 @@ def test_compile_replaces_its_own_output(bundle, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["out"]  # no temp dirs, old outputs or locks
 
 
-def test_train_and_export_refuse_foreign_directories_before_any_work(tmp_path, capsys):
+def test_train_and_export_refuse_foreign_directories_before_any_work(bundle, tmp_path,
+                                                                      capsys):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(toml_text(tiny_config()))
     d = tmp_path / "d"
@@ -101,8 +102,7 @@ def test_train_and_export_refuse_foreign_directories_before_any_work(tmp_path, c
     code, _, err = run_cli(["train", "--config", str(cfg), "--out", str(d)], capsys)
     assert code == 2
     one_error(err, "--force")
-    code, _, err = run_cli(["export", "--checkpoint", str(tmp_path / "nothing"), "--out",
-                            str(d)], capsys)
+    code, _, err = run_cli(["export", "--checkpoint", str(bundle), "--out", str(d)], capsys)
     assert code == 2
     one_error(err, "--force")
     assert snapshot(d) == {"keep": b"mine"}

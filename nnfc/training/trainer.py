@@ -334,6 +334,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
 
     from nnfc.outputs import check_output_dir
     src = Path(checkpoint)
+    state_path = src / "state.json"
+    if not (src / "manifest.json").is_file() and not state_path.is_file():
+        raise NnfcError(f"{checkpoint} is neither a training checkpoint (no state.json) nor a "
+                        "factory bundle (no manifest.json)")
     check_output_dir(out, "bundle", force=force, inputs=[src], option="--out")
     if (src / "manifest.json").is_file():
         from nnfc.bundle import WEIGHTS, read_bundle
@@ -351,10 +355,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
                               {k: v for k, v in training.items()
                                if k not in ("config", "seed", "metrics")},
                               force=force, inputs=[src])
-    state_path = src / "state.json"
-    if not state_path.is_file():
-        raise NnfcError(f"{checkpoint} is neither a training checkpoint (no state.json) nor a "
-                        "factory bundle (no manifest.json)")
     from nnfc.training.checkpoint import read_state
     meta = read_state(src)
     cfg = config_from_dict(meta["config"], str(state_path))
