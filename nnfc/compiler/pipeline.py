@@ -23,6 +23,7 @@ from nnfc.compiler.measure import measure
 from nnfc.compiler.predictor import Predictor, host_info
 from nnfc.compiler.search import SEARCHES, SearchResult
 from nnfc.errors import NnfcError
+from nnfc.families.attrod.decode import deployable
 from nnfc.outputs import check_output_dir, output_dir
 from nnfc.units import format_mb, format_ms
 
@@ -155,7 +156,8 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
 
     with output_dir(req.out, "compile", force=req.force,
                     inputs=[bundle.root, req.profile]) as tmp:
-        onnx.save_model(pruned, str(tmp / "model.onnx"))
+        # detection bundles: the target runs the network joined to its decode graph
+        onnx.save_model(deployable(pruned, bundle.manifest), str(tmp / "model.onnx"))
         (tmp / "gates.json").write_text(json.dumps(gates_to_json(found.gates)) + "\n",
                                         encoding="utf-8")
         artifact = target.lower(tmp / "model.onnx", tmp)
@@ -191,7 +193,8 @@ def _equivalence(bundle: Bundle, supernet: onnx.ModelProto, gates: dict, target,
     """Largest |difference| between the artifact and the gated supernet on one random input,
     over every graph output (compared in order, shapes must agree)."""
     from nnfc.targets.onnxruntime import open_session
-    session = open_session(supernet.SerializeToString())
+    manifest = bundle.manifest if bundle is not None else {}
+    session = open_session(deployable(supernet, manifest).SerializeToString())
     main = next(i for i in session.get_inputs() if not i.name.startswith("gate."))
     shape = [d if isinstance(d, int) else 1 for d in main.shape]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
