@@ -312,26 +312,23 @@ def _gate_into_add_model():
 
 
 def test_gate_not_feeding_a_mul_is_reported(tmp_path, capsys):
+    """A gate with zeros that feeds an Add is never silently left unpruned: one error line
+    names the gate and the op, and nothing is written."""
     model = tmp_path / "m.onnx"
     onnx.save(_gate_into_add_model(), str(model))
     gates = tmp_path / "g.json"
     gates.write_text(json.dumps({"gate.a": [1, 0, 1, 0], "gate.b": [1, 1, 0, 0]}))
     code, out, err = run_cli(["prune", str(model), "--gates", str(gates), "-o",
+                              str(tmp_path / "s.onnx")], capsys)
+    assert code == 2
+    one_error(err, "gate gate.a cannot be applied: it feeds Add 'add_gate', not a Mul")
+    assert sorted(os.listdir(tmp_path)) == ["g.json", "m.onnx"]
+    # all-ones on that gate: nothing to remove there; the activation counts every gate
+    gates.write_text(json.dumps({"gate.a": [1, 1, 1, 1], "gate.b": [1, 1, 0, 0]}))
+    code, out, err = run_cli(["prune", str(model), "--gates", str(gates), "-o",
                               str(tmp_path / "s.onnx"), "--json"], capsys)
     assert code == 0, err
-    assert "nnfc: warning: gate gate.a not applied: feeds Add 'add_gate', not a Mul" in err
-    summary = json.loads(out)
-    assert summary["gates_not_applied"][0]["gate"] == "gate.a"
-    assert summary["activation_ratio"] == pytest.approx(4 / 8)  # not 0.0
-    applied = {g["gate"]: g["applied"] for g in summary["gates"]}
-    assert applied == {"gate.a": False, "gate.b": True}
-    import onnxruntime as ort
-    x = np.random.default_rng(1).standard_normal((1, 4, 2, 2)).astype(np.float32)
-    want = ort.InferenceSession(str(model)).run(None, {
-        "x": x, "gate.a": np.array([1, 0, 1, 0], np.float32),
-        "gate.b": np.array([1, 1, 0, 0], np.float32)})[0]
-    got = ort.InferenceSession(str(tmp_path / "s.onnx")).run(None, {"x": x})[0]
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert json.loads(out)["activation_ratio"] == pytest.approx(6 / 8)
 
 
 # ---- 7. CI semantics: compile over budget exits 3 -----------------------------------------

@@ -72,9 +72,6 @@ def compile_(bundle_path, task, target, lat, mem, output, force, profile_path, m
                          warmup=warmup,
                          verify=not no_verify, force=force)
     report = compile_model(req)
-    for item in report.get("gates_not_applied", []):
-        click.echo(f"nnfc: warning: gate {item['gate']} not applied: {item['reason']}",
-                   err=True)
     if as_json:
         click.echo(json.dumps(report, indent=1))
     else:

@@ -9,7 +9,7 @@ import click
 from nnfc.outputs import nonempty_path
 
 from nnfc.onnx_io import count_params, load_onnx, save_onnx
-from nnfc.passes import apply_gates_with_report, gate_inputs, load_gates_json, unapplied_gates
+from nnfc.passes import apply_gates_with_report, gate_inputs, load_gates_json
 
 
 @click.command("prune")
@@ -20,14 +20,19 @@ from nnfc.passes import apply_gates_with_report, gate_inputs, load_gates_json, u
               callback=nonempty_path,
               help="Where to write the pruned static ONNX model.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-def prune(model: str, gates_path: str, output: str, as_json: bool) -> None:
+@click.option("--shapes", is_flag=True,
+              help="Re-infer intermediate tensor shapes in the output (for viewers; runtimes "
+                   "do not need them).")
+def prune(model: str, gates_path: str, output: str, as_json: bool, shapes: bool) -> None:
     """Bind GATES into MODEL and physically remove every gated-off channel.
 
     The output has no gate inputs and computes what MODEL computes with those gates.
     """
-    supernet = load_onnx(model)
+    # no onnx.checker pass: it re-serializes the model (slower than pruning it); the passes
+    # validate the gates and fail with one error naming the op on a graph they cannot handle
+    supernet = load_onnx(model, check=False)
     gates = load_gates_json(gates_path)
-    pruned, reports = apply_gates_with_report(supernet, gates, infer_shapes=True)
+    pruned, reports = apply_gates_with_report(supernet, gates, infer_shapes=shapes)
     save_onnx(pruned, output)
     sizes = gate_inputs(supernet)
     summary = {
@@ -36,12 +41,8 @@ def prune(model: str, gates_path: str, output: str, as_json: bool) -> None:
         "activation_ratio": sum(float(v.sum()) for v in gates.values())
         / max(1, sum(sizes.values())),
         "gates": [{"gate": r.gate, "size": r.size, "active": r.active, "kept": r.kept,
-                   "notes": r.notes, "applied": not r.not_applied} for r in reports],
-        "gates_not_applied": unapplied_gates(reports),
+                   "notes": r.notes} for r in reports],
     }
-    for item in summary["gates_not_applied"]:
-        click.echo(f"nnfc: warning: gate {item['gate']} not applied: {item['reason']}",
-                   err=True)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -51,8 +52,6 @@ def prune(model: str, gates_path: str, output: str, as_json: bool) -> None:
                f"{summary['activation_ratio']:.1%}")
     for r in reports:
         extra = f" ({'; '.join(r.notes)})" if r.notes else ""
-        if r.not_applied:
-            extra = f" — NOT APPLIED: {r.not_applied}"
         if r.kept > r.active and r.active > 0:
             extra = f" — kept {r.kept - r.active} gated-off channel(s) that carry data{extra}"
         click.echo(f"  {r.gate}: {r.active}/{r.size} active{extra}")

@@ -114,7 +114,7 @@ class CompileRequest:
 def compile_model(req: CompileRequest) -> dict[str, Any]:
     """Run the whole compile and return the report (also written to ``out/report.json``)."""
     from nnfc.bundle import default_bundle_path
-    from nnfc.passes import apply_gates_with_report, gates_to_json, unapplied_gates
+    from nnfc.passes import apply_gates, gates_to_json
     from nnfc.targets import get_target
 
     timings: dict[str, float] = {}
@@ -150,8 +150,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     lap("search")
 
     supernet = onnx.load(str(bundle.supernet_path))
-    pruned, gate_reports = apply_gates_with_report(supernet, found.gates)
-    unapplied = unapplied_gates(gate_reports)
+    pruned = apply_gates(supernet, found.gates)
     lap("prune")
 
     with output_dir(req.out, "compile", force=req.force,
@@ -182,7 +181,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         # the swap into place that follows takes milliseconds
         timings["total"] = sum(timings.values())
         report = _report(req, bundle, found, predictor, margins, bench, stats, diff,
-                         artifact.name, timings, target, unapplied)
+                         artifact.name, timings, target)
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         (tmp / "summary.txt").write_text(summary(report) + "\n", encoding="utf-8")
     return report
@@ -225,7 +224,7 @@ def _measured(bench, mem: float) -> dict[str, Any]:
 
 
 def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact, timings,
-            target, unapplied=()):
+            target):
     mem = stats.memory_mb
     measured = not isinstance(bench, str)
     lat = bench.latency_ms if measured else found.latency_ms
@@ -258,7 +257,6 @@ def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact
                                for k in ("latency", "memory")},
         "runtime": {**(bench.details if measured else {}),
                     "target_options": getattr(target, "options", {})},
-        "gates_not_applied": [dict(g) for g in unapplied],
     }
 
 
