@@ -19,7 +19,7 @@ from nnfc.errors import NnfcError
 from nnfc.onnx_io import save_onnx
 from nnfc.passes import apply_gates, gate_inputs
 from nnfc.targets import get_target
-from nnfc.targets import tensorrt as trt_target
+from nnfc.targets.tensorrt import cuda_runner, device_profiling, lowering
 from supernets import IMAGE, run, supernet
 
 
@@ -48,7 +48,7 @@ def test_lower_writes_tensorrt_ready_onnx_and_recipe(pruned, tmp_path, capsys, n
     assert [i.name for i in inputs] == ["input"]
     assert [d.dim_value for d in inputs[0].type.tensor_type.shape.dim] == [1, 3, IMAGE, IMAGE]
     opset = next(o.version for o in ready.opset_import if o.domain in ("", "ai.onnx"))
-    assert trt_target.TRT_MIN_OPSET <= opset <= trt_target.TRT_MAX_OPSET
+    assert lowering.TRT_MIN_OPSET <= opset <= lowering.TRT_MAX_OPSET
     assert not list(tmp_path.glob("*.engine")), "never a fake engine"
     recipe = (tmp_path / "build_engine.sh").read_text()
     assert "trtexec --onnx=model.trt.onnx --saveEngine=model.engine" in recipe
@@ -77,7 +77,7 @@ def test_gate_inputs_are_folded_all_on(tmp_path, no_tensorrt):
 
 def test_missing_tensorrt_message(pruned, tmp_path, no_tensorrt):
     artifact = get_target("jetson").lower(pruned[0], tmp_path)
-    with pytest.raises(trt_target.TensorRTUnavailable,
+    with pytest.raises(cuda_runner.TensorRTUnavailable,
                        match="tensorrt Python package is not installed.*trtexec --onnx="):
         get_target("jetson").benchmark(artifact, runs=1, warmup=0)
     engine = tmp_path / "model.engine"
@@ -156,7 +156,7 @@ class _FakeTRT(types.ModuleType):
 
 def test_engine_build_call_sequence(pruned, tmp_path, monkeypatch):
     fake = _FakeTRT()
-    monkeypatch.setattr(trt_target, "tensorrt_status", lambda: (fake, ""))
+    monkeypatch.setattr(cuda_runner, "tensorrt_status", lambda: (fake, ""))
     artifact = get_target("jetson", fp16=True, workspace_mb=256).lower(pruned[0], tmp_path)
     assert artifact == tmp_path / "model.engine"
     assert artifact.read_bytes() == b"ENGINE-BYTES"
@@ -190,7 +190,7 @@ def test_device_profile_script_and_parser(tmp_path, no_tensorrt):
     for name in ("subnet0.onnx", "subnet10.onnx"):
         (work / name).write_bytes(b"onnx")
         files.append(work / name)
-    script = trt_target.write_device_profile_script(files, work, fp16=True, iterations=50)
+    script = device_profiling.write_device_profile_script(files, work, fp16=True, iterations=50)
     assert script.name == "profile_on_jetson.sh"
     text = script.read_text()
     assert "--fp16" in text and "--iterations=50" in text and "subnet10.onnx" in text
@@ -201,7 +201,7 @@ def test_device_profile_script_and_parser(tmp_path, no_tensorrt):
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
     subprocess.run(["bash", str(script)], check=True, env=env, cwd=tmp_path,
                    capture_output=True)
-    rows = trt_target.parse_device_measurements(work / "trt_measurements.log")
+    rows = device_profiling.parse_device_measurements(work / "trt_measurements.log")
     assert [r["model"] for r in rows] == ["subnet0.onnx", "subnet10.onnx"]
     assert rows[0]["latency_ms"] == pytest.approx(0.12)   # len("subnet0.onnx") == 12
     assert rows[1]["latency_ms"] == pytest.approx(0.13)
@@ -211,18 +211,18 @@ def test_device_profile_script_and_parser(tmp_path, no_tensorrt):
     assert not list(work.glob("*.engine")), "engines are deleted after timing"
 
     (work / "broken.onnx").write_bytes(b"x")
-    script = trt_target.write_device_profile_script([work / "broken.onnx"], work)
+    script = device_profiling.write_device_profile_script([work / "broken.onnx"], work)
     subprocess.run(["bash", str(script)], env=env, capture_output=True)
     with pytest.raises(NnfcError, match="failed for 1 model.*broken.onnx"):
-        trt_target.parse_device_measurements(work / "trt_measurements.log")
-    assert trt_target.parse_device_measurements(work / "trt_measurements.log",
-                                                strict=False) == []
+        device_profiling.parse_device_measurements(work / "trt_measurements.log")
+    assert device_profiling.parse_device_measurements(work / "trt_measurements.log",
+                                                      strict=False) == []
 
 
 def test_prepare_device_profile_writes_ready_models(pruned, tmp_path):
     _, model = pruned
     _, supernet_model = supernet("resnet-tiny")
-    script = trt_target.prepare_device_profile(
+    script = device_profiling.prepare_device_profile(
         [("subnet0", model), ("subnet1", supernet_model)], tmp_path / "dev", fp16=True)
     assert script == tmp_path / "dev" / "profile_on_jetson.sh"
     for name in ("subnet0", "subnet1"):
@@ -234,7 +234,7 @@ def test_prepare_device_profile_writes_ready_models(pruned, tmp_path):
 
 def test_profile_script_rejects_files_elsewhere(tmp_path):
     with pytest.raises(NnfcError, match="must be inside"):
-        trt_target.write_device_profile_script([tmp_path / "a.onnx"], tmp_path / "other")
+        device_profiling.write_device_profile_script([tmp_path / "a.onnx"], tmp_path / "other")
     with pytest.raises(NnfcError, match="no '### nnfc-model:'"):
         (tmp_path / "log").write_text("hello\n")
-        trt_target.parse_device_measurements(tmp_path / "log")
+        device_profiling.parse_device_measurements(tmp_path / "log")

@@ -142,7 +142,12 @@ class TFLiteTarget:
 
     name = "android"
     artifact_suffix = ".tflite"
+    artifact_suffixes = (".tflite",)
     runtime = "litert"
+    option_help = {"threads": "LiteRT/XNNPACK threads (default: min(4, cores))",
+                   "precision": "float32 or float16 TFLite",
+                   "device": "adb serial: benchmark on that phone with benchmark_model"}
+    repeatable_options: dict = {}
 
     def __init__(self, threads: int | None = None, precision: str = "float32",
                  device: str | None = None):

@@ -1,0 +1,159 @@
+"""Is a candidate slower, bigger or less accurate than its baseline? Changes with a confidence
+interval, decided so that a noisy machine does not raise false alarms.
+
+Latency is measured in *rounds* (one round = ``runs`` timed calls, its median kept). With the
+baseline artifact at hand, baseline and candidate rounds are interleaved (ABBA order) and compared
+pairwise: ``d_k = log(candidate_k / baseline_k)`` cancels whatever load the machine had during
+round ``k``. The change is ``exp(median(d)) - 1`` with a bootstrap confidence interval of that
+median; without the baseline artifact, the candidate's rounds are compared with the saved
+baseline rounds (unpaired bootstrap of the difference of median log latencies), which also
+carries any difference in machine load between the two runs.
+
+A metric *regresses* when its change is significant (the interval lies above zero) **and** the
+estimate exceeds the threshold (``--max-regression lat=5%``). Memory (nnfc's model memory, exact)
+and the evaluation metric (fixed test samples, deterministic) have no sampling noise: their
+change is exact and only the threshold applies.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from nnfc.errors import NnfcError
+
+#: default thresholds: latency +5 %, memory +1 %, evaluation metric -1 point
+DEFAULT_THRESHOLDS = {"lat": 0.05, "mem": 0.01, "acc": 1.0}
+#: two-sided confidence level of the latency interval (its lower bound must clear 0)
+DEFAULT_CONFIDENCE = 0.99
+BOOTSTRAP_RESAMPLES = 4000
+METRIC_NAMES = {"lat": "latency", "mem": "memory", "acc": "evaluation metric"}
+
+_THRESHOLD = re.compile(r"^\s*(lat|mem|acc)\s*=\s*([0-9]*\.?[0-9]+)\s*(%|pt)\s*$")
+
+
+def parse_thresholds(text: str | None) -> dict[str, float]:
+    """``"lat=5%,mem=1%,acc=0.5pt"`` -> ``{"lat": 0.05, "mem": 0.01, "acc": 0.5}`` on top of
+    the defaults (latency and memory relative, the evaluation metric in absolute points)."""
+    out = dict(DEFAULT_THRESHOLDS)
+    if not text:
+        return out
+    for item in text.split(","):
+        m = _THRESHOLD.match(item)
+        if not m:
+            raise NnfcError(f"--max-regression: cannot read {item.strip()!r}; write e.g. "
+                            f"lat=5%,mem=1%,acc=0.5pt (lat/mem in %, acc in points)")
+        key, value, unit = m.group(1), float(m.group(2)), m.group(3)
+        if key in ("lat", "mem") and unit != "%":
+            raise NnfcError(f"--max-regression: {key} takes a percentage, e.g. {key}=5%")
+        if key == "acc" and unit != "pt":
+            raise NnfcError("--max-regression: acc takes points of the metric, e.g. acc=0.5pt")
+        out[key] = value / 100 if unit == "%" else value
+    return out
+
+
+@dataclass
+class Change:
+    """One metric of one artifact against its baseline."""
+
+    metric: str                  # "lat" | "mem" | "acc"
+    baseline: float | None       # baseline value (latency: median of its rounds)
+    candidate: float | None
+    change: float | None         # relative (lat, mem) or points (acc, candidate - baseline)
+    ci: tuple[float, float] | None  # interval of ``change`` (None: exact, no sampling noise)
+    threshold: float
+    method: str                  # "paired", "unpaired", "exact", "missing"
+    p_value: float | None = None
+    regression: bool = False
+
+    @property
+    def significant(self) -> bool:
+        """The change is distinguishable from zero (exact changes: non-zero)."""
+        if self.change is None:
+            return False
+        if self.ci is None:
+            return self.change != 0
+        return self.ci[0] > 0 or self.ci[1] < 0
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["ci"] = list(self.ci) if self.ci else None
+        out["significant"] = self.significant
+        return out
+
+
+def _bootstrap_interval(samples: Sequence[np.ndarray], statistic, paired: bool,
+                        confidence: float, seed: int) -> tuple[float, float]:
+    from scipy import stats
+    if all(len(np.unique(s)) == 1 for s in samples):  # no spread: the interval is a point
+        value = float(statistic(*samples, axis=-1))
+        return value, value
+    res = stats.bootstrap(tuple(samples), statistic, paired=paired, vectorized=True,
+                          n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence,
+                          method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def paired_latency_change(baseline_rounds: Sequence[float], candidate_rounds: Sequence[float],
+                          threshold: float, confidence: float = DEFAULT_CONFIDENCE,
+                          seed: int = 0) -> Change:
+    """Interleaved rounds: relative change of the median per-round log ratio, bootstrap CI,
+    Wilcoxon signed-rank p-value."""
+    from scipy import stats
+    b, c = np.asarray(baseline_rounds, float), np.asarray(candidate_rounds, float)
+    if len(b) != len(c) or len(b) < 3:
+        raise NnfcError("paired comparison needs the same number (>= 3) of rounds of both")
+    d = np.log(c) - np.log(b)
+    low, high = _bootstrap_interval([d], lambda x, axis: np.median(x, axis=axis), False,
+                                    confidence, seed)
+    p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
+    return _latency_change(float(np.median(b)), float(np.median(c)), float(np.median(d)),
+                           (low, high), threshold, "paired", p)
+
+
+def unpaired_latency_change(baseline_rounds: Sequence[float], candidate_rounds: Sequence[float],
+                            threshold: float, confidence: float = DEFAULT_CONFIDENCE,
+                            seed: int = 0) -> Change:
+    """Candidate rounds against saved baseline rounds: difference of median log latencies,
+    bootstrap CI, Mann-Whitney U p-value."""
+    from scipy import stats
+    lb, lc = np.log(np.asarray(baseline_rounds, float)), np.log(np.asarray(candidate_rounds, float))
+    if len(lb) < 3 or len(lc) < 3:
+        raise NnfcError("an unpaired comparison needs >= 3 rounds of both runs")
+
+    def diff(x, y, axis):
+        return np.median(y, axis=axis) - np.median(x, axis=axis)
+
+    low, high = _bootstrap_interval([lb, lc], diff, False, confidence, seed)
+    p = float(stats.mannwhitneyu(lc, lb, alternative="two-sided").pvalue)
+    return _latency_change(float(np.exp(np.median(lb))), float(np.exp(np.median(lc))),
+                           float(np.median(lc) - np.median(lb)), (low, high), threshold,
+                           "unpaired", p)
+
+
+def _latency_change(base: float, cand: float, log_change: float, log_ci: tuple[float, float],
+                    threshold: float, method: str, p: float) -> Change:
+    change = math.expm1(log_change)
+    ci = (math.expm1(log_ci[0]), math.expm1(log_ci[1]))
+    regression = ci[0] > 0 and change > threshold
+    return Change("lat", base, cand, change, ci, threshold, method, p, regression)
+
+
+def exact_change(metric: str, baseline: float | None, candidate: float | None,
+                 threshold: float) -> Change:
+    """Memory (relative, larger is worse) or the evaluation metric (points, smaller is worse):
+    values without sampling noise."""
+    if baseline is None or candidate is None:
+        return Change(metric, baseline, candidate, None, None, threshold, "missing")
+    if metric == "acc":
+        change = 100.0 * (candidate - baseline)
+        regression = -change > threshold + 1e-9
+    else:
+        change = candidate / baseline - 1 if baseline > 0 else 0.0
+        regression = change > threshold + 1e-12
+    return Change(metric, baseline, candidate, change, None, threshold, "exact",
+                  regression=regression)

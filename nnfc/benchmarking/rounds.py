@@ -1,0 +1,49 @@
+"""Interleaved measurement rounds of several artifacts on one machine.
+
+Every artifact gets its own target instance (a runtime session is built once and reused across
+rounds). Round ``k`` benchmarks every artifact once; baseline/candidate pairs alternate their
+order (ABBA...), so a slow spell of the machine hits both sides of a pair alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from nnfc.targets.base import Target
+
+
+@dataclass
+class Subject:
+    """One artifact to measure: its file and the target instance that runs it."""
+
+    label: str
+    artifact: Path
+    target: Target
+    round_medians: list[float] = field(default_factory=list)
+    round_p90s: list[float] = field(default_factory=list)
+    runtime_memory_mb: list[float] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+
+
+def run_rounds(pairs: Sequence[tuple[Subject | None, Subject]], rounds: int, runs: int,
+               warmup: int, progress: Callable[[int], Callable[[], None]] | None = None) -> None:
+    """Measure every ``(baseline or None, candidate)`` pair ``rounds`` times, interleaved;
+    fills each subject's ``round_medians`` / ``round_p90s`` / ``runtime_memory_mb``.
+
+    ``progress(total)`` returns a callback called once per benchmark call."""
+    total = rounds * sum(1 + (b is not None) for b, _ in pairs)
+    tick = progress(total) if progress else (lambda: None)
+    for k in range(rounds):
+        for i, (base, cand) in enumerate(pairs):
+            order = [s for s in (base, cand) if s is not None]
+            if (k + i) % 2:
+                order.reverse()
+            for subject in order:
+                result = subject.target.benchmark(subject.artifact, runs=runs, warmup=warmup)
+                subject.round_medians.append(result.median_ms)
+                subject.round_p90s.append(result.p90_ms)
+                subject.runtime_memory_mb.append(result.peak_memory_mb)
+                subject.details = dict(result.details)
+                tick()
