@@ -96,7 +96,9 @@ def summarize(name: str, results: list[tuple[int, dict]]) -> dict:
            "load_1min": {"min": min(loads), "median": statistics.median(loads),
                          "max": max(loads)},
            "each": [{"change": c["change"], "ci": c["ci"], "regression": c["regression"],
-                     "load": load} for c, load in zip(changes, loads)]}
+                     "load": load, "rounds": r["artifacts"][0]["latency_ms"]["rounds"],
+                     "baseline_rounds": r["artifacts"][0]["comparison"]["baseline"]["rounds_here"]}
+                    for c, load, (_, r) in zip(changes, loads, results)]}
     print(f"{name:40s} exit 1: {out['flagged']:3d}/{len(results)}, latency flagged "
           f"{out['latency_flagged']:3d}, significant at any size "
           f"{out['significant_any_size']:3d}  change median {out['change_pct']['median']:+.1f}% "

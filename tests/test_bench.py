@@ -32,7 +32,7 @@ def bench(*args: str) -> int:
     return 0
 
 
-FAST = ("--rounds", "3", "--runs", "3", "--warmup", "1")
+FAST = ("--rounds", "3", "--runs", "3", "--warmup", "1", "--min-round-time", "0")
 
 
 def test_within_budget_exits_0(onnx_path, capsys):

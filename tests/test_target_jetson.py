@@ -238,3 +238,123 @@ def test_profile_script_rejects_files_elsewhere(tmp_path):
     with pytest.raises(NnfcError, match="no '### nnfc-model:'"):
         (tmp_path / "log").write_text("hello\n")
         device_profiling.parse_device_measurements(tmp_path / "log")
+
+
+class _FakeCudart(types.SimpleNamespace):
+    """cuda-python's runtime API as EngineRunner uses it: (err, value) tuples, raw addresses;
+    "device" memory is host memory here."""
+
+    def __init__(self):
+        super().__init__(cudaMemcpyKind=types.SimpleNamespace(
+            cudaMemcpyHostToDevice="h2d", cudaMemcpyDeviceToHost="d2h"))
+        self.blocks, self.free, self.calls = {}, 1 << 30, []
+
+    def cudaGetDeviceCount(self):
+        return 0, 1
+
+    def cudaMemGetInfo(self):
+        return 0, self.free, 1 << 30
+
+    def cudaMalloc(self, size):
+        buf = np.zeros(size, np.uint8)
+        self.blocks[buf.ctypes.data] = buf
+        self.free -= size
+        return 0, buf.ctypes.data
+
+    def cudaMemcpy(self, dst, src, size, kind):
+        import ctypes
+        self.calls.append(kind)
+        ctypes.memmove(dst, src, size)
+        return (0,)
+
+    def cudaStreamCreate(self):
+        return 0, 7
+
+    def cudaStreamSynchronize(self, stream):
+        return (0,)
+
+    def cudaFree(self, ptr):
+        self.free += self.blocks.pop(ptr).size
+        return (0,)
+
+    def cudaStreamDestroy(self, stream):
+        return (0,)
+
+
+def _fake_runtime_trt(cudart):
+    """TensorRT 10's runtime side (Runtime -> ICudaEngine tensor API -> execution context) for
+    an engine computing ``out = 2 * input`` on a [1, 3, 4, 4] float32 tensor."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = "10.fake"
+    trt.calls = []
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
+    trt.nptype = lambda dtype: {"float32": np.float32}[dtype]
+    trt.Logger = type("Logger", (), {"WARNING": "w", "__init__": lambda self, level: None})
+    shape, tensors = (1, 3, 4, 4), [("input", "in"), ("output", "out")]
+
+    class Context:
+        def __init__(self):
+            self.addresses = {}
+
+        def set_tensor_address(self, name, ptr):
+            self.addresses[name] = ptr
+
+        def execute_async_v3(self, stream):
+            trt.calls.append("execute_async_v3")
+            src = cudart.blocks[self.addresses["input"]].view(np.float32)
+            cudart.blocks[self.addresses["output"]].view(np.float32)[:] = 2 * src
+            return True
+
+    class Engine:
+        num_io_tensors = 2
+
+        def get_tensor_name(self, i):
+            return tensors[i][0]
+
+        def get_tensor_shape(self, name):
+            return shape
+
+        def get_tensor_dtype(self, name):
+            return "float32"
+
+        def get_tensor_mode(self, name):
+            return dict(tensors)[name]
+
+        def create_execution_context(self):
+            trt.calls.append("create_execution_context")
+            return Context()
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            trt.calls.append("deserialize_cuda_engine")
+            return Engine() if data == b"ENGINE" else None
+
+    trt.Runtime = Runtime
+    return trt
+
+
+def test_engine_run_and_benchmark_against_the_runtime_api(tmp_path, monkeypatch):
+    cudart = _FakeCudart()
+    trt = _fake_runtime_trt(cudart)
+    monkeypatch.setattr(cuda_runner, "tensorrt_status", lambda: (trt, ""))
+    monkeypatch.setattr(cuda_runner, "_cudart", lambda: cudart)
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"ENGINE")
+    x = np.random.default_rng(3).standard_normal((1, 3, 4, 4)).astype(np.float32)
+    (out,) = get_target("jetson").run(engine, {"input": x})
+    np.testing.assert_array_equal(out, 2 * x)
+    assert trt.calls == ["deserialize_cuda_engine", "create_execution_context",
+                         "execute_async_v3"]
+    assert not cudart.blocks, "device buffers are freed"
+    result = get_target("jetson").benchmark(engine, runs=4, warmup=1)
+    assert result.runs == 4 and result.median_ms >= 0
+    assert result.peak_memory_mb == pytest.approx(2 * x.nbytes / 1e6)
+    assert trt.calls.count("execute_async_v3") == 1 + 5
+    with pytest.raises(NnfcError, match="missing input"):
+        get_target("jetson").run(engine, {})
+    engine.write_bytes(b"OTHER")
+    with pytest.raises(NnfcError, match="could not deserialize"):
+        get_target("jetson").run(engine, {"input": x})

@@ -1,13 +1,14 @@
 """Is a candidate slower, bigger or less accurate than its baseline? Changes with a confidence
 interval, decided so that a noisy machine does not raise false alarms.
 
-Latency is measured in *rounds* (one round = ``runs`` timed calls, its median kept). With the
-baseline artifact at hand, baseline and candidate rounds are interleaved (ABBA order) and compared
-pairwise: ``d_k = log(candidate_k / baseline_k)`` cancels whatever load the machine had during
-round ``k``. The change is ``exp(median(d)) - 1`` with a bootstrap confidence interval of that
-median; without the baseline artifact, the candidate's rounds are compared with the saved
-baseline rounds (unpaired bootstrap of the difference of median log latencies), which also
-carries any difference in machine load between the two runs.
+Latency is measured in *rounds* (one round = enough timed calls to last ``--min-round-time``,
+its median kept). On a shared machine a round is either undisturbed or slowed by a burst of other
+work (never sped up), and such bursts last several rounds. So the change compares the *lower
+quartile* of the rounds' log latencies of candidate and baseline — it stays put while up to three
+quarters of one side's rounds are slowed — with a bootstrap confidence interval. With the
+baseline artifact at hand, baseline and candidate rounds are interleaved (ABBA order) and
+resampled in pairs (``paired``); without it, the candidate's rounds are compared with the saved
+ones (``unpaired``), which also carries any difference in load between the two runs.
 
 A metric *regresses* when its change is significant (the interval lies above zero) **and** the
 estimate exceeds the threshold (``--max-regression lat=5%``). Memory (nnfc's model memory, exact)
@@ -31,6 +32,9 @@ DEFAULT_THRESHOLDS = {"lat": 0.05, "mem": 0.01, "acc": 1.0}
 #: two-sided confidence level of the latency interval (its lower bound must clear 0)
 DEFAULT_CONFIDENCE = 0.99
 BOOTSTRAP_RESAMPLES = 4000
+#: the rounds' quantile compared (other processes only ever slow a round down: the fast rounds
+#: are the model's own latency; a quartile stays put while up to 3/4 of the rounds are slowed)
+ROUND_QUANTILE = 0.25
 METRIC_NAMES = {"lat": "latency", "mem": "memory", "acc": "evaluation metric"}
 
 _THRESHOLD = re.compile(r"^\s*(lat|mem|acc)\s*=\s*([0-9]*\.?[0-9]+)\s*(%|pt)\s*$")
@@ -98,49 +102,58 @@ def _bootstrap_interval(samples: Sequence[np.ndarray], statistic, paired: bool,
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def _lower_quartile(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.quantile(x, ROUND_QUANTILE, axis=axis)
+
+
+def _quartile_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return _lower_quartile(y, axis) - _lower_quartile(x, axis)
+
+
 def paired_latency_change(baseline_rounds: Sequence[float], candidate_rounds: Sequence[float],
                           threshold: float, confidence: float = DEFAULT_CONFIDENCE,
                           seed: int = 0) -> Change:
-    """Interleaved rounds: relative change of the median per-round log ratio, bootstrap CI,
-    Wilcoxon signed-rank p-value."""
+    """Interleaved rounds: change of the lower quartile of the log latencies, bootstrap CI
+    resampling rounds in pairs, Wilcoxon signed-rank p-value of the per-round log ratios."""
     from scipy import stats
-    b, c = np.asarray(baseline_rounds, float), np.asarray(candidate_rounds, float)
-    if len(b) != len(c) or len(b) < 3:
-        raise NnfcError("paired comparison needs the same number (>= 3) of rounds of both")
-    d = np.log(c) - np.log(b)
-    low, high = _bootstrap_interval([d], lambda x, axis: np.median(x, axis=axis), False,
-                                    confidence, seed)
+    lb, lc = _logs(baseline_rounds, candidate_rounds)
+    if len(lb) != len(lc):
+        raise NnfcError("a paired comparison needs the same number of rounds of both")
+    low, high = _bootstrap_interval([lb, lc], _quartile_difference, True, confidence, seed)
+    d = lc - lb
     p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
-    return _latency_change(float(np.median(b)), float(np.median(c)), float(np.median(d)),
-                           (low, high), threshold, "paired", p)
+    return _latency_change(lb, lc, (low, high), threshold, "paired", p)
 
 
 def unpaired_latency_change(baseline_rounds: Sequence[float], candidate_rounds: Sequence[float],
                             threshold: float, confidence: float = DEFAULT_CONFIDENCE,
                             seed: int = 0) -> Change:
-    """Candidate rounds against saved baseline rounds: difference of median log latencies,
-    bootstrap CI, Mann-Whitney U p-value."""
+    """Candidate rounds against saved baseline rounds (made at another time, under another
+    load): change of the lower quartile of the log latencies, bootstrap CI resampling each
+    side on its own, Mann-Whitney U p-value."""
     from scipy import stats
-    lb, lc = np.log(np.asarray(baseline_rounds, float)), np.log(np.asarray(candidate_rounds, float))
-    if len(lb) < 3 or len(lc) < 3:
-        raise NnfcError("an unpaired comparison needs >= 3 rounds of both runs")
-
-    def diff(x, y, axis):
-        return np.median(y, axis=axis) - np.median(x, axis=axis)
-
-    low, high = _bootstrap_interval([lb, lc], diff, False, confidence, seed)
+    lb, lc = _logs(baseline_rounds, candidate_rounds)
+    low, high = _bootstrap_interval([lb, lc], _quartile_difference, False, confidence, seed)
     p = float(stats.mannwhitneyu(lc, lb, alternative="two-sided").pvalue)
-    return _latency_change(float(np.exp(np.median(lb))), float(np.exp(np.median(lc))),
-                           float(np.median(lc) - np.median(lb)), (low, high), threshold,
-                           "unpaired", p)
+    return _latency_change(lb, lc, (low, high), threshold, "unpaired", p)
 
 
-def _latency_change(base: float, cand: float, log_change: float, log_ci: tuple[float, float],
+def _logs(baseline_rounds: Sequence[float], candidate_rounds: Sequence[float]
+          ) -> tuple[np.ndarray, np.ndarray]:
+    lb = np.log(np.asarray(baseline_rounds, float))
+    lc = np.log(np.asarray(candidate_rounds, float))
+    if len(lb) < 3 or len(lc) < 3:
+        raise NnfcError("a comparison needs >= 3 rounds of both the baseline and the candidate")
+    return lb, lc
+
+
+def _latency_change(lb: np.ndarray, lc: np.ndarray, log_ci: tuple[float, float],
                     threshold: float, method: str, p: float) -> Change:
-    change = math.expm1(log_change)
+    change = math.expm1(float(_quartile_difference(lb, lc)))
     ci = (math.expm1(log_ci[0]), math.expm1(log_ci[1]))
     regression = ci[0] > 0 and change > threshold
-    return Change("lat", base, cand, change, ci, threshold, method, p, regression)
+    return Change("lat", float(np.exp(_lower_quartile(lb))), float(np.exp(_lower_quartile(lc))),
+                  change, ci, threshold, method, p, regression)
 
 
 def exact_change(metric: str, baseline: float | None, candidate: float | None,

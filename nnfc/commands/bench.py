@@ -20,7 +20,7 @@ import click
 
 from nnfc.errors import NnfcError
 
-DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_WARMUP = 15, 20, 5
+DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_WARMUP, DEFAULT_MIN_ROUND_MS = 15, 20, 5, 25.0
 
 
 def resolve_artifact(path: Path, target: str | None) -> tuple[Path, str]:
@@ -147,9 +147,12 @@ def _memory(item: Item, runtime_mb: float) -> tuple[float, str]:
     return runtime_mb, "runtime"
 
 
-def _progress(enabled: bool):
+def _progress(enabled: bool, message: str):
+    """Progress of the rounds: ``message`` then a bar (both on stderr), once calibrated."""
     def start(total: int):
         from tqdm import tqdm
+        if enabled:
+            click.echo(message, err=True)
         bar = tqdm(total=total, desc="bench rounds", unit="call", disable=not enabled,
                    leave=False, mininterval=1.0)
         return lambda: bar.update(1)
@@ -175,7 +178,8 @@ def _entry(item: Item, save_path: Path | None, budgets, lat_stat: str) -> dict[s
         "target_options": item.options,
         "task": (item.report or {}).get("request", {}).get("task"),
         "latency_ms": {"median": med, "best": float(min(s.round_medians)), "p90": p90,
-                       "rounds": [float(x) for x in s.round_medians]},
+                       "rounds": [float(x) for x in s.round_medians],
+                       "runs_per_round": s.runs},
         "memory_mb": memory, "memory_source": source, "runtime_memory_mb": runtime_mb,
         "runtime": s.details.get("runtime"),
         "eval": item.eval,
@@ -208,6 +212,8 @@ def _compare(item: Item, entry: dict, baseline_run: dict, thresholds: dict, conf
                                             item.eval["value"], thresholds["acc"]))
     return {"baseline": {"name": base["name"], "sha256": base.get("sha256"),
                          "artifact_available": item.baseline_subject is not None,
+                         "rounds_here": [float(x) for x in item.baseline_subject.round_medians]
+                         if item.baseline_subject is not None else None,
                          "memory_source": base.get("memory_source")},
             "changes": [c.to_json() for c in changes],
             "regression": any(c.regression for c in changes)}
@@ -279,6 +285,10 @@ def _trend(files: tuple[Path, ...], plot: str | None, as_json: bool) -> None:
                    "baselines are interleaved.")
 @click.option("--runs", default=DEFAULT_RUNS, show_default=True, type=click.IntRange(1, None),
               help="Timed runs (batch 1) per round; each round keeps its median.")
+@click.option("--min-round-time", "min_round_ms", default=DEFAULT_MIN_ROUND_MS,
+              show_default=True, type=click.FloatRange(0, None), metavar="MS",
+              help="Each round lasts at least this many ms (more runs for a fast model), so "
+                   "that a burst of load on a shared machine hits few rounds.")
 @click.option("--warmup", default=DEFAULT_WARMUP, show_default=True,
               type=click.IntRange(0, None), help="Untimed warm-up runs per round.")
 @click.option("--threads", default=None, type=click.IntRange(1, None),
@@ -322,7 +332,8 @@ def _trend(files: tuple[Path, ...], plot: str | None, as_json: bool) -> None:
                    "after run (with --plot: a PNG).")
 @click.option("--plot", "plot_file", default=None, type=click.Path(path_type=Path),
               help="With --trend: write the trend plot (PNG; needs matplotlib).")
-def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: int, warmup: int,
+def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: int,
+          min_round_ms: float, warmup: int,
           threads: int | None, device: str | None, lat_budget: str | None, lat_stat: str,
           mem_budget: str | None, baseline_file: Path | None, max_regression: str | None,
           confidence: float, evaluate: bool, eval_samples: int, save_file: Path | None,
@@ -382,14 +393,12 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
                     item.baseline_subject = Subject(
                         f"baseline {item.name}", _lowered(base_path, base_tgt, Path(tmp), True),
                         base_tgt)
-        if not as_json:
-            paired = sum(i.baseline_subject is not None for i in items)
-            click.echo(f"measuring {len(items)} artifact(s)"
-                       + (f" interleaved with {paired} baseline artifact(s)" if paired else "")
-                       + f": {rounds} rounds x {runs} runs (load {host['load'][0]:.2f})",
-                       err=True)
+        paired = sum(i.baseline_subject is not None for i in items)
+        message = (f"measuring {len(items)} artifact(s)"
+                   + (f" interleaved with {paired} baseline artifact(s)" if paired else "")
+                   + f": {rounds} rounds of >= {min_round_ms:g} ms (load {host['load'][0]:.2f})")
         run_rounds([(i.baseline_subject, i.subject) for i in items], rounds, runs, warmup,
-                   _progress(not as_json))
+                   min_round_ms, _progress(not as_json, message))
         if evaluate:
             from nnfc.benchmarking.evaluate import evaluate_artifact
             for item in items:
@@ -413,7 +422,8 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
     run = {"format": FORMAT, "version": VERSION,
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "host": host,
-           "settings": {"rounds": rounds, "runs": runs, "warmup": warmup,
+           "settings": {"rounds": rounds, "runs": runs, "min_round_ms": min_round_ms,
+                        "warmup": warmup,
                         "confidence": confidence, "thresholds": thresholds,
                         "budget": {"latency_ms": lat_ms, "latency_stat": lat_stat,
                                    "memory_mb": mem_mb},
