@@ -112,7 +112,7 @@ def main_() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", default="factories/default")
     ap.add_argument("--comparisons", type=int, default=100)
-    ap.add_argument("--per-step", type=int, default=20)
+    ap.add_argument("--per-step", type=int, default=10)
     ap.add_argument("--bench-args", default="", help="extra nnfc bench options, e.g. '--rounds 9'")
     ap.add_argument("--out", default=None, help="write the figures as JSON")
     a = ap.parse_args()

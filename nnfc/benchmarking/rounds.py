@@ -1,10 +1,12 @@
 """Interleaved measurement rounds of several artifacts on one machine.
 
-Every artifact gets its own target instance (a runtime session is built once and reused across
-rounds). Round ``k`` benchmarks every artifact once; baseline/candidate pairs alternate their
-order (ABBA...), so a slow spell of the machine hits both sides of a pair alike. A round lasts at
-least ``min_round_ms`` (more runs for a fast model), so that the rounds spread over enough time
-for a burst of load on a shared machine to hit only a few of them.
+Round ``k`` benchmarks every artifact once; baseline/candidate pairs alternate their order
+(ABBA...), so a slow spell of the machine hits both sides of a pair alike. A round lasts at least
+``min_round_ms`` (more runs for a fast model), so that the rounds spread over enough time for a
+burst of load on a shared machine to hit only a few of them. Each round opens a fresh runtime
+session (a new target instance): on a busy machine one session can run persistently slower than
+another of the same file (where its buffers landed), and a fresh one per round turns that into
+round-to-round noise instead of a difference between two artifacts.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ class Subject:
 
     label: str
     artifact: Path
-    target: Target
+    make_target: Callable[[], Target]
+    target: Target | None = None
     round_medians: list[float] = field(default_factory=list)
     round_p90s: list[float] = field(default_factory=list)
     runtime_memory_mb: list[float] = field(default_factory=list)
@@ -34,6 +37,7 @@ class Subject:
 def calibrate(subject: Subject, runs: int, warmup: int, min_round_ms: float) -> int:
     """Timed runs per round for ``subject``: ``runs``, or more so that a round lasts at least
     ``min_round_ms`` (from one short trial round)."""
+    subject.target = subject.target or subject.make_target()
     trial = subject.target.benchmark(subject.artifact, runs=3, warmup=warmup)
     if trial.median_ms <= 0:
         return runs
@@ -62,6 +66,7 @@ def run_rounds(pairs: Sequence[tuple[Subject | None, Subject]], rounds: int, run
             if (k + i) % 2:
                 order.reverse()
             for subject in order:
+                subject.target = subject.make_target()  # a fresh session every round
                 result = subject.target.benchmark(subject.artifact, runs=subject.runs,
                                                   warmup=warmup)
                 subject.round_medians.append(result.median_ms)

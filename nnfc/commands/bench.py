@@ -377,9 +377,11 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
     host = host_info()
     with tempfile.TemporaryDirectory(prefix="nnfc-bench-") as tmp:
         for item in items:
-            tgt = get_target(item.target_name, **item.options)
+            def make(item=item):
+                return get_target(item.target_name, **item.options)
+            tgt = make()
             item.measured = _lowered(item.artifact, tgt, Path(tmp), as_json)
-            item.subject = Subject(item.name, item.measured, tgt)
+            item.subject = Subject(item.name, item.measured, make, tgt)
             if baseline_run is not None:
                 item.baseline = baseline_entry(baseline_run, item.name)
                 if item.baseline and item.baseline.get("target") != item.target_name:
@@ -389,10 +391,8 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
                 base_path = baseline_artifact(baseline_run, item.baseline) \
                     if item.baseline else None
                 if base_path is not None:
-                    base_tgt = get_target(item.target_name, **item.options)
                     item.baseline_subject = Subject(
-                        f"baseline {item.name}", _lowered(base_path, base_tgt, Path(tmp), True),
-                        base_tgt)
+                        f"baseline {item.name}", _lowered(base_path, tgt, Path(tmp), True), make)
         paired = sum(i.baseline_subject is not None for i in items)
         message = (f"measuring {len(items)} artifact(s)"
                    + (f" interleaved with {paired} baseline artifact(s)" if paired else "")
