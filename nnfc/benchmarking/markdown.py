@@ -39,15 +39,16 @@ def markdown(run: dict[str, Any]) -> str:
         row += [f"**{worst}**" if worst in ("REGRESSION", "OVER BUDGET") else worst]
         lines.append("| " + " | ".join(row) + " |")
     load = run["host"].get("load_before")
-    lines += ["", f"Latency: median of {s['rounds']} rounds × {s['runs']} runs (batch 1); "
-              f"Δ with its {s['confidence']:.0%} confidence interval"
+    lines += ["", f"Latency: median of {s['rounds']} rounds of ≥ {s['min_round_ms']:g} ms "
+              f"(batch 1); Δ compares the rounds' lower quartiles, with its "
+              f"{s['confidence']:.0%} confidence interval"
               + (f" vs `{run['baseline']}`" if run.get("baseline") else "")
               + f". Thresholds: latency +{100 * s['thresholds']['lat']:g}%, memory "
               f"+{100 * s['thresholds']['mem']:g}%, metric −{s['thresholds']['acc']:g} pt. "
               f"Host {run['host'].get('hostname')} ({run['host'].get('cpus')} CPUs"
               + (f", load {load[0]:.2f}" if load else "") + ").", ""]
     if run.get("regression"):
-        lines[2:2] = ["**A significant regression beyond the thresholds was found.**", ""]
+        lines[3:3] = ["**A significant regression beyond the thresholds was found.**", ""]
     return "\n".join(lines)
 
 

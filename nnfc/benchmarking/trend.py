@@ -57,7 +57,7 @@ def plot_trend(runs: Sequence[dict[str, Any]], path: str | Path) -> Path:
     table = trend_table(runs)
     has_eval = any(e and e.get("eval") for entries in table.values() for e in entries)
     panels = 3 if has_eval else 2
-    fig, axes = plt.subplots(panels, 1, figsize=(max(6.0, 1.0 + 0.7 * len(runs)), 2.6 * panels),
+    fig, axes = plt.subplots(panels, 1, figsize=(max(7.0, 1.0 + 0.7 * len(runs)), 2.6 * panels + 0.6),
                              sharex=True, squeeze=False)
     axes = axes[:, 0]
     x = list(range(len(runs)))
@@ -79,11 +79,13 @@ def plot_trend(runs: Sequence[dict[str, Any]], path: str | Path) -> Path:
         axes[2].set_ylabel("metric (%)")
     axes[-1].set_xticks(x, [run_label(r, i) for i, r in enumerate(runs)], rotation=30,
                         ha="right")
-    axes[0].set_title("nnfc bench trend (latency: median of rounds; bars: best round .. p90)")
-    axes[0].legend(fontsize="small", loc="best")
+    axes[0].set_title("nnfc bench trend\nlatency: median of the rounds, bars from the best round "
+                      "to the p90", fontsize="medium")
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize="small", loc="lower center",
+               ncol=min(3, len(table)))
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(table) - 1) // 3), 1, 1))
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, metadata={"Software": PNG_MARKER})
     plt.close(fig)
