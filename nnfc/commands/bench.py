@@ -284,7 +284,8 @@ def _trend(files: tuple[Path, ...], plot: str | None, as_json: bool) -> None:
               help="Measurement rounds per artifact; rounds of all artifacts and their "
                    "baselines are interleaved.")
 @click.option("--runs", default=DEFAULT_RUNS, show_default=True, type=click.IntRange(1, None),
-              help="Timed runs (batch 1) per round; each round keeps its median.")
+              help="Timed runs (batch 1) per round, at least (see --min-round-time); each "
+                   "round keeps its median.")
 @click.option("--min-round-time", "min_round_ms", default=DEFAULT_MIN_ROUND_MS,
               show_default=True, type=click.FloatRange(0, None), metavar="MS",
               help="Each round lasts at least this many ms (more runs for a fast model), so "
