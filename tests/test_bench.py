@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
 
 from nnfc.cli import main
@@ -209,3 +210,38 @@ def test_several_artifacts_one_run(onnx_path, wide_path, capsys):
     small, wide = run["artifacts"]
     assert wide["memory_mb"] > small["memory_mb"]
     assert run["host"]["load_before"] and run["host"]["cpus"]
+
+
+def test_eval_runs_the_artifact_on_the_task_test_split(tmp_path, capsys):
+    """--eval: the artifact in a compile output directory, run by its target on the factory's
+    test split, scores what `nnfc eval` computes for the same pruned model."""
+    from nnfc.bundle import default_bundle_path, read_bundle
+    from nnfc.evaluation import evaluate_bundle, run_assembler
+    from nnfc.targets import get_target
+    bundle = read_bundle(default_bundle_path())
+    task, limit = ["only-two", "odd"], 0.1
+    gates = {k: v[0] for k, v in run_assembler(bundle, [task], [limit]).items()}
+    out = tmp_path / "compiled"
+    out.mkdir()
+    pruned = save_onnx(apply_gates(onnx.load(bundle.supernet_path), gates), out / "model.onnx")
+    artifact = get_target("desktop").lower(pruned, out)
+    (out / "report.json").write_text(json.dumps({
+        "request": {"task": task, "target": "desktop"}, "artifact": artifact.name,
+        "bundle": {"path": str(bundle.root)}, "measured": {"memory_mb": 0.2}}))
+    assert bench(str(out), *FAST, "--eval", "--eval-samples", "100", "--json") == 0
+    (entry,) = json.loads(capsys.readouterr().out)["artifacts"]
+    (row,) = evaluate_bundle(bundle, [task], [limit], samples=100)
+    assert entry["eval"]["metric"] == row.metric == "accuracy"
+    assert entry["eval"]["value"] == pytest.approx(row.value) and 0.6 < row.value <= 1
+    assert entry["eval"]["task"] == task and entry["eval"]["samples"] == 100
+    # a baseline that scored 5 points more: an accuracy regression (exact, no interval)
+    saved = tmp_path / "base.json"
+    assert bench(str(out), *FAST, "--eval", "--eval-samples", "100", "--save", str(saved)) == 0
+    data = json.loads(saved.read_text())
+    data["artifacts"][0]["eval"]["value"] += 0.05
+    saved.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert bench(str(out), *FAST, "--eval", "--eval-samples", "100", "--baseline", str(saved),
+                 "--max-regression", "lat=1000%") == 1
+    out_text = capsys.readouterr().out
+    assert "-5.0 pt" in out_text and "REGRESSION: " in out_text and " acc" in out_text

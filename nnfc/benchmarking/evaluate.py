@@ -64,23 +64,8 @@ def family_metric(bundle, task: list[str], target, artifact: Path, samples: int,
                   ) -> tuple[str, float]:
     """The bundle's task family's metric for ``task`` with the artifact as the model."""
     from nnfc.families import family_from_manifest
-    try:
-        family = family_from_manifest(bundle.manifest)
-    except ModuleNotFoundError:  # TEMPORARY: until the NumVQA family module lands
-        return "accuracy", _numvqa_accuracy(bundle, task, target, artifact, samples, seed)
-    names = [o["name"] for o in family.output_spec()]
+    family = family_from_manifest(bundle.manifest)
+    names = [o["name"] for o in bundle.output_spec]
     run = artifact_runner(target, artifact, bundle.input_spec.get("name", "input"), names)
     return family.metric, family.evaluate(family.parse_task(task), run, samples, seed)
 
-
-def _numvqa_accuracy(bundle, task, target, artifact, samples, seed) -> float:
-    """The pre-contract evaluator's accuracy (nnfc.training.tasks.evaluation)."""
-    import zlib
-
-    from nnfc.training.tasks.evaluation import task_family_of
-    family = task_family_of(bundle)
-    task = family.parse_task(task)
-    rng = np.random.default_rng([zlib.crc32(",".join(task).encode()), seed])
-    x, _, y = family.sample([task], samples, "test", rng)
-    run = artifact_runner(target, artifact, bundle.input_spec.get("name", "input"), ["logits"])
-    return float((np.asarray(run(x)["logits"]).argmax(1) == y).mean())
