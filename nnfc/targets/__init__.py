@@ -63,11 +63,6 @@ def supported_options(name: str, wanted: dict) -> dict:
     return {k: v for k, v in wanted.items() if v is not None and k in known}
 
 
-def device_profiling(target) -> DeviceProfiling | None:
-    """``target`` when it has the device-profiling hooks, else None."""
-    return target if isinstance(target, DeviceProfiling) else None
-
-
 __all__ = ["BenchResult", "DEFAULT_TARGET", "DeviceProfiling", "Target", "TARGETS",
-           "device_profiling", "get_target", "register_target", "supported_options",
-           "target_class", "target_for_suffix"]
+           "get_target", "register_target", "supported_options", "target_class",
+           "target_for_suffix"]
