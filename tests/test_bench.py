@@ -155,10 +155,12 @@ def test_baseline_paired_unpaired_and_reports(onnx_path, wide_path, tmp_path, ca
                  "lat=1000%", "--save", "../pr.json")
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "vs saved rounds" in out and "no significant regression" in out
+    assert "vs saved rounds, relative to the reference model" in out
+    assert "no significant regression" in out
     pr = json.loads((tmp_path / "pr.json").read_text())
     lat, mem = pr["artifacts"][0]["comparison"]["changes"]
-    assert lat["method"] == "unpaired" and mem["change"] == 0
+    assert lat["method"] == "unpaired-normalized" and mem["change"] == 0
+    assert len(pr["reference"]["rounds"]) == 3 and pr["reference"]["version"]
     # trend over the saved runs
     monkeypatch.chdir(tmp_path)
     pytest.importorskip("matplotlib")

@@ -52,6 +52,12 @@ def test_unpaired_change():
     assert not ch.regression and ch.method == "unpaired"
     ch = unpaired_latency_change(base, 130 * rng.uniform(1.0, 1.1, 15), 0.05)
     assert ch.regression and ch.ci[0] > 0.15
+    # this run's machine is 30 % slower: the reference model's rounds say so
+    slow_machine = 130 * rng.uniform(1.0, 1.1, 15)
+    ref_base, ref_here = 200 * np.ones(15), 260 * np.ones(15)
+    ch = unpaired_latency_change(base, slow_machine, 0.05, reference=(ref_base, ref_here))
+    assert ch.method == "unpaired-normalized" and not ch.regression and abs(ch.change) < 0.06
+    assert ch.candidate > 1.2 * ch.baseline  # the values reported stay in ms
     constant = unpaired_latency_change([5.0] * 4, [5.0] * 4, 0.05)
     assert constant.change == 0 and constant.ci == (0.0, 0.0) and not constant.significant
 

@@ -127,15 +127,31 @@ def paired_latency_change(baseline_rounds: Sequence[float], candidate_rounds: Se
 
 def unpaired_latency_change(baseline_rounds: Sequence[float], candidate_rounds: Sequence[float],
                             threshold: float, confidence: float = DEFAULT_CONFIDENCE,
-                            seed: int = 0) -> Change:
+                            seed: int = 0,
+                            reference: tuple[Sequence[float], Sequence[float]] | None = None
+                            ) -> Change:
     """Candidate rounds against saved baseline rounds (made at another time, under another
-    load): change of the lower quartile of the log latencies, bootstrap CI resampling each
-    side on its own, Mann-Whitney U p-value."""
+    load, maybe on another machine): change of the lower quartile of the log latencies,
+    bootstrap CI resampling each side on its own, Mann-Whitney U p-value.
+
+    ``reference``: the reference model's rounds of the baseline run and of this run (see
+    :mod:`nnfc.benchmarking.reference`); each round is then divided by the reference's in the
+    same round, which cancels the speed of the machine at the time (method
+    ``unpaired-normalized``; the values reported stay in ms)."""
     from scipy import stats
     lb, lc = _logs(baseline_rounds, candidate_rounds)
+    method = "unpaired"
+    raw = (lb, lc)
+    if reference is not None:
+        rb, rc = _logs(*reference)
+        if len(rb) != len(lb) or len(rc) != len(lc):
+            raise NnfcError("reference rounds do not match the rounds they normalize")
+        lb, lc, method = lb - rb, lc - rc, "unpaired-normalized"
     low, high = _bootstrap_interval([lb, lc], _quartile_difference, False, confidence, seed)
     p = float(stats.mannwhitneyu(lc, lb, alternative="two-sided").pvalue)
-    return _latency_change(lb, lc, (low, high), threshold, "unpaired", p)
+    change = _latency_change(lb, lc, (low, high), threshold, method, p)
+    change.baseline, change.candidate = (float(np.exp(_lower_quartile(x))) for x in raw)
+    return change
 
 
 def _logs(baseline_rounds: Sequence[float], candidate_rounds: Sequence[float]

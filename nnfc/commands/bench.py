@@ -147,6 +147,15 @@ def _memory(item: Item, runtime_mb: float) -> tuple[float, str]:
     return runtime_mb, "runtime"
 
 
+def _reference_subject(tmp: Path):
+    """The reference model (measured every round; normalizes comparisons with saved rounds)."""
+    from nnfc.benchmarking.reference import write_reference
+    from nnfc.benchmarking.rounds import Subject
+    from nnfc.targets import get_target
+    return Subject("reference", write_reference(tmp),
+                   lambda: get_target("desktop", threads=1))
+
+
 def _progress(enabled: bool, message: str):
     """Progress of the rounds: ``message`` then a bar (both on stderr), once calibrated."""
     def start(total: int):
@@ -188,8 +197,8 @@ def _entry(item: Item, save_path: Path | None, budgets, lat_stat: str) -> dict[s
     }
 
 
-def _compare(item: Item, entry: dict, baseline_run: dict, thresholds: dict, confidence: float
-             ) -> dict[str, Any]:
+def _compare(item: Item, entry: dict, baseline_run: dict, reference: dict, thresholds: dict,
+             confidence: float) -> dict[str, Any]:
     from nnfc.benchmarking import compare
     base = item.baseline
     if item.baseline_subject is not None:
@@ -201,8 +210,12 @@ def _compare(item: Item, entry: dict, baseline_run: dict, thresholds: dict, conf
         if len(rounds) < 3:
             raise NnfcError(f"baseline {baseline_run['_path']}: {base['name']} has fewer than 3 "
                             "latency rounds; save it with a newer `nnfc bench --save`")
-        lat = compare.unpaired_latency_change(rounds, item.subject.round_medians,
-                                              thresholds["lat"], confidence)
+        ref = baseline_run.get("reference") or {}
+        normalize = (ref.get("version") == reference["version"] and len(ref.get("rounds", []))
+                     == len(rounds))
+        lat = compare.unpaired_latency_change(
+            rounds, item.subject.round_medians, thresholds["lat"], confidence,
+            reference=(ref["rounds"], reference["rounds"]) if normalize else None)
     changes = [lat, compare.exact_change("mem", base.get("memory_mb"), entry["memory_mb"],
                                          thresholds["mem"])]
     if item.eval is not None:
@@ -235,7 +248,9 @@ def _print_entry(e: dict[str, Any]) -> None:
             return ""
         if c.get("change") is None:
             return "   vs baseline: -"
-        how = {"paired": "interleaved", "unpaired": "vs saved rounds"}.get(c["method"], "")
+        how = {"paired": "interleaved", "unpaired": "vs saved rounds",
+               "unpaired-normalized": "vs saved rounds, relative to the reference model"
+               }.get(c["method"], "")
         return (f"   vs baseline {format_value(key, c['baseline'])}: {format_change(c)}"
                 + (f" {how}" if how else "") + f"  {verdict(c)}")
 
@@ -398,8 +413,12 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
         message = (f"measuring {len(items)} artifact(s)"
                    + (f" interleaved with {paired} baseline artifact(s)" if paired else "")
                    + f": {rounds} rounds of >= {min_round_ms:g} ms (load {host['load'][0]:.2f})")
-        run_rounds([(i.baseline_subject, i.subject) for i in items], rounds, runs, warmup,
-                   min_round_ms, _progress(not as_json, message))
+        ref_subject = _reference_subject(Path(tmp))
+        run_rounds([(i.baseline_subject, i.subject) for i in items] + [(None, ref_subject)],
+                   rounds, runs, warmup, min_round_ms, _progress(not as_json, message))
+        from nnfc.benchmarking.reference import VERSION as REFERENCE_VERSION
+        reference = {"version": REFERENCE_VERSION,
+                     "rounds": [float(x) for x in ref_subject.round_medians]}
         if evaluate:
             from nnfc.benchmarking.evaluate import evaluate_artifact
             for item in items:
@@ -416,7 +435,7 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
     for item in items:
         e = _entry(item, save_file, (lat_ms, mem_mb), lat_stat)
         if item.baseline is not None:
-            e["comparison"] = _compare(item, e, baseline_run, thresholds, confidence)
+            e["comparison"] = _compare(item, e, baseline_run, reference, thresholds, confidence)
         entries.append(e)
     regression = any((e["comparison"] or {}).get("regression") for e in entries)
     over = any(e["violations"] for e in entries)
@@ -430,6 +449,7 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
                                    "memory_mb": mem_mb},
                         "eval_samples": eval_samples if evaluate else None},
            "baseline": str(baseline_file) if baseline_file else None,
+           "reference": reference,
            "artifacts": entries, "regression": regression, "over_budget": over,
            "exit_code": 1 if regression or over else 0}
 
