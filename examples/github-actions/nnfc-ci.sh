@@ -50,6 +50,7 @@ case "${1:-}" in
     $NNFC bench "${dirs[@]}" --eval "${baseline[@]}" --save "$OUT/bench.json" \
       --junit "$OUT/junit.xml" --markdown "$OUT/summary.md" ;;
   baseline)
+    [ -f "$OUT/bench.json" ] || { echo "no $OUT/bench.json: run the bench step first" >&2; exit 1; }
     rm -rf "$BASELINE.new" && cp -r "$OUT" "$BASELINE.new"
     rm -rf "$BASELINE" && mv "$BASELINE.new" "$BASELINE" ;;
   trend)

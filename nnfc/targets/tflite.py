@@ -163,7 +163,7 @@ class TFLiteTarget:
         precision float16); checked against onnxruntime before it is kept."""
         python = converter_python()
         _check_converter(python)
-        out_dir = Path(out_dir)
+        out_dir = Path(out_dir).resolve()  # the converter worker runs in another directory
         out_dir.mkdir(parents=True, exist_ok=True)
         model = load_onnx(pruned_onnx)
         if any(i.name.startswith("gate.") for i in model.graph.input):
