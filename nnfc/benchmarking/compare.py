@@ -11,7 +11,9 @@ resampled in pairs (``paired``); without it, the candidate's rounds are compared
 ones (``unpaired``), which also carries any difference in load between the two runs.
 
 A metric *regresses* when its change is significant (the interval lies above zero) **and** the
-estimate exceeds the threshold (``--max-regression lat=5%``). Memory (nnfc's model memory, exact)
+estimate exceeds the threshold (``--max-regression lat=5%``); against saved rounds (no baseline
+artifact) the whole interval must lie above the threshold, since it cannot hold the difference
+between two runs. Memory (nnfc's model memory, exact)
 and the evaluation metric (fixed test samples, deterministic) have no sampling noise: their
 change is exact and only the threshold applies.
 """
@@ -167,7 +169,10 @@ def _latency_change(lb: np.ndarray, lc: np.ndarray, log_ci: tuple[float, float],
                     threshold: float, method: str, p: float) -> Change:
     change = math.expm1(float(_quartile_difference(lb, lc)))
     ci = (math.expm1(log_ci[0]), math.expm1(log_ci[1]))
-    regression = ci[0] > 0 and change > threshold
+    # paired: significant and beyond the threshold; against saved rounds the interval misses
+    # the difference between two runs, so the whole interval must lie beyond the threshold
+    floor = 0.0 if method == "paired" else threshold
+    regression = ci[0] > floor and change > threshold
     return Change("lat", float(np.exp(_lower_quartile(lb))), float(np.exp(_lower_quartile(lc))),
                   change, ci, threshold, method, p, regression)
 
