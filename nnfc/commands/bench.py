@@ -256,8 +256,10 @@ def _print_entry(e: dict[str, Any]) -> None:
 
     click.echo(f"  latency  median {format_ms(lat['median'])} (best {format_ms(lat['best'])}, "
                f"p90 {format_ms(lat['p90'])}; {len(lat['rounds'])} rounds){vs('lat')}")
-    click.echo(f"  memory   {format_mb(e['memory_mb'])} ({e['memory_source']}; runtime "
-               f"{format_mb(e['runtime_memory_mb'])}){vs('mem')}")
+    runtime = (f"; runtime {format_mb(e['runtime_memory_mb'])}"
+               if e["memory_source"] != "runtime" else "")
+    click.echo(f"  memory   {format_mb(e['memory_mb'])} ({e['memory_source']}{runtime})"
+               f"{vs('mem')}")
     if e.get("eval"):
         ev = e["eval"]
         click.echo(f"  {ev['metric']:8s} {format_value('acc', ev['value'])} ({ev['samples']} "
