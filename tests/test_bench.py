@@ -247,3 +247,12 @@ def test_eval_runs_the_artifact_on_the_task_test_split(tmp_path, capsys):
                  "--max-regression", "lat=1000%") == 1
     out_text = capsys.readouterr().out
     assert "-5.0 pt" in out_text and "REGRESSION: " in out_text and " acc" in out_text
+    # an artifact whose outputs are not the network's raw ones (e.g. a detection network joined
+    # to its decode graph), for a family without evaluate_deployed: one clear error
+    model = onnx.load(out / "model.onnx")
+    producer = next(n for n in model.graph.node if "logits" in n.output)
+    producer.output[list(producer.output).index("logits")] = "decoded"
+    model.graph.output[0].name = "decoded"
+    onnx.save(model, out / "model.onnx")
+    assert bench(str(out), *FAST, "--eval") == 2
+    assert "--eval: the artifact outputs decoded" in capsys.readouterr().err

@@ -388,6 +388,10 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
         if f is not None:
             check_replaceable(f, marker, "report")
     items = [_prepare(a, target, threads, device) for a in artifacts]
+    if evaluate and any(i.report is None for i in items):
+        raise NnfcError(f"--eval needs `nnfc compile` output directories (their report.json "
+                        f"names the task and the factory); "
+                        f"{next(i.name for i in items if i.report is None)} is a file")
     names = [i.name for i in items]
     if len(set(names)) != len(names):
         raise NnfcError("the same artifact is named twice")
@@ -424,12 +428,8 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
         if evaluate:
             from nnfc.benchmarking.evaluate import evaluate_artifact
             for item in items:
-                if item.report is None:
-                    raise NnfcError(f"--eval needs `nnfc compile` output directories (their "
-                                    f"report.json names the task and the factory); "
-                                    f"{item.name} is a file")
                 item.eval = evaluate_artifact(item.report, item.subject.target, item.measured,
-                                              eval_samples)
+                                              Path(item.name), eval_samples)
     host["load_before"], host["load_after"] = host.pop("load"), host_info()["load"]
 
     budgeted = lat_ms is not None or mem_mb is not None
