@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
 
 HELP = {
     "prune": "Fold gates into an ONNX supernet and physically remove gated-off channels.",
-    "bench": "Measure an artifact's latency and memory on a target; fail over budget.",
+    "bench": "Measure artifacts; compare with a baseline; fail on a regression or over budget.",
     "train": "Train a model factory (gated supernet + assembler) and write a bundle.",
     "eval": "Accuracy and activation ratio of a factory's pruned models per task and limit.",
     "profile": "Profile random subnets on a target and fit its latency/memory predictor.",

@@ -11,6 +11,18 @@ import click
 from nnfc.outputs import nonempty_path
 
 from nnfc.errors import NnfcError
+from nnfc.targets import DEFAULT_TARGET, TARGETS
+
+
+def measurement_options(target: str, threads: int | None) -> dict:
+    """Options for measuring on ``target``: its repeatable settings, ``--threads`` where it
+    takes threads (0: the runtime's default)."""
+    from nnfc.targets import supported_options, target_class
+    options = dict(target_class(target).repeatable_options)
+    if threads is not None:
+        options.pop("threads", None)
+        options.update(supported_options(target, {"threads": threads or None}))
+    return options
 
 
 def _paths(bundle_root: Path, target: str, out: str | None) -> tuple[Path, Path, Path]:
@@ -37,7 +49,8 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
 @click.group(invoke_without_command=True)
 @click.option("--bundle", "bundle_path", type=click.Path(), default=None,
               help="Factory bundle directory (default: the shipped default factory).")
-@click.option("--target", default="desktop", show_default=True, help="Target to profile.")
+@click.option("--target", default=DEFAULT_TARGET, show_default=True,
+              help=f"Target to profile ({', '.join(TARGETS)}).")
 @click.option("--subnets", default=300, show_default=True, type=click.IntRange(10, None),
               help="Random subnets to measure (the paper: 200-1000 are enough).")
 @click.option("-o", "--output", default=None, callback=nonempty_path,
@@ -49,9 +62,10 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
               help="Measurement rounds per subnet; the smallest median is recorded.")
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, None),
               help="Untimed warm-up runs per subnet.")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(0, None),
-              help="Intra-op threads of the desktop runtime (0: its default). One thread "
-                   "gives repeatable latencies on a shared machine; compile reuses the setting.")
+@click.option("--threads", default=None, type=click.IntRange(0, None),
+              help="Runtime threads, for targets that take them (0: the runtime's default; "
+                   "default: the target's repeatable setting, 1 on desktop: one thread gives "
+                   "repeatable latencies on a shared machine). Compile reuses the setting.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random gate vectors.")
 @click.option("--device-dir", type=click.Path(), default=None, callback=nonempty_path,
               help="Instead of measuring here, write the pruned subnets, their plan and the "
@@ -94,7 +108,7 @@ def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, thr
                    f"  nnfc profile --bundle {bundle.root} --target {target} -o {pred_path} fit "
                    f"--measurements {Path(device_dir) / '<log>'}")
         return
-    options = {"threads": threads} if threads and target == "desktop" else {}
+    options = measurement_options(target, threads)
     tgt = make_target(target, options)
     pred_path, meas_path, png_path = _paths(bundle.root, target, output)
     data = profile_subnets(bundle, tgt, meas_path, subnets=subnets, runs=runs, warmup=warmup,

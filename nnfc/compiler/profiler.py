@@ -220,19 +220,13 @@ PLAN_FORMAT = "nnfc-device-plan"
 PLAN_NAME = "plan.json"
 
 
-def _target_module(target):
-    import sys
-    return sys.modules[type(target).__module__]
-
-
 def export_device_subnets(bundle: Bundle, target, out_dir: str | os.PathLike,
                           subnets: int = 300, seed: int = 0, progress: bool = True) -> Path:
     """Prune ``subnets`` random gate vectors, lower each for ``target`` into ``out_dir`` as
     ``subnet<i>.onnx`` with a ``plan.json`` (their gates) and the target's device-side
     profiling script. Returns the script's path; measure there, then ``nnfc profile fit``."""
     from nnfc.passes import apply_gates
-    module = _target_module(target)
-    writer = getattr(module, "write_device_profile_script", None)
+    writer = getattr(target, "write_device_profile_script", None)  # a DeviceProfiling hook
     if writer is None:
         raise NnfcError(f"target {target.name!r} has no device-side profiling script; "
                         f"profile it directly with `nnfc profile --target {target.name}`")
@@ -275,7 +269,7 @@ def read_device_measurements(path: str | os.PathLike, target, plan: str | os.Pat
     """Join a device log (parsed by the target's ``parse_device_measurements``) with the
     ``plan.json`` written beside the subnets; returns measurement data ``fit`` accepts."""
     path = Path(path)
-    parse = getattr(_target_module(target), "parse_device_measurements", None)
+    parse = getattr(target, "parse_device_measurements", None)  # a DeviceProfiling hook
     if parse is None:
         raise NnfcError(f"target {target.name!r} has no device measurement parser; give "
                         "measurements as JSON ({'rows': [{'gates': ..., 'latency_ms': ...}]})")

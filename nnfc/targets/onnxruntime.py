@@ -65,7 +65,10 @@ class OnnxRuntimeTarget:
 
     name = "desktop"
     artifact_suffix = ".onnx"
+    artifact_suffixes = (".onnx",)
     runtime = "onnxruntime"
+    option_help = {"threads": "intra-op threads (default: onnxruntime's choice)"}
+    repeatable_options = {"threads": 1}
 
     def __init__(self, threads: int | None = None):
         self.threads = threads
