@@ -334,11 +334,10 @@ def test_gate_not_feeding_a_mul_is_reported(tmp_path, capsys):
 # ---- 7. CI semantics: compile over budget exits 3 -----------------------------------------
 def test_compile_over_budget_exits_3_and_still_writes(bundle, tmp_path, capsys, monkeypatch):
     import nnfc.compiler.pipeline as pipeline
-    from nnfc.compiler.measure import Measurement
     from nnfc.errors import EXIT_OVER_BUDGET
 
-    monkeypatch.setattr(pipeline, "measure", lambda *a, **k: Measurement(
-        latency_ms=999.0, p90_ms=999.0, runtime_memory_mb=1.0, round_medians=[999.0], runs=1))
+    monkeypatch.setattr(pipeline.Meter, "__call__", lambda self, artifact: pipeline.Measured(
+        999.0, 999.0, 1.0, [999.0], 1, 0.0, {}, "test stand-in"))
     out = tmp_path / "out"
     code, stdout, err = run_cli(compile_args(bundle, out), capsys)
     assert code == EXIT_OVER_BUDGET == 3
