@@ -7,13 +7,21 @@ import pytest
 from nnfc.compiler.measure import clock_for, measure_relative
 
 
-def _spin(ms_of):
-    """A callable busy for ``ms_of()`` milliseconds of wall time."""
-    def run():
-        end = time.perf_counter() + ms_of() / 1e3
-        while time.perf_counter() < end:
-            pass
-    return run
+class FakeClock:
+    """A clock that only the simulated calls advance: the tests assert the arithmetic of the
+    measurement, not the timing of this machine."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def call(self, ms_of):
+        """A callable that takes ``ms_of()`` milliseconds of this clock's time."""
+        def run():
+            self.now += ms_of() / 1e3
+        return run
 
 
 def test_relative_cancels_a_load_that_slows_both():
@@ -23,9 +31,10 @@ def test_relative_cancels_a_load_that_slows_both():
         calls["n"] += 1
         return 2.0 if calls["n"] > 40 else 1.0
 
-    cand = _spin(lambda: 0.6 * slowdown())
-    ref = _spin(lambda: 1.2 * slowdown())
-    m = measure_relative(cand, ref, runs=5, warmup=1, rounds=8, outlier=0.5)
+    clock = FakeClock()
+    cand = clock.call(lambda: 0.6 * slowdown())
+    ref = clock.call(lambda: 1.2 * slowdown())
+    m = measure_relative(cand, ref, runs=5, warmup=1, rounds=8, outlier=0.5, clock=clock)
     assert m.relative == pytest.approx(0.5, rel=0.08)
     assert len(m.round_ratios) == 8 and m.load >= 0.0
 
@@ -37,7 +46,9 @@ def test_outlier_round_is_measured_again():
         state["round_calls"] += 1
         return 1.5 if 10 < state["round_calls"] <= 14 else 0.5
 
-    m = measure_relative(_spin(cand_ms), _spin(lambda: 1.0), runs=4, warmup=0, rounds=5)
+    clock = FakeClock()
+    m = measure_relative(clock.call(cand_ms), clock.call(lambda: 1.0), runs=4, warmup=0,
+                         rounds=5, clock=clock)
     assert m.outlier_rounds >= 1
     assert m.relative == pytest.approx(0.5, rel=0.1)
     assert max(m.round_ratios) < 0.6
