@@ -27,7 +27,7 @@ from nnfc.atomic import replace_dir, write_json_atomic
 from nnfc.bundle import Bundle
 from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.measure import measure
-from nnfc.compiler.pipeline import _measured
+from nnfc.compiler.pipeline import _measured, report_provenance
 from nnfc.compiler.predictor import Predictor
 from nnfc.onnx_io import save_onnx
 from nnfc.units import format_mb, format_ms
@@ -187,12 +187,7 @@ def build_report(*, method, request, bundle, gates, predicted, bench, stats, dif
         "timings_s": dict(timings),
         "memory_definition": "parameter bytes + largest intermediate tensor of model.onnx "
                              "(MB = 1e6 bytes), as nnfc compile reports it",
-        "bundle": {"path": str(bundle.root),
-                   "supernet_sha256": bundle.manifest.get("files", {}).get("supernet.onnx")},
-        "predictor_accuracy": {k: predictor.meta.get("accuracy", {}).get(k, {}).get("accuracy")
-                               for k in ("latency", "memory")},
-        "runtime": {**(bench.details if measured else {}),
-                    "target_options": getattr(target, "options", {})},
+        **report_provenance(bundle, predictor, bench, target),
     }
 
 

@@ -14,6 +14,24 @@ from nnfc.errors import NnfcError
 
 
 @dataclass
+class BaselineRequest:
+    """What every baseline command takes (the method's own knobs are in its subclass)."""
+
+    task: list[str]
+    target: str
+    out: Path
+    lat_ms: float | None = None
+    mem_mb: float | None = None
+    bundle: Path | None = None
+    profile: Path | None = None
+    epochs: int | None = None          # training / fine-tuning epochs (None: the method's default)
+    checkpoint: Path | None = None     # None: <out>.ckpt
+    resume: bool = False
+    progress: bool = True
+    stop_after: int | None = None      # stop after this many epochs (checkpoint only)
+
+
+@dataclass
 class BaselineContext:
     bundle: Bundle
     cfg: Any                      # the factory's FactoryConfig

@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from nnfc.baselines import task_data
 from nnfc.baselines.artifact import finish
-from nnfc.baselines.context import BaselineContext, default_checkpoint, open_context
+from nnfc.baselines.context import (BaselineContext, BaselineRequest, default_checkpoint,
+                                   open_context)
 from nnfc.baselines.pruning import (Budget, gated_roots, gates_from_kept, prune_to_budget,
                                     replay)
 from nnfc.baselines.task_training import check_run, read_state, train_task, with_epochs
@@ -32,24 +33,14 @@ FINETUNE_SHARE = 1 / 8
 
 
 @dataclasses.dataclass
-class PruneTuneRequest:
-    task: list[str]
-    target: str
-    out: Path
-    lat_ms: float | None = None
-    mem_mb: float | None = None
-    bundle: Path | None = None
-    profile: Path | None = None
+class PruneTuneRequest(BaselineRequest):
+    """``epochs``: fine-tuning epochs, None = ``FINETUNE_SHARE`` of the factory's."""
+
     importance: str = "magnitude"      # or "taylor"
     step: float = 0.02                 # share of each gated layer's channels per pruning step
     global_ranking: bool = False
     margin: float | None = None        # None: the predictor's held-out p90 error (as compile)
-    epochs: int | None = None          # fine-tuning epochs; None: FINETUNE_SHARE of the factory's
-    lr: float | None = None            # None: the factory's
-    checkpoint: Path | None = None
-    resume: bool = False
-    progress: bool = True
-    stop_after: int | None = None
+    lr: float | None = None            # fine-tuning peak learning rate; None: the factory's
 
 
 def default_finetune_epochs(factory_epochs: int) -> int:

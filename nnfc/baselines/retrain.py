@@ -14,24 +14,13 @@ import torch
 
 from nnfc.baselines import task_data
 from nnfc.baselines.artifact import finish
-from nnfc.baselines.context import default_checkpoint, open_context
+from nnfc.baselines.context import BaselineRequest, default_checkpoint, open_context
 from nnfc.baselines.task_training import train_task, with_epochs
 
 
 @dataclasses.dataclass
-class RetrainRequest:
-    task: list[str]
-    target: str
-    out: Path
-    lat_ms: float | None = None
-    mem_mb: float | None = None
-    bundle: Path | None = None
-    profile: Path | None = None
-    epochs: int | None = None          # None: the factory's
-    checkpoint: Path | None = None     # None: <out>.ckpt
-    resume: bool = False
-    progress: bool = True
-    stop_after: int | None = None      # stop after this many epochs (checkpoint only)
+class RetrainRequest(BaselineRequest):
+    """``epochs``: None = the factory's."""
 
 
 def retrain(req: RetrainRequest, log: Callable[[str], None] = print) -> dict[str, Any] | None:
