@@ -54,7 +54,8 @@ class Scenario:
         return f"{self.task.replace(',', '+')}_{self.target}_{self.lat}_{self.mem}"
 
 
-#: NumVQA on the shipped ResNet factory (full model: ~0.22 ms and 1.26 MB on the desktop target).
+#: NumVQA on the shipped ResNet factory (full model: 1.26 MB; ~0.22 ms on the desktop target and
+#: 0.14-0.26 ms on android = LiteRT/XNNPACK on this CPU).
 #: Three tasks (one unseen by the factory: only-two,odd), each on desktop and android, plus two
 #: tighter desktop budgets. Retrain trains once per task.
 NUMVQA_SCENARIOS = [
@@ -63,9 +64,9 @@ NUMVQA_SCENARIOS = [
     Scenario("only-two,odd", "desktop", "0.15ms", "800KB"),
     Scenario("only-three,2", "desktop", "0.09ms", "300KB"),
     Scenario("only-three,2", "desktop", "0.065ms", "150KB"),
-    Scenario("has,0", "android", "0.08ms", "500KB"),
-    Scenario("only-two,odd", "android", "0.06ms", "300KB"),
-    Scenario("only-three,2", "android", "0.05ms", "200KB"),
+    Scenario("has,0", "android", "0.1ms", "500KB"),
+    Scenario("only-two,odd", "android", "0.12ms", "400KB"),
+    Scenario("only-three,2", "android", "0.07ms", "200KB"),
 ]
 
 #: AttrOD (attributed object detection, mAP@0.5): added when the detection factory is shipped
