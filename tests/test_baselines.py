@@ -162,3 +162,16 @@ def test_prune_tune_errors_are_one_line(bundle, tmp_path, capsys, args, needle):
     assert code == 2
     assert needle in err and err.startswith("nnfc: error:") and len(err.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / "out.ckpt").exists()
+
+
+def test_retrain_bad_input_before_any_training(bundle, tmp_path, capsys):
+    existing = tmp_path / "file"
+    existing.write_text("not nnfc's")
+    for args, needle in ((["--task", "has,0", "-o", str(existing)], "is not a directory"),
+                         (["--task", "has", "-o", str(tmp_path / "o")], "not a NumVQA task"),
+                         (["--task", "has,0", "--target", "gpu9", "-o", str(tmp_path / "o")],
+                          "gpu9")):
+        code, _, err = run_cli(["baseline", "retrain", "--bundle", str(bundle), "--quiet"] + args,
+                               capsys)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert existing.read_text() == "not nnfc's" and not (tmp_path / "o.ckpt").exists()

@@ -55,14 +55,18 @@ class BaselineContext:
 
 
 def open_context(bundle_path: str | Path | None, task: Sequence[str], target: str,
-                 profile: str | Path | None = None) -> BaselineContext:
-    """Validate everything cheap before any training: the target name, the bundle, the task's
-    attributes, the predictor profile (missing: the error gives the ``nnfc profile`` command)."""
+                 profile: str | Path | None = None, out: str | Path | None = None
+                 ) -> BaselineContext:
+    """Validate everything cheap before any training: the output path, the target name, the
+    bundle, the task's attributes, the predictor profile (missing: the error gives the
+    ``nnfc profile`` command)."""
     from nnfc.compiler.pipeline import load_predictor_for, make_target
     from nnfc.targets import get_target
 
     if not task:
         raise NnfcError("--task needs at least one attribute, e.g. --task only-two,odd")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise NnfcError(f"output {out} exists and is not a directory")
     get_target(target)  # an unknown target is the first error
     bundle = read_bundle(bundle_path or default_bundle_path())
     bundle.encode_task(list(task))  # unknown attributes: one line naming the vocabulary

@@ -69,7 +69,7 @@ def prune_tune(req: PruneTuneRequest, log: Callable[[str], None] = print
         raise NnfcError("give a budget: --lat (e.g. 5ms) and/or --mem (e.g. 50MB)")
     if not 0 < req.step <= 0.5:
         raise NnfcError("--step must lie in (0, 0.5]")
-    ctx = open_context(req.bundle, req.task, req.target, req.profile)
+    ctx = open_context(req.bundle, req.task, req.target, req.profile, req.out)
     factory_epochs = ctx.cfg.train.epochs
     cfg = with_epochs(ctx.cfg, req.epochs or default_finetune_epochs(factory_epochs), req.lr)
     margins = ctx.predictor.margins if req.margin is None else (req.margin, req.margin)

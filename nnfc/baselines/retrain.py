@@ -25,7 +25,7 @@ class RetrainRequest(BaselineRequest):
 
 def retrain(req: RetrainRequest, log: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Train, export, measure, evaluate; returns the report (None when stopped early)."""
-    ctx = open_context(req.bundle, req.task, req.target, req.profile)
+    ctx = open_context(req.bundle, req.task, req.target, req.profile, req.out)
     factory_epochs = ctx.cfg.train.epochs
     cfg = with_epochs(ctx.cfg, req.epochs or factory_epochs)
     torch.manual_seed(cfg.seed)
