@@ -67,6 +67,13 @@ class Bundle:
     def input_spec(self) -> dict[str, Any]:
         return dict(self.manifest["input"])
 
+    @property
+    def output_spec(self) -> list[dict[str, Any]]:
+        """The supernet's named graph outputs in order (``[{"name", "shape", ...}]``); bundles
+        written before task families had one output object, read as a list of one."""
+        out = self.manifest["output"]
+        return [dict(o) for o in (out if isinstance(out, list) else [out])]
+
     def tasks(self, which: str = "seen") -> list[list[str]]:
         """Attribute sets of the ``seen`` (trained) or ``unseen`` (held-out) tasks."""
         return [list(t) for t in self.manifest["tasks"].get(which, [])]

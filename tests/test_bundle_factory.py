@@ -26,7 +26,9 @@ def test_manifest_follows_design(bundle_dir):
     assert m["backbone"]["family"] == "resnet" and m["backbone"]["config"]["widths"] == [8, 16]
     assert m["input"] == {"name": "input", "shape": [1, 1, 16, 16], "dtype": "float32",
                           "preprocessing": m["input"]["preprocessing"]}
-    assert m["output"]["name"] == "logits" and m["output"]["shape"] == [1, 2]
+    assert m["output"] == [{"name": "logits", "shape": [1, 2], "classes": ["no", "yes"]}]
+    assert m["task_family"]["family"] == "numvqa"
+    assert m["task_family"]["config"]["seen"] == [["has", "0"], ["only-four", "odd"]]
     assert m["attributes"][:2] == ["has", "only-one"] and len(m["attributes"]) == 17
     assert m["tasks"] == {"seen": [["has", "0"], ["only-four", "odd"]], "unseen": [["has", "1"]]}
     assert m["limit_encoding"]["in_graph"] is True

@@ -8,7 +8,7 @@ import pytest
 
 from nnfc.bundle import default_bundle_path, read_bundle
 from nnfc.training.config import config_from_dict, load_config
-from nnfc.training.tasks.evaluation import activation_ratio, evaluate_bundle, run_assembler
+from nnfc.evaluation import activation_ratio, evaluate_bundle, run_assembler
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = [("default", "numvqa-resnet"), ("numvqa-vit", "numvqa-vit")]
@@ -44,11 +44,11 @@ def test_assembler_never_exceeds_limit(name):
 def test_default_factory_accuracy_after_pruning():
     bundle = read_bundle(REPO / "factories" / "default")
     rows = evaluate_bundle(bundle, [["has", "3"], ["only-one", "even"]], [0.1], samples=100)
-    assert all(r.seen and r.accuracy >= 0.9 and r.activation_ratio <= 0.1 for r in rows)
+    assert all(r.seen and r.value >= 0.9 and r.activation_ratio <= 0.1 for r in rows)
 
 
 def test_default_factory_unseen_tasks_after_pruning():
     """Attribute combinations never trained on still get accurate subnets (additive assembler)."""
     bundle = read_bundle(REPO / "factories" / "default")
     rows = evaluate_bundle(bundle, [["only-one", "2"], ["has", "even"]], [0.1], samples=100)
-    assert all(not r.seen and r.accuracy >= 0.9 and r.activation_ratio <= 0.1 for r in rows)
+    assert all(not r.seen and r.value >= 0.9 and r.activation_ratio <= 0.1 for r in rows)

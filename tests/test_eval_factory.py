@@ -15,8 +15,9 @@ from factory_fixtures import train_tiny
 from nnfc.bundle import read_bundle
 from nnfc.cli import cli, main
 from nnfc.passes import apply_gates
-from nnfc.training.backbones import build_backbone
-from nnfc.training.tasks.evaluation import activation_ratio, evaluate_bundle, run_assembler, task_family_of
+from nnfc.evaluation import activation_ratio, evaluate_bundle, run_assembler, task_family_of
+from nnfc.training.config import config_from_dict
+from nnfc.training.trainer import build_models
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +26,11 @@ def bundle(tmp_path_factory):
 
 
 def test_pruned_models_equal_torch_supernet(bundle):
-    m = bundle.manifest
-    net = build_backbone(m["backbone"]["family"], **m["backbone"]["config"])
+    family = task_family_of(bundle)
+    net, _ = build_models(config_from_dict(bundle.manifest["training"]["config"]), family)
     net.load_state_dict(load_file(str(bundle.root / "supernet.safetensors")))
     net.eval()
-    family = task_family_of(bundle)
+    names = [o["name"] for o in bundle.output_spec]
     x, _, _ = family.sample([("has", "0")], 8, "test", np.random.default_rng(0))
     tasks = [["has", "0"], ["has", "0"], ["has", "1"]]
     gates = run_assembler(bundle, tasks, [0.05, 1.0, 0.5])
@@ -38,11 +39,13 @@ def test_pruned_models_equal_torch_supernet(bundle):
         g = {k: v[i] for k, v in gates.items()}
         pruned = apply_gates(supernet, g)
         assert not any(inp.name.startswith("gate.") for inp in pruned.graph.input)
-        out = ort.InferenceSession(pruned.SerializeToString(),
-                                   providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        outs = ort.InferenceSession(pruned.SerializeToString(),
+                                    providers=["CPUExecutionProvider"]).run(names, {"input": x})
         with torch.no_grad():
             ref = net(torch.from_numpy(x), {k[5:]: torch.from_numpy(v) for k, v in g.items()})
-        assert np.allclose(out, ref.numpy(), atol=1e-4)
+        assert list(ref) == names
+        for out, name in zip(outs, names):
+            assert np.allclose(out, ref[name].numpy(), atol=1e-4)
         assert 0.0 <= activation_ratio(g) <= 1.0
 
 
@@ -53,7 +56,8 @@ def test_evaluate_bundle_rows(bundle):
         (["has", "1"], 0.5, False), (["has", "1"], 1.0, False)]
     assert all(r.activation_ratio <= r.limit + 0.01 for r in rows)
     # the tiny factory learned its seen task (chance = 0.5)
-    assert max(r.accuracy for r in rows[:2]) >= 0.7
+    assert all(r.metric == "accuracy" for r in rows)
+    assert max(r.value for r in rows[:2]) >= 0.7
 
 
 def test_cli_json_and_table(bundle):
@@ -64,7 +68,9 @@ def test_cli_json_and_table(bundle):
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)
     assert len(rows) == 2
-    assert set(rows[0]) == {"task", "limit", "accuracy", "activation_ratio", "seen"}
+    assert set(rows[0]) == {"task", "limit", "metric", "value", "accuracy", "activation_ratio",
+                            "seen"}
+    assert rows[0]["metric"] == "accuracy" and rows[0]["value"] == rows[0]["accuracy"]
     assert rows[0]["task"] == ["only-four", "odd"] and rows[0]["seen"] is True
     res = runner.invoke(cli, ["eval", "--bundle", str(bundle.root), "--samples", "10",
                                "--limit", "1"], catch_exceptions=False)

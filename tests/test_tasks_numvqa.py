@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from nnfc.errors import NnfcError
-from nnfc.training.tasks.augment import TileJitter
-from nnfc.training.tasks.numvqa import (ATTRIBUTES, UNSEEN_TASKS, NumVQA, all_tasks, answer,
+from nnfc.families.augment import TileJitter
+from nnfc.families.numvqa import (ATTRIBUTES, UNSEEN_TASKS, NumVQA, all_tasks, answer,
                                         load_digit_source)
 
 

@@ -1,4 +1,5 @@
-"""``nnfc eval``: accuracy and activation ratio of a factory's pruned models per task and limit."""
+"""``nnfc eval``: the task family's metric (accuracy, mAP@0.5, ...) and activation ratio of a
+factory's pruned models per task and limit."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ def _split_csv(values: tuple[str, ...]) -> list[str]:
 
 @click.command(help="For each task and limit: run the assembler, prune the supernet with the "
                     "gates, run the pruned ONNX model on the task's test split and report "
-                    "accuracy and the actual activation ratio (like the paper's Table 2). "
+                    "the task family's metric (accuracy, map50) and the actual activation ratio "
+                    "(like the paper's Table 2). "
                     "Without --task: every trained (seen) and held-out (unseen) task.")
 @click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), default=None,
               help="Factory bundle directory (default: the shipped factory).")
@@ -23,7 +25,7 @@ def _split_csv(values: tuple[str, ...]) -> list[str]:
               help="Activation limit(s) as fractions, e.g. 0.03,0.1 (default "
                    "0.03,0.05,0.1,0.25,1).")
 @click.option("--samples", type=click.IntRange(2, None), default=200, show_default=True,
-              help="Test samples per task (balanced yes/no).")
+              help="Test samples per task.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per "
                                                        "(task, limit).")
 def eval_(bundle_dir: str | None, tasks: tuple[str, ...], limits: tuple[str, ...],
@@ -32,7 +34,7 @@ def eval_(bundle_dir: str | None, tasks: tuple[str, ...], limits: tuple[str, ...
 
     from nnfc.bundle import default_bundle_path, read_bundle
     from nnfc.errors import NnfcError
-    from nnfc.training.tasks.evaluation import DEFAULT_LIMITS, evaluate_bundle, summary_rows
+    from nnfc.evaluation import DEFAULT_LIMITS, evaluate_bundle, summary_rows
 
     bundle = read_bundle(bundle_dir or default_bundle_path())
     task_list = [[a.strip() for a in t.split(",") if a.strip()] for t in tasks]
@@ -48,13 +50,14 @@ def eval_(bundle_dir: str | None, tasks: tuple[str, ...], limits: tuple[str, ...
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=1))
         return
-    click.echo(f"{'task':22s} {'seen':6s} {'limit':>6s} {'accuracy':>9s} {'activation':>11s}")
+    metric = rows[0].metric if rows else "metric"
+    click.echo(f"{'task':22s} {'seen':6s} {'limit':>6s} {metric:>9s} {'activation':>11s}")
     for r in rows:
         click.echo(f"{'{' + ', '.join(r.task) + '}':22s} {'seen' if r.seen else 'unseen':6s} "
-                   f"{r.limit:6.0%} {r.accuracy:9.3f} {r.activation_ratio:11.3f}")
+                   f"{r.limit:6.0%} {r.value:9.3f} {r.activation_ratio:11.3f}")
     click.echo("")
-    click.echo(f"{'group':8s} {'limit':>6s} {'tasks':>6s} {'accuracy':>9s} {'activation':>11s} "
+    click.echo(f"{'group':8s} {'limit':>6s} {'tasks':>6s} {metric:>9s} {'activation':>11s} "
                f"{'max act.':>9s}")
     for s in summary_rows(rows):
-        click.echo(f"{s['group']:8s} {s['limit']:6.0%} {s['tasks']:6d} {s['accuracy']:9.3f} "
+        click.echo(f"{s['group']:8s} {s['limit']:6.0%} {s['tasks']:6d} {s[s['metric']]:9.3f} "
                    f"{s['activation_ratio']:11.3f} {s['max_activation_ratio']:9.3f}")

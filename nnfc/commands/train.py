@@ -37,8 +37,9 @@ def train(config_path: str, out: str, resume: bool, checkpoint_dir: str | None,
     if root is not None:
         from nnfc.bundle import read_bundle
         metrics = read_bundle(root).manifest["training"]["metrics"]
+        metric = metrics.get("metric", "accuracy")
         click.echo(f"wrote factory bundle {root}")
         for group in ("seen", "unseen"):
             for limit, m in metrics.get(group, {}).items():
-                click.echo(f"  {group:6s} limit {float(limit):5.0%}: accuracy "
-                           f"{m['accuracy']:.3f}, activation {m['activation_ratio']:.3f}")
+                click.echo(f"  {group:6s} limit {float(limit):5.0%}: {metric} "
+                           f"{m[metric]:.3f}, activation {m['activation_ratio']:.3f}")

@@ -199,19 +199,27 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
 
 def _equivalence(bundle: Bundle, supernet: onnx.ModelProto, gates: dict, target, artifact
                  ) -> float:
-    """Largest |difference| between the artifact and the gated supernet on one random input."""
+    """Largest |difference| between the artifact and the gated supernet on one random input,
+    over every graph output (compared in order, shapes must agree)."""
     from nnfc.targets.onnxruntime import open_session
     session = open_session(supernet.SerializeToString())
     main = next(i for i in session.get_inputs() if not i.name.startswith("gate."))
     shape = [d if isinstance(d, int) else 1 for d in main.shape]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     feeds = {main.name: x, **{k: np.asarray(v, np.float32) for k, v in gates.items()}}
-    want = session.run(None, feeds)[0]
-    got = target.run(artifact, {main.name: x})[0]
-    if np.shape(got) != np.shape(want):
-        raise NnfcError(f"the artifact's output shape {np.shape(got)} differs from the "
-                        f"supernet's {np.shape(want)}")
-    return float(np.max(np.abs(np.asarray(got, np.float64) - want)))
+    names = [o.name for o in session.get_outputs()]
+    wants = session.run(None, feeds)
+    gots = target.run(artifact, {main.name: x})
+    if len(gots) != len(wants):
+        raise NnfcError(f"the artifact has {len(gots)} output(s), the supernet {len(wants)} "
+                        f"({', '.join(names)})")
+    diff = 0.0
+    for name, got, want in zip(names, gots, wants):
+        if np.shape(got) != np.shape(want):
+            raise NnfcError(f"the artifact's output {name} has shape {np.shape(got)}, the "
+                            f"supernet's {np.shape(want)}")
+        diff = max(diff, float(np.max(np.abs(np.asarray(got, np.float64) - want), initial=0.0)))
+    return diff
 
 
 def _measured(bench, mem: float) -> dict[str, Any]:

@@ -32,11 +32,31 @@ def register_family(name: str, target: str) -> None:
 
 
 def family_from_manifest(manifest: Mapping[str, Any]) -> TaskFamily:
-    """Rebuild a bundle's family (same data source and split) from its ``task_family`` section."""
+    """Rebuild a bundle's family (same data source and split) from its ``task_family`` section;
+    bundles written before the section had ``config`` are rebuilt from the training config's
+    ``[task]`` table."""
     info = manifest.get("task_family") or {}
-    cls = family_class(str(info.get("family")))
-    return cls.from_config(info.get("config") or {})
+    config = info.get("config")
+    if config is None:
+        training_task = (manifest.get("training") or {}).get("config", {}).get("task") or {}
+        config = dict(training_task)
+        config.setdefault("family", info.get("family"))
+        info = {"family": info.get("family") or config.get("family")}
+    return family_class(str(info.get("family"))).from_config(config)
+
+
+def task_config(section: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
+    """A training config's ``[task]`` table completed with the family's defaults (``family``
+    first, default ``numvqa``); unknown keys are one clear error."""
+    section = dict(section)
+    name = str(section.pop("family", "numvqa"))
+    defaults = dict(getattr(family_class(name), "config_defaults", {}))
+    bad = set(section) - set(defaults)
+    if bad:
+        raise NnfcError(f"{where}: unknown key(s) in [task] for family {name}: "
+                        f"{', '.join(sorted(bad))}; known: family, {', '.join(defaults)}")
+    return {"family": name, **defaults, **section}
 
 
 __all__ = ["FAMILIES", "Batch", "RunFn", "Task", "TaskFamily", "TrainingFamily", "family_class",
-           "family_from_manifest", "register_family"]
+           "family_from_manifest", "register_family", "task_config"]

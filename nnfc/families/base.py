@@ -37,6 +37,9 @@ class TaskFamily(Protocol):
     name: ClassVar[str]
     #: Name of the metric :meth:`evaluate` returns ("accuracy", "map50").
     metric: ClassVar[str]
+    #: The family's keys of a training config's ``[task]`` table with their defaults (besides
+    #: ``family``); the config reader fills missing keys from it and rejects unknown ones.
+    config_defaults: ClassVar[Mapping[str, Any]]
     #: Ordered attribute vocabulary (the assembler's multi-hot axis).
     attributes: tuple[str, ...]
     #: Tasks trained on, and held-out attribute combinations never trained on.
@@ -55,7 +58,10 @@ class TaskFamily(Protocol):
     def batch(self, tasks: Sequence[Task], n_per_task: int, split: str,
               rng: np.random.Generator, augment: bool = False) -> Batch:
         """``n_per_task`` samples per task from ``split`` ("train" | "test"), deterministic for
-        ``rng``; ``augment`` turns on training-time augmentation."""
+        ``rng``; ``augment`` turns on training-time augmentation (configured by the family's
+        ``[task]`` keys). Rows are grouped by task: ``batch["task"]`` indexes ``tasks``; every
+        other entry has the samples on axis 0 (the trainer slices batches with an index array:
+        nested lists are indexed per sample)."""
 
     def output_spec(self) -> list[dict[str, Any]]:
         """The supernet's raw graph outputs in order: ``[{"name", "shape", ...}]`` (batch 1),
@@ -63,7 +69,9 @@ class TaskFamily(Protocol):
 
     def evaluate(self, task: Task, run: RunFn, samples: int, seed: int = 2024) -> float:
         """The family's metric (``metric``) for ``task`` on ``samples`` test samples drawn
-        deterministically from ``seed`` and the task, with ``run`` giving the raw outputs."""
+        deterministically from ``seed`` and the task, with ``run`` giving the raw outputs by
+        the names of :meth:`output_spec` (ONNX Runtime on a pruned model, or torch in training).
+        """
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "TaskFamily":
@@ -81,8 +89,14 @@ class TrainingFamily(Protocol):
 
     def build_head(self, feature_channels: Sequence[int], config: Mapping[str, Any]):
         """A ``torch.nn.Module`` ``head(features: list[Tensor], gates) -> dict[str, Tensor]``
-        whose keys and order are :meth:`TaskFamily.output_spec`'s names. Gated head convs use
-        ``nnfc.training.gating.Gate`` like the backbone's."""
+        whose keys and order are :meth:`TaskFamily.output_spec`'s names. ``features`` and
+        ``feature_channels`` come from the backbone (``GatedSupernet.features`` /
+        ``feature_channels``: finest scale first, last = deepest); ``config`` is the training
+        config's ``[head]`` table. Gated head convs use ``nnfc.training.gating.Gate`` like the
+        backbone's (with ``GATED_PARAMS`` on their module); their gate layers join the model's
+        ``gate_layers()`` after the backbone's."""
 
     def loss(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]):
-        """Scalar task loss (torch) of the head's outputs against the batch's targets."""
+        """Scalar task loss (torch) of the head's outputs against the batch's targets (the
+        batch as :meth:`TaskFamily.batch` made it, numpy arrays turned into tensors on the
+        model's device; other entries as they were)."""

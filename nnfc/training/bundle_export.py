@@ -12,7 +12,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import onnx
 import torch
@@ -20,7 +20,8 @@ from safetensors.torch import save_file
 
 from nnfc.bundle import ASSEMBLER, SUPERNET, WEIGHTS, Bundle, write_bundle
 from nnfc.training.assembler import Assembler, _ExportAssembler
-from nnfc.training.export import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_supernet, save_model_atomic
+from nnfc.families.base import TaskFamily
+from nnfc.training.export import DEFAULT_OPSET, INPUT_NAME, export_supernet, save_model_atomic
 from nnfc.training.gating import GatedSupernet
 
 ASSEMBLER_WEIGHTS = "assembler.safetensors"
@@ -54,15 +55,22 @@ def export_assembler(assembler: Assembler, path: str | os.PathLike,
 
 
 def export_factory(root: str | os.PathLike, supernet: GatedSupernet, assembler: Assembler,
-                   *, image_shape: Sequence[int], attributes: Sequence[str],
-                   seen: Sequence[Sequence[str]], unseen: Sequence[Sequence[str]],
-                   task_info: dict[str, Any], training: dict[str, Any],
+                   family: TaskFamily, *, training: dict[str, Any],
                    opset: int = DEFAULT_OPSET) -> Bundle:
-    """Export both networks and write the bundle at ``root`` atomically."""
+    """Export both networks and write the bundle at ``root`` atomically. The manifest's
+    ``output`` is the family's ``output_spec()`` (the supernet's graph outputs, in order) and
+    ``task_family`` its ``manifest_info()``."""
     supernet, assembler = supernet.cpu(), assembler.cpu()
+    image_shape = family.image_shape
+    task_info = family.manifest_info()
+    spec = family.output_spec()
     with tempfile.TemporaryDirectory(prefix="nnfc-export-") as tmp:
         tmp = Path(tmp)
-        export_supernet(supernet, tmp / SUPERNET, (1, *image_shape), opset=opset)
+        model = export_supernet(supernet, tmp / SUPERNET, (1, *image_shape), opset=opset)
+        names = [o.name for o in model.graph.output]
+        if names != [o["name"] for o in spec]:
+            raise ValueError(f"the supernet's outputs {names} differ from the family's output "
+                             f"spec {[o['name'] for o in spec]}")
         export_assembler(assembler, tmp / ASSEMBLER, opset=opset)
         save_file({k: v.detach().contiguous() for k, v in supernet.state_dict().items()},
                   str(tmp / WEIGHTS))
@@ -73,9 +81,10 @@ def export_factory(root: str | os.PathLike, supernet: GatedSupernet, assembler: 
             "backbone": {"family": supernet.family, "config": supernet.config},
             "input": {"name": INPUT_NAME, "shape": [1, *image_shape], "dtype": "float32",
                       "preprocessing": task_info.get("preprocessing", "")},
-            "output": {"name": OUTPUT_NAME, "shape": [1, 2], "classes": ["no", "yes"]},
-            "attributes": list(attributes),
-            "tasks": {"seen": [list(t) for t in seen], "unseen": [list(t) for t in unseen]},
+            "output": spec,
+            "attributes": list(family.attributes),
+            "tasks": {"seen": [list(t) for t in family.seen_tasks],
+                      "unseen": [list(t) for t in family.unseen_tasks]},
             "task_family": task_info,
             "gate_layers": [g.to_json() for g in layers],
             "limit_encoding": {

@@ -3,8 +3,10 @@
 Sections (all optional except ``[backbone] family``)::
 
     seed = 0
-    [task]      family, mnist_dir, test_fraction, split_seed, unseen, seen (lists of attribute lists)
-    [backbone]  family or preset + its keyword arguments (in_channels/num_classes are filled in)
+    [task]      family (default numvqa) + that task family's keys (its ``config_defaults``, e.g.
+                numvqa: mnist_dir, test_fraction, split_seed, unseen, seen, augment_*)
+    [backbone]  family or preset + its keyword arguments (in_channels is filled in)
+    [head]      the task family's head keyword arguments (see ``nnfc.training.heads``)
     [assembler] hidden, depth, gater_hidden, experts, limit_dim, limit_scale, init_bias,
                 cap_at_limit
     [train]     epochs, samples_per_epoch, batch_size, optimizer, lr, momentum, weight_decay,
@@ -24,16 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nnfc.errors import NnfcError
-
-
-@dataclass
-class TaskConfig:
-    family: str = "numvqa"
-    mnist_dir: str = ""  # empty: scikit-learn's bundled digits
-    test_fraction: float = 0.25
-    split_seed: int = 0
-    unseen: list[list[str]] | None = None  # None: the family's fixed unseen list
-    seen: list[list[str]] | None = None  # None: every task of the family that is not unseen
+from nnfc.families import task_config
 
 
 @dataclass
@@ -65,10 +58,6 @@ class TrainConfig:
     limit_min: float = 0.01
     limit_max: float = 1.0
     limit_sampling: str = "uniform"  # uniform | loguniform
-    # training augmentation: random affine jitter per digit tile (0 = off)
-    augment_shift: float = 0.0  # pixels per axis
-    augment_rotate: float = 0.0  # degrees
-    augment_scale: float = 0.0  # zoom in [1 - s, 1 + s]
     hard_fraction: float = 0.5  # SemHash: share of samples using discrete (straight-through) gates
     eval_per_task: int = 100  # test samples per task for the metrics in the manifest
     eval_limits: list[float] = field(default_factory=lambda: [0.03, 0.05, 0.1, 0.25, 1.0])
@@ -85,7 +74,10 @@ class ExportConfig:
 class FactoryConfig:
     backbone: dict[str, Any]
     seed: int = 0
-    task: TaskConfig = field(default_factory=TaskConfig)
+    #: the task family's [task] table, completed with its defaults (see families.task_config)
+    task: dict[str, Any] = field(default_factory=lambda: task_config({}))
+    #: the task family's [head] keyword arguments
+    head: dict[str, Any] = field(default_factory=dict)
     assembler: AssemblerConfig = field(default_factory=AssemblerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
@@ -94,17 +86,18 @@ class FactoryConfig:
         return asdict(self)
 
 
-_SECTIONS = {"task": TaskConfig, "assembler": AssemblerConfig, "train": TrainConfig,
-             "export": ExportConfig}
+_SECTIONS = {"assembler": AssemblerConfig, "train": TrainConfig, "export": ExportConfig}
+#: before task families had their own [task] keys, the digit jitter lived in [train]
+_LEGACY_TRAIN_TO_TASK = ("augment_shift", "augment_rotate", "augment_scale")
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> FactoryConfig:
     """Build and validate a FactoryConfig from parsed TOML/JSON."""
     data = dict(data)
-    unknown = set(data) - set(_SECTIONS) - {"backbone", "seed"}
+    unknown = set(data) - set(_SECTIONS) - {"backbone", "seed", "task", "head"}
     if unknown:
         raise NnfcError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                        f"known: seed, backbone, {', '.join(_SECTIONS)}")
+                        f"known: seed, task, backbone, head, {', '.join(_SECTIONS)}")
     backbone = data.get("backbone")
     if not isinstance(backbone, dict) or "family" not in backbone:
         raise NnfcError(f"{where}: [backbone] with a 'family' (resnet, vit, mobilenet or a "
@@ -114,6 +107,16 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> FactoryConf
         if not isinstance(data["seed"], int):
             raise NnfcError(f"{where}: seed must be an integer")
         kwargs["seed"] = data["seed"]
+    for name in ("task", "head", "train"):
+        if not isinstance(data.get(name, {}), dict):
+            raise NnfcError(f"{where}: [{name}] must be a table")
+    task, train = dict(data.get("task") or {}), dict(data.get("train") or {})
+    for key in _LEGACY_TRAIN_TO_TASK:
+        if key in train:
+            task.setdefault(key, train.pop(key))
+    data["train"] = train
+    kwargs["task"] = task_config(task, where)
+    kwargs["head"] = dict(data.get("head") or {})
     for name, cls in _SECTIONS.items():
         section = data.get(name, {})
         if not isinstance(section, dict):
@@ -144,14 +147,11 @@ def _validate(cfg: FactoryConfig, where: str) -> None:
         (t.gate_loss in ("absolute", "relative"),
          "train.gate_loss must be 'absolute' or 'relative'"),
         (0 <= t.hard_fraction <= 1, "train.hard_fraction must be in [0, 1]"),
-        (t.augment_shift >= 0 and t.augment_rotate >= 0 and 0 <= t.augment_scale < 1,
-         "train.augment_shift/augment_rotate must be >= 0 and augment_scale in [0, 1)"),
         (t.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
         (all(0 < x <= 1 for x in t.eval_limits), "train.eval_limits must lie in (0, 1]"),
         (cfg.assembler.experts >= 1, "assembler.experts must be >= 1"),
         (cfg.assembler.limit_dim >= 2 and cfg.assembler.limit_dim % 2 == 0,
          "assembler.limit_dim must be even and >= 2"),
-        (0 < cfg.task.test_fraction < 1, "task.test_fraction must be in (0, 1)"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -56,8 +56,22 @@ class Gate(nn.Module):
         return x * g.reshape(g.shape[0], -1, 1, 1)
 
 
+def global_pool(feature: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C] (mean over space); [B, C] unchanged."""
+    if feature.dim() == 4:
+        return torch.flatten(torch.mean(feature, dim=(2, 3), keepdim=True), 1)
+    return feature
+
+
 class GatedSupernet(nn.Module):
-    """Base class of every gated backbone: ``forward(x, gates)`` and the ordered gate layers."""
+    """Base class of every gated network: ``forward(x, gates)`` and the ordered gate layers.
+
+    A backbone also gives its gated features: ``feature_channels()`` and
+    ``features(x, gates) -> list[Tensor]`` (finest scale first; the last is the deepest), which a
+    task family's head turns into its named outputs (``nnfc.training.model.FamilyModel``). Built
+    with ``num_classes``, a backbone's ``forward`` is a plain classifier over its last feature
+    (the presets the pass tests and benchmarks use).
+    """
 
     #: Backbone family name written to the manifest ("resnet", "mobilenet", "vit").
     family: str = ""
@@ -65,6 +79,21 @@ class GatedSupernet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.config: dict = {}
+
+    def feature_channels(self) -> list[int]:
+        """Channels of each tensor :meth:`features` returns."""
+        raise NotImplementedError
+
+    def features(self, x: torch.Tensor, gates: Gates | None = None) -> list[torch.Tensor]:
+        """The gated feature maps (or final feature) for a head."""
+        raise NotImplementedError
+
+    def classify(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The built-in classifier (``num_classes``): global mean pool of the last feature + fc."""
+        return self.fc(global_pool(features[-1]))
+
+    def forward(self, x: torch.Tensor, gates: Gates | None = None) -> torch.Tensor:
+        return self.classify(self.features(x, gates))
 
     def gate_layers(self) -> list[GateLayer]:
         """Gate layers in forward order (the order of the supernet's gate inputs)."""

@@ -71,7 +71,13 @@ class InvertedResidual(nn.Module):
 
 
 class GatedMobileNet(GatedSupernet):
-    """MobileNetV2-style supernet. ``setting`` rows are (t, c, n, s); ``width_mult`` scales c."""
+    """MobileNetV2-style supernet. ``setting`` rows are (t, c, n, s); ``width_mult`` scales c.
+
+    ``features`` are the last block's output at each resolution, then the final 1x1 conv's
+    (``last_width``; 0 leaves that conv out and ends at the last block); ``num_classes`` adds a
+    classifier (global mean pool + ``fc``) as ``forward``, ``None`` leaves the features to a task
+    family's head.
+    """
 
     family = "mobilenet"
 
@@ -80,7 +86,7 @@ class GatedMobileNet(GatedSupernet):
         setting: tuple[tuple[int, int, int, int], ...] = MOBILENET_V2,
         width_mult: float = 1.0,
         in_channels: int = 3,
-        num_classes: int = 1000,
+        num_classes: int | None = 1000,
         stem_width: int = 32,
         stem_stride: int = 2,
         last_width: int = 1280,
@@ -96,21 +102,38 @@ class GatedMobileNet(GatedSupernet):
         self.stem = nn.Sequential(nn.Conv2d(in_channels, cin, 3, stem_stride, 1, bias=False),
                                   nn.BatchNorm2d(cin), _act(act))
         blocks: list[nn.Module] = []
+        strides: list[int] = []
         for t, c, n, s in setting:
             cout = _round(c * width_mult)
             for i in range(n):
                 blocks.append(InvertedResidual(f"blocks.{len(blocks)}", cin, cout,
                                                s if i == 0 else 1, t, act, se_ratio))
+                strides.append(s if i == 0 else 1)
                 cin = cout
         self.blocks = nn.ModuleList(blocks)
-        last = _round(last_width * max(1.0, width_mult))
-        self.head = nn.Sequential(nn.Conv2d(cin, last, 1, bias=False), nn.BatchNorm2d(last),
-                                  _act(act))
-        self.fc = nn.Linear(last, num_classes)
+        # a feature wherever the next block downsamples, and after the last block
+        self._taps = [i for i in range(len(blocks))
+                      if i == len(blocks) - 1 or strides[i + 1] > 1]
+        self._channels = [blocks[i].project[1].num_features for i in self._taps]
+        self.head = None
+        if last_width:
+            last = _round(last_width * max(1.0, width_mult))
+            self.head = nn.Sequential(nn.Conv2d(cin, last, 1, bias=False),
+                                      nn.BatchNorm2d(last), _act(act))
+            self._channels.append(last)
+        if num_classes:
+            self.fc = nn.Linear(self._channels[-1], num_classes)
 
-    def forward(self, x: torch.Tensor, gates: Gates | None = None) -> torch.Tensor:
+    def feature_channels(self) -> list[int]:
+        return list(self._channels)
+
+    def features(self, x: torch.Tensor, gates: Gates | None = None) -> list[torch.Tensor]:
         x = self.stem(x)
-        for blk in self.blocks:
+        out = []
+        for i, blk in enumerate(self.blocks):
             x = blk(x, gates)
-        x = self.head(x)
-        return self.fc(torch.flatten(torch.mean(x, dim=(2, 3), keepdim=True), 1))
+            if i in self._taps:
+                out.append(x)
+        if self.head is not None:
+            out.append(self.head(x))
+        return out

@@ -70,6 +70,9 @@ class GatedResNet(GatedSupernet):
 
     ``depths``/``widths`` per stage; ``block`` "basic" or "bottleneck"; ``stem`` "imagenet"
     (7x7/2 + maxpool, for 224² inputs) or "small" (3x3/1, for 28-64 px inputs).
+    ``features`` are the outputs of the stages (strides 1/2/4… of the stem's output);
+    ``num_classes`` adds a classifier (global mean pool + ``fc``) as ``forward``; ``None``
+    leaves the features to a task family's head.
     """
 
     family = "resnet"
@@ -80,7 +83,7 @@ class GatedResNet(GatedSupernet):
         widths: tuple[int, ...] = (64, 128, 256, 512),
         block: str = "basic",
         in_channels: int = 3,
-        num_classes: int = 1000,
+        num_classes: int | None = 1000,
         stem: str = "imagenet",
         stem_width: int | None = None,
     ):
@@ -99,17 +102,29 @@ class GatedResNet(GatedSupernet):
         else:
             raise ValueError(f"unknown stem {stem!r} (imagenet, small)")
         blocks: list[nn.Module] = []
+        self._stage_ends: list[int] = []  # index of each stage's last block
+        self._channels: list[int] = []
         cin = stem_width
         for stage, (depth, width) in enumerate(zip(depths, widths), start=1):
             for i in range(depth):
                 stride = 2 if (i == 0 and stage > 1) else 1
                 blocks.append(block_cls(f"layer{stage}.{i}", cin, width, stride))
                 cin = width * block_cls.expansion
+            if depth:
+                self._stage_ends.append(len(blocks) - 1)
+                self._channels.append(cin)
         self.blocks = nn.ModuleList(blocks)
-        self.fc = nn.Linear(cin, num_classes)
+        if num_classes:
+            self.fc = nn.Linear(cin, num_classes)
 
-    def forward(self, x: torch.Tensor, gates: Gates | None = None) -> torch.Tensor:
+    def feature_channels(self) -> list[int]:
+        return list(self._channels)
+
+    def features(self, x: torch.Tensor, gates: Gates | None = None) -> list[torch.Tensor]:
         x = self.stem(x)
-        for blk in self.blocks:
+        out = []
+        for i, blk in enumerate(self.blocks):
             x = blk(x, gates)
-        return self.fc(torch.flatten(torch.mean(x, dim=(2, 3), keepdim=True), 1))
+            if i in self._stage_ends:
+                out.append(x)
+        return out

@@ -1,7 +1,8 @@
 """Joint training of a gated supernet and its assembler (NN-Factory §3.3–3.4).
 
-Every step draws samples ``(task, limit, x, y)`` mixed across tasks and limits:
-``loss = CE(y, supernet(x, gates)) + λ · GL(ratio, limit)`` with ``gates = Assembler(task, limit)``
+Every step draws samples ``(task, limit, batch)`` mixed across tasks and limits from the task
+family (``family.batch``): ``loss = L(model(x, gates), batch) + λ · GL(ratio, limit)`` with the
+family's task loss ``L`` (``TrainingFamily.loss``), ``gates = Assembler(task, limit)``
 (improved SemHash in training) and ``GL = mean(relu(ratio − limit)²)``; ``ratio`` is the per-sample
 share of active gate entries over all gate layers, computed on the discrete (straight-through)
 gates so that the penalty tracks the ratio the pruned model will have.
@@ -25,19 +26,19 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from nnfc.errors import NnfcError
+from nnfc.families import family_class
 from nnfc.training.assembler import Assembler, active_ratio, gate_loss
 from nnfc.training.backbones import build_backbone
 from nnfc.training.checkpoint import load_checkpoint, save_checkpoint
 from nnfc.training.config import FactoryConfig, config_from_dict
 from nnfc.training.gating import GatedSupernet
+from nnfc.training.heads import training_family
+from nnfc.training.model import FamilyModel
 from nnfc.training.semhash import semhash, straight_through
-from nnfc.training.tasks import FAMILIES
-from nnfc.training.tasks.augment import TileJitter
 
 
 class FactoryNet(nn.Module):
@@ -49,8 +50,9 @@ class FactoryNet(nn.Module):
         self.hard_fraction = hard_fraction
 
     def forward(self, x: torch.Tensor, task: torch.Tensor,
-                limit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits [B,2] and per-sample discrete active ratio [B] (straight-through gradient)."""
+                limit: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The model's named outputs and the per-sample discrete active ratio [B]
+        (straight-through gradient)."""
         layers = self.assembler.layers
         scores = self.assembler.scores(task, limit)
         gates = {l.name: semhash(v, self.training, hard_fraction=self.hard_fraction)
@@ -88,26 +90,28 @@ def _pick_device(name: str) -> torch.device:
 
 
 def build_task_family(cfg: FactoryConfig):
-    """The task family object a config names."""
-    t = cfg.task
-    if t.family not in FAMILIES:
-        raise NnfcError(f"unknown task family {t.family!r}; known: {', '.join(FAMILIES)}")
-    return FAMILIES[t.family](mnist_dir=t.mnist_dir or None, test_fraction=t.test_fraction,
-                              split_seed=t.split_seed, unseen=t.unseen, seen=t.seen)
+    """The task family object a config's ``[task]`` table describes."""
+    return family_class(cfg.task["family"]).from_config(cfg.task)
 
 
-def build_models(cfg: FactoryConfig, family) -> tuple[GatedSupernet, Assembler]:
-    """Supernet (input channels / 2 classes from the task) and its assembler."""
+def build_models(cfg: FactoryConfig, family) -> tuple[FamilyModel, Assembler]:
+    """Supernet (gated backbone features + the family's head; input channels from the family)
+    and its assembler."""
     bb = dict(cfg.backbone)
     name = bb.pop("family")
     bb.setdefault("in_channels", family.image_shape[0])
-    bb.setdefault("num_classes", 2)
+    bb["num_classes"] = None  # the family's head replaces the backbone's classifier
     if name.startswith("vit") or bb.get("image_size"):
         bb.setdefault("image_size", family.image_shape[1])
     try:
-        supernet = build_backbone(name, **bb)
+        backbone = build_backbone(name, **bb)
     except (TypeError, ValueError) as exc:
         raise NnfcError(f"[backbone]: {exc}") from exc
+    try:
+        head = training_family(family.name).build_head(backbone.feature_channels(), cfg.head)
+    except (TypeError, ValueError) as exc:
+        raise NnfcError(f"[head]: {exc}") from exc
+    supernet = FamilyModel(backbone, head)
     a = cfg.assembler
     assembler = Assembler(len(family.attributes), supernet.gate_layers(), hidden=a.hidden,
                           depth=a.depth, gater_hidden=a.gater_hidden, experts=a.experts,
@@ -136,26 +140,31 @@ def _lr_at(cfg: FactoryConfig, progress: float) -> float:
 def evaluate(supernet: GatedSupernet, assembler: Assembler, family, tasks: Sequence[Sequence[str]],
              limits: Sequence[float], n_per_task: int, seed: int,
              device: torch.device = torch.device("cpu")) -> list[dict[str, Any]]:
-    """Accuracy and actual activation ratio per (task, limit) on the test split, discrete gates
-    (numerically what the pruned model computes)."""
+    """The family's metric (``family.evaluate``) and the actual activation ratio per
+    (task, limit) on the test split, discrete gates (numerically what the pruned model
+    computes)."""
     supernet.eval(), assembler.eval()
-    rng = np.random.default_rng([seed, 7777])
     results = []
-    for ti, task in enumerate(tasks):
-        x, _, y = family.sample([task], n_per_task, "test", rng)
-        xt = torch.from_numpy(x).to(device)
+    for task in tasks:
         enc = torch.from_numpy(family.encode([task])).to(device)
         for limit in limits:
             gates = assembler(enc, torch.tensor([float(limit)], device=device))
             ratio = float(active_ratio(gates, assembler.layers)[0])
-            pred = supernet(xt, {k: v[0] for k, v in gates.items()}).argmax(1).cpu().numpy()
-            results.append({"task": list(task), "limit": float(limit),
-                            "accuracy": float((pred == y).mean()), "activation_ratio": ratio})
+            one = {k: v[0] for k, v in gates.items()}
+
+            def run(x: np.ndarray) -> dict[str, np.ndarray]:
+                out = supernet(torch.from_numpy(x).to(device), one)
+                return {k: v.cpu().numpy() for k, v in out.items()}
+
+            value = family.evaluate(tuple(task), run, n_per_task, seed)
+            results.append({"task": list(task), "limit": float(limit), family.metric: value,
+                            "activation_ratio": ratio})
     return results
 
 
-def summarize(results: list[dict[str, Any]], seen: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """Mean accuracy / ratio per limit for seen and unseen tasks."""
+def summarize(results: list[dict[str, Any]], seen: Sequence[Sequence[str]],
+              metric: str = "accuracy") -> dict[str, Any]:
+    """Mean metric / ratio per limit for seen and unseen tasks."""
     seen_set = {tuple(t) for t in seen}
     out: dict[str, Any] = {}
     for group in ("seen", "unseen"):
@@ -163,7 +172,7 @@ def summarize(results: list[dict[str, Any]], seen: Sequence[Sequence[str]]) -> d
         per = {}
         for limit in sorted({r["limit"] for r in rows}):
             rs = [r for r in rows if r["limit"] == limit]
-            per[f"{limit:g}"] = {"accuracy": round(float(np.mean([r["accuracy"] for r in rs])), 4),
+            per[f"{limit:g}"] = {metric: round(float(np.mean([r[metric] for r in rs])), 4),
                                  "activation_ratio": round(float(np.mean(
                                      [r["activation_ratio"] for r in rs])), 4),
                                  "tasks": len(rs)}
@@ -198,6 +207,7 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
     t = cfg.train
     torch.manual_seed(cfg.seed)
     family = build_task_family(cfg)
+    trainer_half = training_family(family.name)
     supernet, assembler = build_models(cfg, family)
     net = FactoryNet(supernet, assembler, t.hard_fraction).to(device)
     if t.optimizer == "sgd":
@@ -227,16 +237,16 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
     steps = (per_task * len(seen)) // (t.batch_size * di.world)
     if steps < 1:
         raise NnfcError("train.samples_per_epoch is too small for batch_size x processes")
-    jitter = TileJitter(t.augment_shift, t.augment_rotate, t.augment_scale)
     t0 = time.time()
     for epoch in range(start_epoch, t.epochs):
         rng = np.random.default_rng([cfg.seed, epoch])
-        x_all, tid_all, y_all = family.sample(seen, per_task, "train", rng, jitter=jitter)
-        lim_all = sample_limits(cfg, len(y_all), rng)
-        order = rng.permutation(len(y_all))[di.rank::di.world][: steps * t.batch_size]
+        data = family.batch(seen, per_task, "train", rng, augment=True)
+        n_all = len(data["task"])
+        lim_all = sample_limits(cfg, n_all, rng)
+        order = rng.permutation(n_all)[di.rank::di.world][: steps * t.batch_size]
         torch.manual_seed(cfg.seed * 100003 + epoch * 101 + di.rank)
         model.train()
-        sums = np.zeros(4)  # loss, correct, ratio, count
+        sums = np.zeros(3)  # loss, ratio, count
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{t.epochs}", disable=not (progress and di.main),
                    leave=True, dynamic_ncols=True)
         for step in bar:
@@ -244,12 +254,11 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
             lr = _lr_at(cfg, epoch + step / steps)
             for group in opt.param_groups:
                 group["lr"] = lr
-            x = torch.from_numpy(x_all[idx]).to(device)
-            y = torch.from_numpy(y_all[idx]).to(device)
-            task = task_enc[tid_all[idx]].to(device)
+            batch = _slice_batch(data, idx, device)
+            task = task_enc[data["task"][idx]].to(device)
             limit = torch.from_numpy(lim_all[idx]).to(device)
-            logits, ratio = model(x, task, limit)
-            task_loss = F.cross_entropy(logits, y)
+            outputs, ratio = model(batch["image"], task, limit)
+            task_loss = trainer_half.loss(outputs, batch)
             lam = t.lambda_gate * min(1.0, (epoch + step / steps) / t.gate_warmup_epochs) \
                 if t.gate_warmup_epochs > 0 else t.lambda_gate
             target = torch.clamp(limit - t.limit_margin, min=1e-3)
@@ -258,18 +267,16 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
             loss.backward()
             opt.step()
             n = len(idx)
-            sums += [float(loss.detach()) * n, float((logits.argmax(1) == y).sum()),
-                     float((ratio - limit).detach().mean()) * n, n]
-            bar.set_postfix(loss=f"{sums[0] / sums[3]:.3f}", acc=f"{sums[1] / sums[3]:.3f}",
-                            over=f"{sums[2] / sums[3]:+.3f}", lr=f"{lr:.3g}", refresh=False)
+            sums += [float(loss.detach()) * n, float((ratio - limit).detach().mean()) * n, n]
+            bar.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", over=f"{sums[1] / sums[2]:+.3f}",
+                            lr=f"{lr:.3g}", refresh=False)
         bar.close()
         if di.world > 1:
             tot = torch.tensor(sums, dtype=torch.float64, device=device)
             dist.all_reduce(tot)
             sums = tot.cpu().numpy()
-        row = {"epoch": epoch + 1, "loss": round(sums[0] / sums[3], 4),
-               "train_accuracy": round(sums[1] / sums[3], 4),
-               "ratio_minus_limit": round(sums[2] / sums[3], 4),
+        row = {"epoch": epoch + 1, "loss": round(sums[0] / sums[2], 4),
+               "ratio_minus_limit": round(sums[1] / sums[2], 4),
                "elapsed_s": round(time.time() - t0, 1)}
         history.append(row)
         if di.main:
@@ -299,15 +306,12 @@ def finish_factory(cfg: FactoryConfig, family, supernet: GatedSupernet, assemble
     seen = family.seen_tasks
     results = evaluate(supernet, assembler, family, seen + family.unseen_tasks, t.eval_limits,
                        t.eval_per_task, cfg.seed)
-    metrics = summarize(results, seen)
+    metrics = summarize(results, seen, family.metric)
+    metrics["metric"] = family.metric
     metrics["history"] = history
     from nnfc.training.bundle_export import export_factory  # ONNX export needs onnxscript
     bundle = export_factory(
-        out, supernet, assembler, image_shape=family.image_shape,
-        attributes=family.attributes, seen=seen, unseen=family.unseen_tasks,
-        task_info={"family": family.name, "source": family.source,
-                   "preprocessing": "four digits in a 2x2 grid, grey values scaled to [0, 1], "
-                                    "one channel"},
+        out, supernet, assembler, family,
         training={"config": cfg.to_dict(), "seed": cfg.seed, "metrics": metrics,
                   **(extra or {})},
         opset=cfg.export.opset)
@@ -329,7 +333,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
         cfg = config_from_dict(training.get("config", {}), f"{src}/manifest.json")
         family = build_task_family(cfg)
         supernet, assembler = build_models(cfg, family)
-        supernet.load_state_dict(load_file(str(src / WEIGHTS)))
+        supernet.load_state_dict(legacy_state_dict(load_file(str(src / WEIGHTS)),
+                                                   supernet.family))
         assembler.load_state_dict(load_file(str(src / ASSEMBLER_WEIGHTS)))
         history = list(training.get("metrics", {}).get("history", []))
         return finish_factory(cfg, family, supernet, assembler, out, history,
@@ -347,3 +352,26 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
     load_checkpoint(checkpoint, net)
     return finish_factory(cfg, family, supernet, assembler, out, list(meta.get("history", [])),
                           {"from_checkpoint_epoch": int(meta["epoch"]) + 1})
+
+
+def _slice_batch(data: dict[str, Any], idx: np.ndarray, device: torch.device) -> dict[str, Any]:
+    """Rows ``idx`` of a family batch: numpy arrays as tensors on ``device``, lists per row."""
+    out: dict[str, Any] = {}
+    for key, val in data.items():
+        if isinstance(val, np.ndarray):
+            out[key] = torch.from_numpy(np.ascontiguousarray(val[idx])).to(device)
+        elif isinstance(val, (list, tuple)):
+            out[key] = [val[i] for i in idx]
+        else:
+            out[key] = val
+    return out
+
+
+def legacy_state_dict(state: dict[str, torch.Tensor], backbone: str) -> dict[str, torch.Tensor]:
+    """Weights saved before backbones and heads were split (a classifier inside the backbone:
+    ``fc.*``, ViT ``head.*``) renamed to ``backbone.*`` / ``head.fc.*``; newer ones unchanged."""
+    if any(k.startswith("backbone.") for k in state):
+        return state
+    classifier = "head." if backbone == "vit" else "fc."
+    return {("head.fc." + k[len(classifier):] if k.startswith(classifier) else "backbone." + k): v
+            for k, v in state.items()}

@@ -55,7 +55,11 @@ class Block(nn.Module):
 
 
 class GatedViT(GatedSupernet):
-    """ViT with a class token; ``image_size`` must be a multiple of ``patch``."""
+    """ViT with a class token; ``image_size`` must be a multiple of ``patch``.
+
+    ``features`` is the normalised class token [B, dim]; ``num_classes`` adds a linear
+    classifier (``head``) as ``forward``, ``None`` leaves the feature to a task family's head.
+    """
 
     family = "vit"
 
@@ -64,7 +68,7 @@ class GatedViT(GatedSupernet):
         image_size: int = 224,
         patch: int = 16,
         in_channels: int = 3,
-        num_classes: int = 1000,
+        num_classes: int | None = 1000,
         dim: int = 384,
         depth: int = 12,
         heads: int = 6,
@@ -83,11 +87,19 @@ class GatedViT(GatedSupernet):
         self.blocks = nn.ModuleList(Block(f"blocks.{i}", dim, heads, mlp_ratio)
                                     for i in range(depth))
         self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, num_classes)
+        self._dim = dim
+        if num_classes:
+            self.head = nn.Linear(dim, num_classes)
 
-    def forward(self, x: torch.Tensor, gates: Gates | None = None) -> torch.Tensor:
+    def feature_channels(self) -> list[int]:
+        return [self._dim]
+
+    def features(self, x: torch.Tensor, gates: Gates | None = None) -> list[torch.Tensor]:
         x = self.patch_embed(x).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
         for blk in self.blocks:
             x = blk(x, gates)
-        return self.head(self.norm(x)[:, 0])
+        return [self.norm(x)[:, 0]]
+
+    def classify(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.head(features[-1])

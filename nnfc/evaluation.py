@@ -1,10 +1,9 @@
 """Evaluate a factory bundle without torch: assembler (ORT) -> apply_gates -> pruned model (ORT)
-on the task family's test split. Used by ``nnfc eval``."""
+-> the task family's metric (``TaskFamily.evaluate``) on its test split. Used by ``nnfc eval``."""
 
 from __future__ import annotations
 
 import hashlib
-import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
@@ -12,35 +11,37 @@ import numpy as np
 
 from nnfc.bundle import Bundle
 from nnfc.errors import NnfcError
-from nnfc.training.tasks import FAMILIES
+from nnfc.families import TaskFamily, family_from_manifest
 
 DEFAULT_LIMITS = (0.03, 0.05, 0.1, 0.25, 1.0)
 
 
 @dataclass(frozen=True)
 class EvalRow:
+    """One (task, limit): the family's metric ``metric`` = ``value`` of the pruned model."""
+
     task: list[str]
     limit: float
-    accuracy: float
+    metric: str
+    value: float
     activation_ratio: float
     seen: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {"task": self.task, "limit": self.limit, "accuracy": round(self.accuracy, 4),
-                "activation_ratio": round(self.activation_ratio, 4), "seen": self.seen}
+        """``{"task", "limit", "metric", "value", <metric>: value, "activation_ratio", "seen"}``
+        (a classification family's rows keep their ``accuracy`` key)."""
+        v = round(self.value, 4)
+        return {"task": self.task, "limit": self.limit, "metric": self.metric, "value": v,
+                self.metric: v, "activation_ratio": round(self.activation_ratio, 4),
+                "seen": self.seen}
 
 
-def task_family_of(bundle: Bundle):
+def task_family_of(bundle: Bundle) -> TaskFamily:
     """Rebuild the bundle's task family (same source and train/test split as in training)."""
-    info = bundle.manifest.get("task_family", {})
-    cfg = bundle.manifest.get("training", {}).get("config", {}).get("task", {})
-    name = info.get("family") or cfg.get("family")
-    if name not in FAMILIES:
-        raise NnfcError(f"{bundle.root}: unknown task family {name!r} in the manifest")
-    return FAMILIES[name](mnist_dir=cfg.get("mnist_dir") or None,
-                          test_fraction=cfg.get("test_fraction", 0.25),
-                          split_seed=cfg.get("split_seed", 0),
-                          unseen=bundle.tasks("unseen"), seen=bundle.tasks("seen"))
+    try:
+        return family_from_manifest(bundle.manifest)
+    except NnfcError as exc:
+        raise NnfcError(f"{bundle.root}: {exc}") from exc
 
 
 def run_assembler(bundle: Bundle, tasks: Sequence[Sequence[str]],
@@ -63,7 +64,8 @@ def activation_ratio(gates: dict[str, np.ndarray]) -> float:
 def evaluate_bundle(bundle: Bundle, tasks: Sequence[Sequence[str]], limits: Iterable[float],
                     samples: int = 200, progress: Callable[[Iterable], Iterable] = lambda x: x,
                     ) -> list[EvalRow]:
-    """Accuracy and actual activation ratio of the pruned model per (task, limit)."""
+    """The family's metric and the actual activation ratio of the pruned model per
+    (task, limit); ``samples`` test samples per task."""
     import onnx
     import onnxruntime as ort
 
@@ -82,7 +84,7 @@ def evaluate_bundle(bundle: Bundle, tasks: Sequence[Sequence[str]], limits: Iter
     gates = run_assembler(bundle, [p[0] for p in pairs], [p[1] for p in pairs])
     supernet = onnx.load(str(bundle.supernet_path))
     in_name = bundle.input_spec.get("name", "input")
-    data: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    out_names = [o["name"] for o in bundle.output_spec]
     sessions: dict[str, Any] = {}
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -96,19 +98,20 @@ def evaluate_bundle(bundle: Bundle, tasks: Sequence[Sequence[str]], limits: Iter
             pruned = apply_gates(supernet, g)
             sessions[key] = ort.InferenceSession(pruned.SerializeToString(), opts,
                                                  providers=["CPUExecutionProvider"])
-        if task not in data:
-            rng = np.random.default_rng([zlib.crc32(",".join(task).encode()), 2024])
-            x, _, y = family.sample([task], samples, "test", rng)
-            data[task] = (x, y)
-        x, y = data[task]
-        logits = sessions[key].run(None, {in_name: x})[0]
-        acc = float((logits.argmax(1) == y).mean())
-        rows.append(EvalRow(list(task), limit, acc, activation_ratio(g), task in seen))
+        session = sessions[key]
+
+        def run(x: np.ndarray, session=session) -> dict[str, np.ndarray]:
+            return dict(zip(out_names, session.run(out_names, {in_name: x})))
+
+        value = family.evaluate(task, run, samples)
+        rows.append(EvalRow(list(task), limit, family.metric, value, activation_ratio(g),
+                            task in seen))
     return rows
 
 
 def summary_rows(rows: Sequence[EvalRow]) -> list[dict[str, Any]]:
-    """Mean accuracy / activation per (seen|unseen, limit)."""
+    """Mean metric / activation per (seen|unseen, limit): ``{"group", "limit", "tasks",
+    "metric", <metric>, "activation_ratio", "max_activation_ratio"}``."""
     out = []
     for group in (True, False):
         for limit in sorted({r.limit for r in rows}):
@@ -116,7 +119,8 @@ def summary_rows(rows: Sequence[EvalRow]) -> list[dict[str, Any]]:
             if rs:
                 out.append({"group": "seen" if group else "unseen", "limit": limit,
                             "tasks": len(rs),
-                            "accuracy": float(np.mean([r.accuracy for r in rs])),
+                            "metric": rs[0].metric,
+                            rs[0].metric: float(np.mean([r.value for r in rs])),
                             "activation_ratio": float(np.mean([r.activation_ratio for r in rs])),
                             "max_activation_ratio": float(max(r.activation_ratio for r in rs))})
     return out

@@ -9,20 +9,26 @@ a "no" sample a non-satisfying one).
 Digit source: scikit-learn's bundled handwritten digits (8x8, shipped with the package, no
 download) by default, giving 16x16 images; or MNIST IDX files from a directory (28x28 digits,
 56x56 images). Source images are split once into train/test (no image in both). Numpy only.
+
+The family's ``[task]`` keys (:data:`CONFIG_DEFAULTS`): ``mnist_dir``, ``test_fraction``,
+``split_seed``, ``unseen``/``seen`` (lists of attribute lists) and the training jitter of the digit
+tiles ``augment_shift`` (pixels), ``augment_rotate`` (degrees), ``augment_scale`` (zoom ±).
+The supernet answers with one output ``logits`` [B, 2] (no, yes); the metric is accuracy.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from nnfc.errors import NnfcError
-from nnfc.training.tasks.augment import TileJitter
+from nnfc.families.augment import TileJitter
 
 QUANTIFIERS = ("has", "only-one", "only-two", "only-three", "only-four")
 TARGETS = tuple(str(d) for d in range(10)) + ("odd", "even")
@@ -34,6 +40,21 @@ UNSEEN_TASKS: tuple[tuple[str, str], ...] = (
     ("only-two", "odd"), ("has", "7"), ("only-one", "2"), ("only-three", "5"),
     ("only-four", "even"), ("only-one", "9"), ("has", "even"), ("only-two", "0"),
 )
+
+#: The ``[task]`` keys of a NumVQA training config and their defaults.
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "mnist_dir": "",  # empty: scikit-learn's bundled digits
+    "test_fraction": 0.25,
+    "split_seed": 0,
+    "unseen": None,  # None: UNSEEN_TASKS
+    "seen": None,  # None: every task that is not unseen
+    "augment_shift": 0.0,
+    "augment_rotate": 0.0,
+    "augment_scale": 0.0,
+}
+OUTPUT = "logits"
+CLASSES = ["no", "yes"]
+PREPROCESSING = "four digits in a 2x2 grid, grey values scaled to [0, 1], one channel"
 
 
 def all_tasks() -> list[tuple[str, str]]:
@@ -120,11 +141,22 @@ class NumVQA:
     """The NumVQA task family over a digit source, with a train/test split by source image."""
 
     name = "numvqa"
+    metric = "accuracy"
+    config_defaults = CONFIG_DEFAULTS
 
     def __init__(self, mnist_dir: str | os.PathLike | None = None, test_fraction: float = 0.25,
                  split_seed: int = 0, unseen: Sequence[Sequence[str]] | None = None,
-                 seen: Sequence[Sequence[str]] | None = None):
-        src = load_digit_source(mnist_dir)
+                 seen: Sequence[Sequence[str]] | None = None, jitter: TileJitter | None = None):
+        if not 0 < test_fraction < 1:
+            raise NnfcError(f"task.test_fraction {test_fraction} must be in (0, 1)")
+        self.jitter = jitter or TileJitter()
+        self._config = {"mnist_dir": str(mnist_dir or ""), "test_fraction": test_fraction,
+                        "split_seed": split_seed,
+                        "unseen": None if unseen is None else [list(t) for t in unseen],
+                        "seen": None if seen is None else [list(t) for t in seen],
+                        "augment_shift": self.jitter.shift, "augment_rotate": self.jitter.rotate,
+                        "augment_scale": self.jitter.scale}
+        src = load_digit_source(mnist_dir or None)
         self.source = src.name
         rng = np.random.default_rng(split_seed)
         order = rng.permutation(len(src.labels))
@@ -153,6 +185,45 @@ class NumVQA:
                           for s, idx in self._split.items()}
 
     attributes: tuple[str, ...] = ATTRIBUTES
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "NumVQA":
+        """From a ``[task]`` table / the manifest's ``task_family.config`` (``family`` ignored)."""
+        c = {**CONFIG_DEFAULTS, **{k: v for k, v in config.items() if k != "family"}}
+        bad = set(c) - set(CONFIG_DEFAULTS)
+        if bad:
+            raise NnfcError(f"unknown [task] key(s) for numvqa: {', '.join(sorted(bad))}; "
+                            f"known: {', '.join(CONFIG_DEFAULTS)}")
+        jitter = TileJitter(float(c["augment_shift"]), float(c["augment_rotate"]),
+                            float(c["augment_scale"]))
+        if jitter.shift < 0 or jitter.rotate < 0 or not 0 <= jitter.scale < 1:
+            raise NnfcError("task.augment_shift/augment_rotate must be >= 0 and augment_scale "
+                            "in [0, 1)")
+        return cls(mnist_dir=c["mnist_dir"] or None, test_fraction=float(c["test_fraction"]),
+                   split_seed=int(c["split_seed"]), unseen=c["unseen"], seen=c["seen"],
+                   jitter=jitter)
+
+    def manifest_info(self) -> dict[str, Any]:
+        return {"family": self.name, "config": dict(self._config), "source": self.source,
+                "preprocessing": PREPROCESSING}
+
+    def output_spec(self) -> list[dict[str, Any]]:
+        return [{"name": OUTPUT, "shape": [1, len(CLASSES)], "classes": list(CLASSES)}]
+
+    def batch(self, tasks: Sequence[Sequence[str]], n_per_task: int, split: str,
+              rng: np.random.Generator, augment: bool = False) -> dict[str, np.ndarray]:
+        """``{"image": [N,1,H,W], "task": [N], "label": [N]}`` (1 = yes), balanced per task."""
+        image, task, label = self.sample(tasks, n_per_task, split, rng,
+                                         jitter=self.jitter if augment else None)
+        return {"image": image, "task": task, "label": label}
+
+    def evaluate(self, task: Sequence[str], run, samples: int, seed: int = 2024) -> float:
+        """Accuracy of ``run``'s ``logits`` (argmax) on ``samples`` balanced test samples."""
+        task = self.parse_task(task)
+        rng = np.random.default_rng([zlib.crc32(",".join(task).encode()), seed])
+        x, _, y = self.sample([task], samples, "test", rng)
+        logits = np.asarray(run(x)[OUTPUT])
+        return float((logits.argmax(1) == y).mean())
 
     @staticmethod
     def _check(task: Sequence[str]) -> None:
