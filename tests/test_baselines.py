@@ -85,7 +85,7 @@ def test_retrain_resumes_without_redoing_epochs(bundle, tmp_path, capsys):
 @pytest.mark.parametrize("importance", ["magnitude", "taylor"])
 def test_pruning_loop_meets_budget_and_equals_gated_supernet(bundle, importance):
     from nnfc.baselines.context import open_context
-    from nnfc.baselines.pruning import Budget, prune_to_budget
+    from nnfc.baselines.pruning import Budget, gated_roots, prune_to_budget
     from nnfc.baselines.prune_tune import load_supernet
     from nnfc.baselines import task_data
 
@@ -95,27 +95,32 @@ def test_pruning_loop_meets_budget_and_equals_gated_supernet(bundle, importance)
     full_lat, full_mem = (float(v[0]) for v in ctx.predictor.predict(
         {f"gate.{g.name}": np.ones(g.size, np.float32) for g in net.gate_layers()}))
     budget = Budget(None, 0.6 * full_mem, ctx.predictor.margins)
-    x, _, y = ctx.family.sample([ctx.task], 64, "train", np.random.default_rng(0))
+    batch = task_data.rows(task_data.sample_batch(ctx.family, ctx.task, 64,
+                                                  np.random.default_rng(0)), np.arange(64))
     result = prune_to_budget(net, ctx.image_shape, ctx.predictor, budget, importance=importance,
-                             taylor_batch=lambda: (torch.from_numpy(x), torch.from_numpy(y)),
-                             loss_fn=lambda n, a, b: task_data.batch_loss(n, a, b)[0],
+                             taylor_batch=lambda: batch,
+                             loss_fn=lambda n, b: task_data.batch_loss(n, ctx.family, b),
                              progress=False)
     lat, mem = (float(v[0]) for v in ctx.predictor.predict(result.gates))
     assert budget.holds(lat, mem)
     assert not budget.holds(result.trace[-2]["latency_ms"], result.trace[-2]["memory_mb"])
     # torch-pruning removed channels: smaller weights, exactly the kept ones
     sizes = {g.name: g.size for g in net.gate_layers()}
-    assert net.blocks[0].conv1.weight.shape[0] == len(result.kept["blocks.0.conv1"]) \
-        < sizes["layer1.0.conv1"]
+    modules = dict(net.named_modules())
+    for module, (layer, size) in gated_roots(net).items():
+        assert modules[module].weight.shape[0] == len(result.kept[module]) <= size
     assert sum(map(len, result.kept.values())) < sum(sizes.values())
-    # ... and the pruned network computes what the gated supernet computes with those gates
-    xt = torch.from_numpy(ctx.family.sample([ctx.task], 16, "test",
-                                            np.random.default_rng(1))[0])
+    # ... and the pruned network computes what the gated supernet computes with those gates,
+    # on every output
+    xt = torch.from_numpy(task_data.sample_batch(ctx.family, ctx.task, 16,
+                                                 np.random.default_rng(1))["image"])
     with torch.no_grad():
         want = reference(xt, {k[len("gate."):]: torch.from_numpy(v)
                               for k, v in result.gates.items()})
         got = net.eval()(xt)
-    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+    assert list(got) == list(want) == task_data.output_names(ctx.family)
+    for name in want:
+        np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), atol=1e-5)
 
 
 def test_prune_tune_end_to_end_and_resume(bundle, tmp_path, capsys):
@@ -141,9 +146,11 @@ def test_prune_tune_end_to_end_and_resume(bundle, tmp_path, capsys):
     # the exported model is the gated subnet of the kept channels, structurally
     pruning = json.loads((tmp_path / "pt" / "pruning.json").read_text())
     assert pruning["history"] and pruning["trace"][-1]["pruned_ratio"] == c["pruned_ratio"]
-    from nnfc.baselines.pruning import gates_from_kept
-    roots = {"blocks.0.conv1": ("layer1.0.conv1", 8), "blocks.1.conv1": ("layer2.0.conv1", 16)}
-    gates = gates_from_kept(pruning["kept"], roots)
+    from nnfc.baselines.context import open_context
+    from nnfc.baselines.prune_tune import load_supernet
+    from nnfc.baselines.pruning import gated_roots, gates_from_kept
+    ctx = open_context(bundle, ["has", "0"], "desktop")
+    gates = gates_from_kept(pruning["kept"], gated_roots(load_supernet(ctx, ctx.cfg)))
     assert graph_stats(onnx.load(str(tmp_path / "pt" / "model.onnx"))).params == \
         _gated_subnet_stats(bundle, gates).params
 

@@ -1,5 +1,5 @@
 """A baseline's model from torch to a measured artifact, exactly as ``nnfc compile`` treats its own:
-export to ONNX (dynamic batch, input ``input``, output ``logits``), lower for the target, measure
+export to ONNX (dynamic batch, input ``input``, the family's named outputs), lower for the target, measure
 with the profile's settings, check the artifact against the ONNX model, score the test split,
 and write ``model.onnx``, the artifact, ``report.json`` and ``summary.txt`` atomically.
 
@@ -32,25 +32,28 @@ from nnfc.compiler.predictor import Predictor
 from nnfc.onnx_io import save_onnx
 from nnfc.units import format_mb, format_ms
 
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
+INPUT_NAME = "input"
 
 logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 
 
 class _Plain(nn.Module):
-    """The network with every gate on (``gates=None``), as a one-input module."""
+    """The network with every gate on (``gates=None``), as a one-input module returning its
+    outputs in order."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.net(x)
+        return tuple(out.values()) if isinstance(out, dict) else (out,)
 
 
 def export_plain(net: nn.Module, path: str | os.PathLike, image_shape: tuple[int, ...],
-                 opset: int = 18) -> onnx.ModelProto:
-    """Export ``net`` (eval mode, no gate inputs) with torch's dynamo exporter, dynamic batch."""
+                 output_names: list[str], opset: int = 18) -> onnx.ModelProto:
+    """Export ``net`` (eval mode, no gate inputs) with torch's dynamo exporter, dynamic batch,
+    one named graph output per network output."""
     was_training = net.training
     net.eval()
     try:
@@ -60,7 +63,7 @@ def export_plain(net: nn.Module, path: str | os.PathLike, image_shape: tuple[int
             warnings.simplefilter("ignore")
             exported = torch.export.export(_Plain(net), example, dynamic_shapes=({0: batch},))
             program = torch.onnx.export(exported, dynamo=True, opset_version=opset,
-                                        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                        input_names=[INPUT_NAME], output_names=list(output_names),
                                         verbose=False, optimize=True)
         model = program.model_proto
     finally:
@@ -102,7 +105,8 @@ def finish(*, out: Path, net: nn.Module, bundle: Bundle, family, task: tuple[str
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o755)
     try:
-        model = export_plain(net, tmp / "model.onnx", image_shape, opset)
+        model = export_plain(net, tmp / "model.onnx", image_shape,
+                             task_data.output_names(family), opset)
         lap("export")
         artifact = target.lower(tmp / "model.onnx", tmp)
         lap("lower")
@@ -151,11 +155,16 @@ def measure_like_profile(target, artifact: Path, predictor: Predictor):
 
 
 def artifact_diff(target, artifact: Path, run, image_shape: tuple[int, ...]) -> float:
-    """Largest |difference| between the target artifact and the ONNX model on one input."""
+    """Largest |difference| between the target artifact and the ONNX model on one input, over
+    every output (in order)."""
+    from nnfc.errors import NnfcError
     x = np.random.default_rng(0).standard_normal((1, *image_shape)).astype(np.float32)
-    want = next(iter(run(x).values()))
-    got = np.asarray(target.run(artifact, {INPUT_NAME: x})[0], np.float64)
-    return float(np.max(np.abs(got - want)))
+    wants = list(run(x).values())
+    gots = target.run(artifact, {INPUT_NAME: x})
+    if len(gots) != len(wants):
+        raise NnfcError(f"the artifact has {len(gots)} output(s), the ONNX model {len(wants)}")
+    return max(float(np.max(np.abs(np.asarray(g, np.float64) - w), initial=0.0))
+               for g, w in zip(gots, wants))
 
 
 def build_report(*, method, request, bundle, gates, predicted, bench, stats, diff, artifact,

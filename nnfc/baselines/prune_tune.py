@@ -15,7 +15,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from nnfc.baselines import task_data
 from nnfc.baselines.artifact import finish
@@ -54,10 +53,7 @@ def load_supernet(ctx: BaselineContext, cfg) -> torch.nn.Module:
         raise NnfcError(f"{ctx.bundle.root}: supernet.safetensors is missing; Prune&Tune starts "
                         "from the trained supernet's weights")
     net = task_data.build_network(cfg, ctx.family)
-    missing, unexpected = net.load_state_dict(load_file(str(path)), strict=False)
-    if missing or unexpected:
-        raise NnfcError(f"{path} does not fit the network the manifest's config builds "
-                        f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")
+    task_data.load_weights(net, path)
     return net.eval()
 
 
@@ -78,8 +74,8 @@ def prune_tune(req: PruneTuneRequest, log: Callable[[str], None] = print
     run = {"method": "prune-tune", "task": list(ctx.task), "target": ctx.target_name,
            "supernet_sha256": ctx.supernet_sha256, "lat_ms": req.lat_ms, "mem_mb": req.mem_mb,
            "margins": list(margins), "importance": req.importance, "step": req.step,
-           "global_ranking": req.global_ranking, "train": dataclasses.asdict(cfg.train),
-           "seed": cfg.seed}
+           "global_ranking": req.global_ranking, "epochs": cfg.train.epochs,
+           "lr": cfg.train.lr}
     net = load_supernet(ctx, cfg)
     roots = gated_roots(net)
     state = read_state(ckpt) if req.resume else None
@@ -94,13 +90,13 @@ def prune_tune(req: PruneTuneRequest, log: Callable[[str], None] = print
         rng = np.random.default_rng([cfg.seed, 4242])
 
         def taylor_batch():
-            x, _, y = ctx.family.sample([ctx.task], 256, "train", rng)
-            return torch.from_numpy(x), torch.from_numpy(y)
+            data = task_data.sample_batch(ctx.family, ctx.task, 256, rng)
+            return task_data.rows(data, np.arange(task_data.batch_size_of(data)))
 
         result = prune_to_budget(net, ctx.image_shape, ctx.predictor, budget,
                                  importance=req.importance, step=req.step,
                                  global_ranking=req.global_ranking, taylor_batch=taylor_batch,
-                                 loss_fn=lambda n, x, y: task_data.batch_loss(n, x, y)[0],
+                                 loss_fn=lambda n, b: task_data.batch_loss(n, ctx.family, b),
                                  progress=req.progress)
         pruning = result.to_json()
         save_checkpoint(ckpt, net, torch.optim.SGD(net.parameters(), lr=0.0),

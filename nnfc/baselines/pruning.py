@@ -93,7 +93,7 @@ def smallest(roots: Mapping[str, tuple[str, int]], max_ratio: float) -> dict[str
 def prune_to_budget(net: nn.Module, image_shape: tuple[int, ...], predictor, budget: Budget,
                     *, importance: str = "magnitude", step: float = 0.02,
                     global_ranking: bool = False,
-                    taylor_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
+                    taylor_batch: Callable[[], Mapping[str, Any]] | None = None,
                     loss_fn: Callable | None = None, progress: bool = True) -> PruneResult:
     """Prune ``net`` in place, ``step`` of each gated layer's channels at a time, until the
     predicted latency/memory (with margins) fit ``budget``. One clear error, before any
@@ -136,10 +136,9 @@ def prune_to_budget(net: nn.Module, image_shape: tuple[int, ...], predictor, bud
     bar = tqdm(range(1, steps + 1), desc=f"pruning ({importance})", disable=not progress,
                dynamic_ncols=True)
     for i in bar:
-        if importance == "taylor":
-            x, y = taylor_batch()
+        if importance == "taylor":  # |w·∂L/∂w| on a batch of the task
             net.zero_grad(set_to_none=True)
-            loss_fn(net, x, y).backward()
+            loss_fn(net, taylor_batch()).backward()
         for group in pruner.step(interactive=True):
             for item in group:
                 dep = item.dep

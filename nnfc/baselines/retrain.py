@@ -33,7 +33,7 @@ def retrain(req: RetrainRequest, log: Callable[[str], None] = print) -> dict[str
     ckpt = Path(req.checkpoint) if req.checkpoint else default_checkpoint(req.out)
     # the target is not part of the run: one trained model serves every target and budget
     run = {"method": "retrain", "task": list(ctx.task), "supernet_sha256": ctx.supernet_sha256,
-           "train": dataclasses.asdict(cfg.train), "seed": cfg.seed}
+           "epochs": cfg.train.epochs, "lr": cfg.train.lr}
     trained = train_task(net, cfg, ctx.family, ctx.task, ckpt, run, stage="retrain",
                          resume=req.resume, progress=req.progress, log=log,
                          stop_after=req.stop_after)

@@ -1,14 +1,12 @@
-"""What the baselines need from a factory's task family: the training recipe, one task's data, the
-network, its loss and the test metric — all rebuilt from the bundle's manifest, so a baseline
-trains on exactly the data, split, augmentation and seed handling the factory was trained with.
-
-The one place that knows the family's data layout; the baselines only call these functions.
+"""What the baselines need from a factory's task family, through the task-family contract
+(``nnfc.families``): the training recipe, one task's batches, the network (gated backbone + the
+family's head), its loss, the output names and the test metric — all rebuilt from the bundle's
+manifest, so a baseline trains on exactly the data, split, augmentation and seed handling the
+factory was trained with, and is scored by the family's own metric (accuracy, mAP@0.5, ...).
 """
 
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -16,7 +14,7 @@ import numpy as np
 from nnfc.bundle import Bundle
 from nnfc.errors import NnfcError
 
-#: Seed of the test samples; the same protocol as ``nnfc eval`` (per task: crc32(task), 2024).
+#: The test protocol of ``nnfc eval``: ``family.evaluate(task, run, EVAL_SAMPLES, EVAL_SEED)``.
 EVAL_SEED = 2024
 EVAL_SAMPLES = 200
 
@@ -47,55 +45,65 @@ def parse_task(bundle: Bundle, family, attrs: Sequence[str]) -> tuple[str, ...]:
 
 
 def build_network(cfg, family):
-    """The factory's gated backbone + head at full width (no assembler)."""
+    """The factory's gated backbone + the family's head at full width (no assembler)."""
     from nnfc.training.trainer import build_models
     supernet, _ = build_models(cfg, family)
     return supernet
 
 
-@dataclass
-class TaskEpoch:
-    """One epoch of training samples of one task (numpy)."""
+def load_weights(net, path) -> None:
+    """Load a bundle's ``supernet.safetensors`` (older bundles' names mapped) into ``net``."""
+    from safetensors.torch import load_file
 
-    images: np.ndarray
-    targets: np.ndarray
+    from nnfc.training.trainer import legacy_state_dict
+    state = legacy_state_dict(load_file(str(path)), net.family)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise NnfcError(f"{path} does not fit the network the manifest's config builds "
+                        f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")
 
-    def __len__(self) -> int:
-        return len(self.targets)
+
+def output_names(family) -> list[str]:
+    """The network's outputs in order (the family's ``output_spec``)."""
+    return [o["name"] for o in family.output_spec()]
 
 
-def task_epoch(cfg, family, task: Sequence[str], epoch: int) -> TaskEpoch:
-    """The epoch's samples: ``samples_per_epoch`` of ``task`` from the train split with the
-    factory's augmentation, drawn from ``default_rng([seed, epoch])`` like the factory's epochs."""
-    from nnfc.training.tasks.augment import TileJitter
-
-    t = cfg.train
+def task_epoch(cfg, family, task: Sequence[str], epoch: int) -> dict[str, Any]:
+    """The epoch's batch: ``samples_per_epoch`` samples of ``task`` from the train split with
+    the family's augmentation, drawn from ``default_rng([seed, epoch])`` like the factory's."""
     rng = np.random.default_rng([cfg.seed, epoch])
-    jitter = TileJitter(t.augment_shift, t.augment_rotate, t.augment_scale)
-    x, _, y = family.sample([tuple(task)], t.samples_per_epoch, "train", rng, jitter=jitter)
-    return TaskEpoch(x, y)
+    return family.batch([tuple(task)], cfg.train.samples_per_epoch, "train", rng, augment=True)
 
 
-def batch_loss(net, images, targets):
-    """(loss, number correct) of a batch: cross-entropy of the yes/no logits."""
-    import torch.nn.functional as F
-    logits = net(images)
-    return F.cross_entropy(logits, targets), int((logits.argmax(1) == targets).sum())
+def sample_batch(family, task: Sequence[str], n: int, rng: np.random.Generator
+                 ) -> dict[str, Any]:
+    """``n`` training samples of ``task`` (no augmentation), e.g. for Taylor importance."""
+    return family.batch([tuple(task)], n, "train", rng, augment=False)
 
 
-def test_samples(family, task: Sequence[str], samples: int = EVAL_SAMPLES
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """The test images and labels ``nnfc eval`` scores ``task`` on."""
-    rng = np.random.default_rng([zlib.crc32(",".join(task).encode()), EVAL_SEED])
-    x, _, y = family.sample([tuple(task)], samples, "test", rng)
-    return x, y
+def rows(data: Mapping[str, Any], idx: np.ndarray) -> dict[str, Any]:
+    """Rows ``idx`` of a family batch as torch tensors (lists stay per row)."""
+    import torch
+
+    from nnfc.training.trainer import _slice_batch
+    return _slice_batch(dict(data), idx, torch.device("cpu"))
+
+
+def batch_size_of(data: Mapping[str, Any]) -> int:
+    return len(data["image"])
+
+
+def batch_loss(net, family, batch: Mapping[str, Any]):
+    """The family's training loss of ``net`` on a torch batch."""
+    from nnfc.training.heads import training_family
+    return training_family(family.name).loss(net(batch["image"]), batch)
 
 
 def task_metric(family, task: Sequence[str],
                 run: Callable[[np.ndarray], Mapping[str, np.ndarray]],
                 samples: int = EVAL_SAMPLES) -> dict[str, Any]:
-    """The family's metric of a model (``run``: images -> named outputs) on ``task``."""
-    x, y = test_samples(family, task, samples)
-    logits = np.asarray(next(iter(run(x).values())))
-    return {"metric": "accuracy", "value": float((logits.argmax(1) == y).mean()),
-            "samples": int(len(y)), "split": "test", "seed": EVAL_SEED}
+    """The family's metric of a model (``run``: images -> named outputs) on ``task``'s test
+    samples — the numbers ``nnfc eval`` gives for the factory's own models."""
+    value = family.evaluate(tuple(task), run, samples, EVAL_SEED)
+    return {"metric": family.metric, "value": float(value), "samples": int(samples),
+            "split": "test", "seed": EVAL_SEED}

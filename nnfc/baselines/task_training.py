@@ -90,29 +90,26 @@ def train_task(net: nn.Module, cfg, family, task: Sequence[str], ckpt: Path, run
             break
         t0 = time.perf_counter()
         data = task_data.task_epoch(cfg, family, task, epoch)
-        order = np.random.default_rng([cfg.seed, epoch, 1]).permutation(len(data))
+        order = np.random.default_rng([cfg.seed, epoch, 1]).permutation(
+            task_data.batch_size_of(data))
         torch.manual_seed(cfg.seed * 100003 + epoch * 101)
         net.train()
-        loss_sum = correct = count = 0.0
+        loss_sum = count = 0.0
         bar = tqdm(range(steps), desc=f"{stage} epoch {epoch + 1}/{t.epochs}",
                    disable=not progress, dynamic_ncols=True)
         for step in bar:
             idx = order[step * t.batch_size:(step + 1) * t.batch_size]
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, epoch + step / steps)
-            loss, right = task_data.batch_loss(net, torch.from_numpy(data.images[idx]),
-                                               torch.from_numpy(data.targets[idx]))
+            loss = task_data.batch_loss(net, family, task_data.rows(data, idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_sum += float(loss.detach()) * len(idx)
-            correct += right
             count += len(idx)
-            bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}",
-                            refresh=False)
+            bar.set_postfix(loss=f"{loss_sum / count:.3f}", refresh=False)
         bar.close()
         history.append({"epoch": epoch + 1, "loss": round(loss_sum / count, 4),
-                        "train_accuracy": round(correct / count, 4),
                         "seconds": round(time.perf_counter() - t0, 2)})
         save_checkpoint(ckpt, net, opt, {"run": run, "stage": stage, "epoch": epoch,
                                          "history": history, **(extra_state or {})})
