@@ -178,6 +178,10 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:+.0%}".replace("-", "−")
 
 
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
 def _dur(s: float) -> str:
     if s < 60:
         return f"{s:.1f} s"
@@ -338,10 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - t_start
     notes = [
         f"Factory: `{os.path.relpath(bundle, ROOT)}` ({cfg_epochs} epochs). Retrain: "
-        + (f"**{args.retrain_epochs} epochs (reduced run)**" if args.retrain_epochs
+        + (f"**{_epochs(args.retrain_epochs)} (reduced run)**" if args.retrain_epochs
            else f"{cfg_epochs} epochs (the factory's recipe)")
         + "; Prune&Tune fine-tuning: "
-        + (f"**{args.finetune_epochs} epochs (reduced run)**" if args.finetune_epochs
+        + (f"**{_epochs(args.finetune_epochs)} (reduced run)**" if args.finetune_epochs
            else "1/8 of the factory's epochs") + ".",
         "Accuracy: 200 test images per task (the factory's held-out split), the same samples "
         "for every method. Latency: measured on this machine with the profile's settings (best of "
@@ -351,8 +355,11 @@ def main(argv: list[str] | None = None) -> int:
         "(Prune&Tune), plus export, lowering and measuring. Preparation: the factory's training "
         "(Prune&Tune starts from the same trained supernet); profiling a target is extra, once "
         "per target.",
-        f"This run: {_dur(elapsed)} wall on a shared 2-core CPU machine"
-        + (f" (of which target profiling {_dur(prep_profiles)})" if prep_profiles else "")
+        f"Machine time of these results: {_dur(sum(r['customization_s'] for r in rows))} "
+        "(every method's customization, summed), on a shared 2-core CPU machine (~7 engineers' "
+        "jobs beside it; timings are noisy, training ran several times slower than on a free "
+        f"core). This invocation: {_dur(elapsed)} wall"
+        + (f", of which target profiling {_dur(prep_profiles)}" if prep_profiles else "")
         + "; cached results are not re-run.",
     ]
     results.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ def test_table_runs_all_methods_then_only_what_is_missing(paper_table, tmp_path,
     assert paper_table.main(args) == 0
     table = (tmp_path / "table.md").read_text()
     assert "| {has,0} | desktop | 0.05ms | 15KB |" in table
-    assert "**1 epochs (reduced run)**" in table
+    assert "**1 epoch (reduced run)**" in table
     assert (tmp_path / "accuracy_vs_latency.png").stat().st_size > 1000
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["nn-factory", "retrain", "prune-tune"]
