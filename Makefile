@@ -19,19 +19,21 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps torch-pruning==1.6.1
 	$(PIP) install -q -e ".[train,test,plot]"
+	$(PIP) install -q --no-deps timm==1.0.31 torchvision==0.28.0 torch-pruning==1.6.1
 	@touch $@
 	@echo "nnfc installed in $(VENV)/ — activate with: source $(VENV)/bin/activate"
 
 # android target: LiteRT + tensorflow-cpu from the `android` extra, then onnx2tf and tf-keras with
 # --no-deps: onnx2tf pins numpy 1.26/onnx 1.19/onnxruntime 1.23/tensorflow 2.19 (pip check lists
 # them) and tf-keras wants the full `tensorflow` wheel; both run on the versions the extra installs.
+# tf2onnx (Keras -> ONNX for the passes' NHWC tests) pins protobuf 3.20; it runs on the newer one.
 # nnfc runs the converter in a subprocess (nnfc/targets/onnx2tf_convert.py); NNFC_ONNX2TF_PYTHON
 # may point it at an isolated interpreter instead.
 install-android: $(ANDROID_STAMP)
 
 $(ANDROID_STAMP): $(STAMP)
 	$(PIP) install -q -e ".[android]"
-	$(PIP) install -q --no-deps onnx2tf==1.29.24 tf-keras==2.21.0
+	$(PIP) install -q --no-deps onnx2tf==1.29.24 tf-keras==2.21.0 tf2onnx==1.17.0
 	@touch $@
 
 test: install install-android

@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except SystemExit:
         raise
+    except Exception as exc:
+        if not getattr(exc, "nnfc_user_error", False):  # e.g. the passes' PruneError
+            raise
+        click.echo(f"nnfc: error: {exc}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nnfc.errors import NnfcError
+from nnfc.passes.errors import PruneError
 from nnfc.onnx_io import count_params
 from nnfc.passes import (apply_gates, apply_gates_with_report, bind_gates, fold_constants,
                          prune_gated_channels, remove_identity_gates, remove_unused)
@@ -153,5 +153,5 @@ def test_fold_constants_turns_gate_reshapes_into_tagged_initializers():
 def test_bad_gates_are_one_clear_error(bad, message):
     _, model = supernet("resnet-tiny")
     full = {"gate.layer2.0.conv1": np.ones(16)} if "layer2" not in message else {}
-    with pytest.raises(NnfcError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(PruneError, match=message.replace("(", r"\(").replace(")", r"\)")):
         apply_gates(model, {**full, **{k: np.asarray(v) for k, v in bad.items()}})

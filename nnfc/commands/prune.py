@@ -17,14 +17,19 @@ from nnfc.passes import apply_gates_with_report, gate_inputs, load_gates_json
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Where to write the pruned static ONNX model.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-def prune(model: str, gates_path: str, output: str, as_json: bool) -> None:
+@click.option("--shapes", is_flag=True,
+              help="Re-infer intermediate tensor shapes in the output (for viewers; runtimes "
+                   "do not need them).")
+def prune(model: str, gates_path: str, output: str, as_json: bool, shapes: bool) -> None:
     """Bind GATES into MODEL and physically remove every gated-off channel.
 
     The output has no gate inputs and computes what MODEL computes with those gates.
     """
-    supernet = load_onnx(model)
+    # no onnx.checker pass: it re-serializes the model (slower than pruning it); the passes
+    # validate the gates and fail with one error naming the op on a graph they cannot handle
+    supernet = load_onnx(model, check=False)
     gates = load_gates_json(gates_path)
-    pruned, reports = apply_gates_with_report(supernet, gates, infer_shapes=True)
+    pruned, reports = apply_gates_with_report(supernet, gates, infer_shapes=shapes)
     save_onnx(pruned, output)
     sizes = gate_inputs(supernet)
     summary = {

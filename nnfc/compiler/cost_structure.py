@@ -197,7 +197,7 @@ def analyse(model: onnx.ModelProto) -> CostStructure:
                 continue
             gate_ins = [carriers[i] for i in node.input if i in carriers]
             if is_compute(node):
-                own = out_tags.get(node.name, frozenset())
+                own = out_tags.get(node.output[0], frozenset())
                 if node.op_type == "Conv" and _is_depthwise(node, shapes, attrs(node)):
                     own = own | tags.get(node.input[0], frozenset())
                 tags[node.output[0]] = own
@@ -246,7 +246,8 @@ def analyse(model: onnx.ModelProto) -> CostStructure:
 
     # pass 1: tags from gate multiplications only; then output tags; pass 2: final tags
     tags = forward({})
-    out_tags = {n.name: closure_tag(n, tags) for n in graph.node if is_compute(n)}
+    # keyed by output (unique in SSA): node names may be empty or repeated
+    out_tags = {n.output[0]: closure_tag(n, tags) for n in graph.node if is_compute(n)}
     tags = forward(out_tags)
 
     structure = CostStructure(gate_inputs, sizes)
@@ -261,7 +262,7 @@ def analyse(model: onnx.ModelProto) -> CostStructure:
         bias = len(node.input) > 2 and node.input[2] in inits
         owned.update(node.input[1:3])
         in_tag = tag_id(tags.get(node.input[0], frozenset()))
-        out_tag = tag_id(out_tags.get(node.name, frozenset()))
+        out_tag = tag_id(out_tags.get(node.output[0], frozenset()))
         if node.op_type == "Conv":
             depthwise = _is_depthwise(node, shapes, a)
             cin = in_shape[1] if len(in_shape) > 1 else w[1] * a.get("group", 1)

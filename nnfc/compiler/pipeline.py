@@ -26,6 +26,7 @@ from nnfc.atomic import replace_dir, write_json_atomic
 from nnfc.compiler.predictor import Predictor, host_info
 from nnfc.compiler.search import SEARCHES, SearchResult
 from nnfc.errors import NnfcError
+from nnfc.families.attrod.decode import deployable
 from nnfc.units import format_mb, format_ms
 
 
@@ -159,7 +160,8 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700
     try:
-        onnx.save_model(pruned, str(tmp / "model.onnx"))
+        # detection bundles: the target runs the network joined to its decode graph
+        onnx.save_model(deployable(pruned, bundle.manifest), str(tmp / "model.onnx"))
         (tmp / "gates.json").write_text(json.dumps(gates_to_json(found.gates)) + "\n",
                                         encoding="utf-8")
         artifact = target.lower(tmp / "model.onnx", tmp)
@@ -202,7 +204,8 @@ def _equivalence(bundle: Bundle, supernet: onnx.ModelProto, gates: dict, target,
     """Largest |difference| between the artifact and the gated supernet on one random input,
     over every graph output (compared in order, shapes must agree)."""
     from nnfc.targets.onnxruntime import open_session
-    session = open_session(supernet.SerializeToString())
+    manifest = bundle.manifest if bundle is not None else {}
+    session = open_session(deployable(supernet, manifest).SerializeToString())
     main = next(i for i in session.get_inputs() if not i.name.startswith("gate."))
     shape = [d if isinstance(d, int) else 1 for d in main.shape]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)

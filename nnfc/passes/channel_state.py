@@ -6,15 +6,16 @@ sink is folded into the sink's bias; a channel that carries data must be kept.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx_ir as ir
 
-from nnfc.passes.channel_ops import (BINARY, CONST_PRESERVING_POOLS, UNARY, conv_has_padding,
-                                     eval_pointwise, is_depthwise_conv)
-from nnfc.passes.graph_utils import attr, const_array, rank_of
+from nnfc.passes.graph_utils import const_array, rank_of
 from nnfc.passes.layout import Layout
-from nnfc.passes.regions import Region
+
+if TYPE_CHECKING:  # regions imports the op rules, which import this module
+    from nnfc.passes.regions import Region
 
 
 @dataclass
@@ -41,70 +42,50 @@ def per_channel(array: np.ndarray, rank: int, layout: Layout, size: int) -> Chan
     arr = np.moveaxis(arr, rank + layout.axis, 0)
     if arr.shape[0] == 1:
         arr = np.broadcast_to(arr, (layout.full,) + arr.shape[1:])
-    flat = arr[layout.positions.ravel()].reshape(size, -1)
+    flat = arr[np.maximum(layout.positions, 0).ravel()].reshape(size, -1)
     return ChannelState(np.all(flat == flat[:, :1], axis=1), flat[:, 0].copy())
 
 
+@dataclass
+class TransferContext:
+    """What a rule's ``transfer`` sees: every region tensor's layout and the states so far."""
+
+    layouts: dict[ir.Value, Layout]
+    states: dict[ir.Value, ChannelState]
+    size: int
+
+    def shape(self, out: ir.Value) -> list[int]:
+        """Broadcast shape of a per-channel vector against ``out``."""
+        layout = self.layouts[out]
+        rank = rank_of(out) or -layout.axis
+        shape = [1] * rank
+        shape[rank + layout.axis] = self.size
+        return shape
+
+    def input_state(self, value: ir.Value | None, out: ir.Value) -> ChannelState:
+        """The state of a node input: computed for region tensors, read from constants."""
+        if value is None:
+            return ChannelState.unknown(self.size)
+        if value in self.states:
+            return self.states[value]
+        arr = const_array(value)
+        if arr is not None and value not in self.layouts:
+            layout = self.layouts[out]
+            return per_channel(arr, rank_of(out) or -layout.axis, layout, self.size)
+        return ChannelState.unknown(self.size)
+
+
 def analyze(region: Region, order: dict[ir.Node, int]) -> dict[ir.Value, ChannelState]:
-    """States of the region's tensors (sliced and cut), evaluated in graph order."""
-    size = region.size
-    layouts = {**region.tensors, **region.cut}
-    states: dict[ir.Value, ChannelState] = {}
+    """States of the region's tensors (sliced and cut), evaluated in graph order by each op's
+    rule (``op_rules.py``)."""
+    from nnfc.passes.op_rules import transfer  # the rules use ChannelState: import late
+
+    ctx = TransferContext({**region.tensors, **region.cut}, {}, region.size)
     for node in sorted({*region.nodes, *region.cut_producers}, key=order.__getitem__):
         for out in node.outputs:
-            if out in layouts:
-                states[out] = _transfer(node, out, layouts, states, size)
-    return states
-
-
-def _input_state(value: ir.Value | None, rank: int, layout: Layout, layouts: dict,
-                 states: dict, size: int) -> ChannelState:
-    if value is None:
-        return ChannelState.unknown(size)
-    if value in states:
-        return states[value]
-    arr = const_array(value)
-    if arr is not None and value not in layouts:
-        return per_channel(arr, rank, layout, size)
-    return ChannelState.unknown(size)
-
-
-def _transfer(node: ir.Node, out: ir.Value, layouts: dict, states: dict, size: int
-              ) -> ChannelState:
-    layout = layouts[out]
-    rank = rank_of(out) or -layout.axis
-    op = node.op_type
-    shape = [1] * rank
-    shape[rank + layout.axis] = size
-    if op in BINARY:
-        ins = [_input_state(v, rank, layout, layouts, states, size) for v in node.inputs[:2]]
-        const = ins[0].const & ins[1].const
-        val = eval_pointwise(node, [s.val.reshape(shape) for s in ins]).reshape(-1)
-        if op == "Mul":  # 0 * anything finite is 0
-            zero = ins[0].zero | ins[1].zero
-            const, val = const | zero, np.where(zero, 0, val).astype(np.float32)
-        return ChannelState(const, np.where(const, val, 0).astype(np.float32))
-    if op == "Concat":
-        data = next(v for v in node.inputs if v in layouts)
-    else:
-        data = node.inputs[0]
-    src = _input_state(data, rank, layout, layouts, states, size)
-    if op in UNARY or op == "BatchNormalization":
-        extra = [const_array(v) if v is not None else None for v in node.inputs[1:]]
-        if op == "BatchNormalization":  # per-channel parameters at the region's positions
-            extra = [a[layout.positions[:, 0]] for a in extra[:4]]
-        val = eval_pointwise(node, [src.val.reshape(shape), *extra]).reshape(-1)
-        return ChannelState(src.const.copy(), np.where(src.const, val, 0).astype(np.float32))
-    if op == "Conv" and is_depthwise_conv(node):
-        rows = layout.positions[:, 0]
-        w = const_array(node.inputs[1]).reshape(layout.full, -1)[rows].astype(np.float64)
-        b = const_array(node.inputs[2])[rows] if len(node.inputs) > 2 and \
-            node.inputs[2] is not None else np.zeros(size)
-        const = src.const & ((src.val == 0) | (not conv_has_padding(node)))
-        val = (src.val * w.sum(axis=1) + b).astype(np.float32)
-        return ChannelState(const, np.where(const, val, 0).astype(np.float32))
-    if op in CONST_PRESERVING_POOLS or op in ("Flatten", "Reshape", "Concat") or (
-            op == "AveragePool" and (attr(node, "count_include_pad", 0) == 0
-                                     or not any(attr(node, "pads") or []))):
-        return ChannelState(src.const.copy(), src.val.copy())
-    return ChannelState.unknown(size)
+            if out in ctx.layouts:
+                state = transfer(node, out, ctx)
+                absent = ctx.layouts[out].absent  # channels this tensor does not hold add nothing
+                state.const[absent], state.val[absent] = True, 0
+                ctx.states[out] = state
+    return ctx.states

@@ -5,14 +5,48 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import InPlacePass, PassResult
 from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
+from nnfc.passes.gate_tags import identify_gates
 from nnfc.passes.graph_utils import GATE_TAG, const_array, rank_of
 
 
+class RemoveIdentityGatesPass(InPlacePass):
+    """Remove ``Mul(x, g)`` where ``g`` is a bound gate of all ones that does not broadcast x
+    (after pruning, every gate that had zeros is all ones or gone)."""
+
+    def call(self, model: ir.Model) -> PassResult:
+        before = len(model.graph)
+        identify_gates(model)
+        _remove_identity_gates(model.graph)
+        return PassResult(model, modified=len(model.graph) != before)
+
+
+class RemoveUnusedPass(InPlacePass):
+    """Remove nodes and initializers nothing reads, then sort topologically."""
+
+    def call(self, model: ir.Model) -> PassResult:
+        before = (len(model.graph), len(model.graph.initializers))
+        remove_unused(model)
+        return PassResult(model, modified=before != (len(model.graph),
+                                                     len(model.graph.initializers)))
+
+
+class ClearIntermediateShapesPass(InPlacePass):
+    """Forget inferred shapes of intermediate values (slicing made some stale)."""
+
+    def call(self, model: ir.Model) -> PassResult:
+        clear_intermediate_shapes(model)
+        return PassResult(model, modified=False)
+
+
 def remove_identity_gates(model: ir.Model) -> ir.Model:
-    """Remove ``Mul(x, g)`` where ``g`` is a bound gate of all ones that does not broadcast x."""
-    graph = model.graph
+    """:class:`RemoveIdentityGatesPass` as a function."""
+    return RemoveIdentityGatesPass()(model).model
+
+
+def _remove_identity_gates(graph: ir.Graph) -> None:
     for node in list(graph):
         if node.op_type != "Mul":
             continue
@@ -29,7 +63,6 @@ def remove_identity_gates(model: ir.Model) -> ir.Model:
             out.replace_all_uses_with(data)
             graph.remove(node, safe=True)
             break
-    return model
 
 
 def clear_intermediate_shapes(model: ir.Model) -> ir.Model:

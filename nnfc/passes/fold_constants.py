@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import InPlacePass, PassResult
 
-from nnfc.passes.graph_utils import GATE_TAG, attr, const_array, new_initializer
+from nnfc.passes.graph_utils import GATE_TAG, attr, const_array, fresh_names, new_initializer
 
 
 def _reshape(node: ir.Node, x: np.ndarray, shape: np.ndarray) -> np.ndarray:
@@ -50,30 +51,45 @@ FOLDERS = {
 }
 
 
-def fold_constants(model: ir.Model) -> ir.Model:
+class FoldGateConstantsPass(InPlacePass):
     """Fold Constant nodes and shape-only ops (Reshape, Unsqueeze, Squeeze, Cast, Identity,
-    Expand) over constant inputs into initializers."""
-    graph = model.graph
-    for node in list(graph):
-        if node.domain not in ("", "ai.onnx") or len(node.outputs) != 1:
-            continue
-        out = node.outputs[0]
-        if out.is_graph_output():
-            continue
-        if node.op_type == "Constant":
-            tensor = attr(node, "value")
-            if tensor is None:
-                continue
-            result, tag = tensor.numpy(), None
-        elif node.op_type in FOLDERS:
-            inputs = [const_array(v) if v is not None else None for v in node.inputs]
-            if any(v is not None and a is None for v, a in zip(node.inputs, inputs)):
-                continue
-            result = FOLDERS[node.op_type](node, *inputs)
-            tag = node.inputs[0].metadata_props.get(GATE_TAG)
-        else:
-            continue
-        const = new_initializer(graph, np.asarray(result), out.name or "folded", tag=tag)
-        out.replace_all_uses_with(const)
-        graph.remove(node, safe=True)
-    return model
+    Expand) over constant inputs into initializers, keeping gate tags."""
+
+    def call(self, model: ir.Model) -> PassResult:
+        graph = model.graph
+        modified = False
+        with fresh_names(graph):
+            for node in list(graph):
+                if _fold(graph, node):
+                    modified = True
+        return PassResult(model, modified=modified)
+
+
+def _fold(graph: ir.Graph, node: ir.Node) -> bool:
+    if node.domain not in ("", "ai.onnx") or len(node.outputs) != 1:
+        return False
+    out = node.outputs[0]
+    if out.is_graph_output():
+        return False
+    if node.op_type == "Constant":
+        tensor = attr(node, "value")
+        if tensor is None:
+            return False
+        result, tag = tensor.numpy(), None
+    elif node.op_type in FOLDERS:
+        inputs = [const_array(v) if v is not None else None for v in node.inputs]
+        if any(v is not None and a is None for v, a in zip(node.inputs, inputs)):
+            return False
+        result = FOLDERS[node.op_type](node, *inputs)
+        tag = node.inputs[0].metadata_props.get(GATE_TAG)
+    else:
+        return False
+    const = new_initializer(graph, np.asarray(result), out.name or "folded", tag=tag)
+    out.replace_all_uses_with(const)
+    graph.remove(node, safe=True)
+    return True
+
+
+def fold_constants(model: ir.Model) -> ir.Model:
+    """:class:`FoldGateConstantsPass` as a function."""
+    return FoldGateConstantsPass()(model).model

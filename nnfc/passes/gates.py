@@ -10,7 +10,7 @@ from typing import Mapping
 import numpy as np
 import onnx
 
-from nnfc.errors import NnfcError
+from nnfc.passes.errors import PruneError
 
 GATE_PREFIX = "gate."
 
@@ -23,7 +23,7 @@ def gate_inputs(model: onnx.ModelProto) -> dict[str, int]:
             continue
         dims = inp.type.tensor_type.shape.dim
         if len(dims) != 1 or not dims[0].HasField("dim_value"):
-            raise NnfcError(f"gate input {inp.name} must have a static 1-D shape [size]")
+            raise PruneError(f"gate input {inp.name} must have a static 1-D shape [size]")
         found[inp.name] = dims[0].dim_value
     return found
 
@@ -33,16 +33,16 @@ def load_gates_json(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise NnfcError(f"gates file {path} does not exist") from None
+        raise PruneError(f"gates file {path} does not exist") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NnfcError(f"gates file {path} is not valid JSON: {exc}") from exc
+        raise PruneError(f"gates file {path} is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
-        raise NnfcError(f'gates file {path} must hold an object {{"gate.<layer>": [0,1,...]}}')
+        raise PruneError(f'gates file {path} must hold an object {{"gate.<layer>": [0,1,...]}}')
     gates = {}
     for name, values in raw.items():
         if not isinstance(values, list) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise NnfcError(f"gates file {path}: {name} must be a list of 0/1 numbers")
+            raise PruneError(f"gates file {path}: {name} must be a list of 0/1 numbers")
         gates[name] = np.asarray(values, dtype=np.float32)
     return gates
 
@@ -57,21 +57,21 @@ def validate_gates(model: onnx.ModelProto, gates: Mapping[str, np.ndarray],
     unknown = sorted(set(gates) - set(expected))
     if unknown:
         known = ", ".join(expected) or "none"
-        raise NnfcError(f"unknown gate {unknown[0]!r}; the model's gate inputs are: {known}")
+        raise PruneError(f"unknown gate {unknown[0]!r}; the model's gate inputs are: {known}")
     checked = {}
     for name, values in gates.items():
         arr = np.asarray(values, dtype=np.float32).reshape(-1)
         if arr.size != expected[name]:
-            raise NnfcError(f"gate {name} has {arr.size} values; the model expects "
+            raise PruneError(f"gate {name} has {arr.size} values; the model expects "
                             f"{expected[name]}")
         if not np.all((arr == 0) | (arr == 1)):
             bad = arr[(arr != 0) & (arr != 1)][0]
-            raise NnfcError(f"gate {name} must hold only 0 and 1 (found {bad:g})")
+            raise PruneError(f"gate {name} must hold only 0 and 1 (found {bad:g})")
         checked[name] = arr
     if require_all:
         missing = [name for name in expected if name not in gates]
         if missing:
-            raise NnfcError(f"no values for gate(s) {', '.join(missing)}")
+            raise PruneError(f"no values for gate(s) {', '.join(missing)}")
     return checked
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import onnx_ir as ir
 
@@ -33,14 +35,28 @@ def new_initializer(graph: ir.Graph, array: np.ndarray, base: str,
     return value
 
 
+_NAMES = "nnfc.names"
+
+
+@contextlib.contextmanager
+def fresh_names(graph: ir.Graph):
+    """Within one pass: the graph's taken names, collected once and dropped at the end (other
+    passes may add values in between, so no cache outlives the pass)."""
+    graph.meta.pop(_NAMES, None)
+    try:
+        yield
+    finally:
+        graph.meta.pop(_NAMES, None)
+
+
 def _unique_name(graph: ir.Graph, base: str) -> str:
-    taken = graph.meta.setdefault("nnfc.names", None)
+    taken = graph.meta.get(_NAMES)
     if taken is None:
         taken = {v.name for v in graph.initializers.values()}
         for node in graph:
             taken.update(v.name for v in node.outputs if v.name)
         taken.update(v.name for v in graph.inputs)
-        graph.meta["nnfc.names"] = taken
+        graph.meta[_NAMES] = taken
     name, i = base, 0
     while name in taken:
         i += 1

@@ -14,12 +14,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import InPlacePass, PassResult
 
-from nnfc.passes.channel_ops import BINARY, conv_has_padding, is_depthwise_conv
+from nnfc.passes.channel_ops import conv_has_padding, slice_window, split_sizes
+from nnfc.passes.op_rules import slice_node
 from nnfc.passes.channel_state import ChannelState, analyze
-from nnfc.passes.graph_utils import GATE_TAG, attr, const_array, new_initializer, rank_of
+from nnfc.passes.errors import PruneError
+from nnfc.passes.gate_tags import identify_gates, require_gates_found
+from nnfc.passes.graph_utils import (GATE_TAG, attr, const_array, fresh_names, new_initializer,
+                                     rank_of)
 from nnfc.passes.layout import Layout
-from nnfc.passes.regions import Region, find_region
+from nnfc.passes.regions import Region, RegionConflict, find_region
 
 
 @dataclass
@@ -36,43 +41,136 @@ class GateReport:
 def gate_muls(graph: ir.Graph) -> dict[str, list[tuple[ir.Node, ir.Value]]]:
     """Bound gate name -> [(Mul node, gate constant operand)]."""
     found: dict[str, list[tuple[ir.Node, ir.Value]]] = {}
-    for value in graph.initializers.values():
-        tag = value.metadata_props.get(GATE_TAG)
-        if not tag:
+    for node in graph:
+        if node.op_type != "Mul":
             continue
-        for use in value.uses():
-            if use.node.op_type == "Mul":
-                found.setdefault(tag, []).append((use.node, value))
+        for value in node.inputs:
+            tag = value.metadata_props.get(GATE_TAG) if value is not None else None
+            if tag and value.const_value is not None:
+                found.setdefault(tag, []).append((node, value))
+                break
     return found
 
 
+class PruneGatedChannelsPass(InPlacePass):
+    """Remove every channel whose gate is 0 (see module doc); ``reports`` then says, per gate,
+    what was kept and why. Fails (:class:`PruneError`) when a bound gate with zeros cannot be
+    found or a graph around a gate cannot be handled, naming the op."""
+
+    def __init__(self):
+        super().__init__()
+        self.reports: list[GateReport] = []
+
+    def requires(self, model: ir.Model) -> None:
+        require_gates_found(model, identify_gates(model))
+
+    def call(self, model: ir.Model) -> PassResult:
+        with fresh_names(model.graph):
+            self.reports = _prune(model)
+        modified = any(r.kept < r.size for r in self.reports)
+        return PassResult(model, modified=modified)
+
+
 def prune_gated_channels(model: ir.Model) -> tuple[ir.Model, list[GateReport]]:
-    """Remove every channel whose gate is 0 (see module doc). Returns the model and a report."""
+    """:class:`PruneGatedChannelsPass` as a function: (model, reports)."""
+    pass_ = PruneGatedChannelsPass()
+    pass_.requires(model)
+    return pass_.call(model).model, pass_.reports
+
+
+def _prune(model: ir.Model) -> list[GateReport]:
     graph = model.graph
-    reports: list[GateReport] = []
+    muls_by_gate = gate_muls(graph)
+    reports = {gate: GateReport(gate, const_array(muls[0][1]).size,
+                                int(const_array(muls[0][1]).sum()))
+               for gate, muls in muls_by_gate.items()}
     done: set[ir.Node] = set()
-    for gate, muls in gate_muls(graph).items():
-        values = const_array(muls[0][1]).reshape(-1)
-        report = GateReport(gate, values.size, int(values.sum()))
-        reports.append(report)
+    gated: dict[ir.Value, bool] = {}
+    order: dict[ir.Node, int] = {}
+    for gate, muls in muls_by_gate.items():
+        report = reports[gate]
         for mul, const in muls:
             if mul in done:
                 continue
             axis = _gate_axis(const, mul)
             if axis is None:
                 report.notes.append(f"{mul.name}: gate does not broadcast over one axis; kept")
-                report.kept = values.size
+                report.kept = report.size
                 continue
-            region = find_region(mul.outputs[0], axis, values.size)
-            done.update(n for n in region.nodes if n.op_type == "Mul")
-            done.add(mul)
-            order = {node: i for i, node in enumerate(graph)}
-            keep = _apply(graph, region, analyze(region, order))
-            report.kept = max(report.kept, len(keep))
+            try:
+                region = find_region(mul.outputs[0], axis, report.size, gated)
+            except RegionConflict as exc:
+                report.kept = report.size
+                report.notes.append(f"all kept: tensor {exc.value.name!r} holds the gate's "
+                                    "channels twice in different places (coupled copies)")
+                done.add(mul)
+                continue
+            except Exception as exc:
+                raise _failure(gate, exc) from exc
+            members = _region_gates(region, mul)
+            done.update(members)
+            if any(n not in order for n in (*region.nodes, *region.cut_producers)):
+                order = {node: i for i, node in enumerate(graph)}
+            offs = {m: _off_channels(m) for m in members}  # before slicing changes the gates
+            try:
+                keep, why = _apply(graph, region, analyze(region, order))
+            except Exception as exc:
+                raise _failure(gate, exc) from exc
+            for member in members:
+                member_report = reports[_gate_tag(member)]
+                out = member.outputs[0]
+                kept = keep.size if out in region.tensors else member_report.size
+                member_report.kept = max(member_report.kept, kept)
+                off_kept = np.intersect1d(offs[member], keep) if out in region.tensors \
+                    else offs[member]
+                if off_kept.size:
+                    reasons = sorted({why.get(int(c), "needed whole elsewhere")
+                                      for c in off_kept})
+                    member_report.notes.append(
+                        f"{off_kept.size} gated-off channel(s) kept: {'; '.join(reasons)}")
+                if member is not mul:
+                    member_report.notes.append(f"pruned together with {gate} (merged tensors)")
             if region.cut:
                 report.notes.append(f"{len(region.cut)} tensor(s) needed whole elsewhere "
                                     "(residual/concat/output) keep their channels there")
-    return model, reports
+    return list(reports.values())
+
+
+def _failure(gate: str, exc: Exception) -> PruneError:
+    """A PruneError naming the op the passes were handling when ``exc`` happened."""
+    node = None
+    tb = exc.__traceback__
+    while tb is not None:  # innermost frame that was working on a node
+        for name in ("node", "sink", "source", "producer"):
+            if isinstance(tb.tb_frame.f_locals.get(name), ir.Node):
+                node = tb.tb_frame.f_locals[name]
+        tb = tb.tb_next
+    where = f" at {node.op_type} node {node.name or '(unnamed)'}" if node is not None else ""
+    return PruneError(f"cannot prune around gate {gate}{where}: "
+                      f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+
+def _off_channels(mul: ir.Node) -> np.ndarray:
+    """Channels of ``mul``'s gate that are 0."""
+    gate = next(const_array(v) for v in mul.inputs
+                if v is not None and v.metadata_props.get(GATE_TAG)).reshape(-1)
+    return np.flatnonzero(gate == 0)
+
+
+def _gate_tag(mul: ir.Node) -> str | None:
+    for value in mul.inputs:
+        if value is not None and value.metadata_props.get(GATE_TAG):
+            return value.metadata_props[GATE_TAG]
+    return None
+
+
+def _region_gates(region: Region, seed_mul: ir.Node) -> list[ir.Node]:
+    """The gate Muls a region holds (more than one when gated tensors are merged)."""
+    found = [seed_mul]
+    for node in region.nodes:
+        if node is not seed_mul and node.op_type == "Mul" and _gate_tag(node):
+            found.append(node)
+    return found
 
 
 def _gate_axis(const: ir.Value, mul: ir.Node) -> int | None:
@@ -84,21 +182,38 @@ def _gate_axis(const: ir.Value, mul: ir.Node) -> int | None:
     return big[0] - len(shape)
 
 
-def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]) -> np.ndarray:
-    """Fold constants into sinks and slice the region to the channels that must stay."""
+def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]
+           ) -> tuple[np.ndarray, dict[int, str]]:
+    """Fold constants into sinks and slice the region to the channels that must stay. Returns
+    the kept region channels and, per channel kept although removable elsewhere, why."""
     size = region.size
     removable = np.ones(size, bool)
+    why: dict[int, str] = {}
     for sink, kind in region.sinks.items():
         state = states.get(sink.inputs[0], ChannelState.unknown(size))
-        foldable = state.const if (kind != "conv" or not conv_has_padding(sink)) else state.zero
+        # a constant through a padded conv or a transposed conv is not uniform: only 0 folds
+        uniform = kind in ("matmul", "gemm") or (
+            kind in ("conv", "gconv") and not conv_has_padding(sink))
+        foldable = state.const if uniform else state.zero
+        name = f"{sink.op_type} {sink.name or '(unnamed)'}"
+        for c in np.flatnonzero(removable & ~foldable):
+            why[int(c)] = (f"a non-zero constant reaches padded {name}" if state.const[c]
+                           else f"data from another operand reaches {name}")
         removable &= foldable
+    for layout in region.tensors.values():
+        present = np.flatnonzero(~layout.absent)
+        if layout.absent.any() and present.size and removable[present].all():
+            # a Split/Slice part must not become empty: keep one of its channels as it is
+            removable[present[0]] = False
+            why[int(present[0])] = "a Split/Slice part keeps at least one channel"
+    _equal_counts_per_group(region, removable, why)
     keep = np.flatnonzero(~removable)
     placeholder = keep.size == 0
     if placeholder:
         # Zero-size tensors are not portable: keep one channel whose consumers ignore it.
         keep = np.array([0])
     if keep.size == size:
-        return keep
+        return keep, why
     drop = np.setdiff1d(np.arange(size), keep)
     slicer = _Slicer(graph, drop)
     for sink, kind in region.sinks.items():
@@ -111,7 +226,7 @@ def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]
     for source, kind in region.sources.items():
         slicer.source(source, kind, region.tensors[source.outputs[0]])
     for node in region.nodes:
-        slicer.channelwise(node, region.layout(node.outputs[0]))
+        slicer.channelwise(node, region)
         if placeholder:
             slicer.ungate(node)
     for value, layout in region.cut.items():
@@ -121,7 +236,38 @@ def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]
             dims = list(value.shape)
             dims[len(dims) + layout.axis] = slicer.keep_index(layout).size
             value.shape = ir.Shape(dims)
-    return keep
+    return keep, why
+
+
+def _equal_counts_per_group(region: Region, removable: np.ndarray, why: dict[int, str]) -> None:
+    """One ONNX grouped Conv has the same channel count in every group: each group of a grouped
+    source (output channels) or sink (input channels) loses as many channels as the group that
+    loses fewest, and keeps at least one."""
+    members = []
+    for node, kind in [*region.sinks.items(), *region.sources.items()]:
+        if kind != "gconv":
+            continue
+        is_sink = node in region.sinks
+        layout = region.layout(node.inputs[0] if is_sink else node.outputs[0])
+        members.append((node, layout, is_sink))
+    changed = bool(members)
+    while changed:
+        changed = False
+        for node, layout, is_sink in members:
+            groups = attr(node, "group", 1)
+            per = layout.full // groups
+            present = np.flatnonzero(~layout.absent)
+            group_of = layout.positions[present, 0] // per
+            counts = np.bincount(group_of[removable[present]], minlength=groups)
+            k = min(int(counts.min()), per - 1)
+            for g in range(groups):
+                extra = present[(group_of == g) & removable[present]][k:]
+                if extra.size:
+                    removable[extra] = False
+                    changed = True
+                    for c in extra:
+                        why[int(c)] = (f"grouped {node.op_type} {node.name or '(unnamed)'} "
+                                       "removes equal counts per group")
 
 
 def _fold_into_sink(graph: ir.Graph, sink: ir.Node, kind: str, state: ChannelState | None,
@@ -135,11 +281,22 @@ def _fold_into_sink(graph: ir.Graph, sink: ir.Node, kind: str, state: ChannelSta
     vals = state.val[carried].astype(np.float64)
     w = const_array(sink.inputs[1]).astype(np.float64)
     if kind == "conv":  # W[o, position, kh, kw]
-        per_channel = np.stack([w[:, layout.positions[c]].sum(axis=(1, 2, 3)) for c in carried])
+        per_channel = np.stack([w[:, _valid(layout.positions[c])].sum(axis=(1, 2, 3))
+                                for c in carried])
+        _add_to_input(graph, sink, 2, vals @ per_channel, w.shape[0])
+        return
+    if kind == "gconv":  # row o of group j reads input position j * per + l at W[o, l]
+        groups = attr(sink, "group", 1)
+        per, rows_per = w.shape[1], w.shape[0] // groups
+        row_group = np.arange(w.shape[0]) // rows_per
+        sums = w.sum(axis=(2, 3))
+        per_channel = np.stack([
+            sum(np.where(row_group == p // per, sums[:, p % per], 0.0)
+                for p in _valid(layout.positions[c])) for c in carried])
         _add_to_input(graph, sink, 2, vals @ per_channel, w.shape[0])
         return
     rows = w.T if kind == "gemm" and attr(sink, "transB", 0) else w  # [K, N]
-    delta = vals @ np.stack([rows[layout.positions[c]].sum(axis=0) for c in carried])
+    delta = vals @ np.stack([rows[_valid(layout.positions[c])].sum(axis=0) for c in carried])
     if kind == "gemm":
         _add_to_input(graph, sink, 2, attr(sink, "alpha", 1.0) * delta / attr(sink, "beta", 1.0),
                       rows.shape[1])
@@ -156,6 +313,10 @@ def _fold_into_sink(graph: ir.Graph, sink: ir.Node, kind: str, state: ChannelSta
     if new_out.is_graph_output():  # keep the model's output name
         name, out.name = out.name, f"{out.name}.pre_fold"
         new_out.name = name
+
+
+def _valid(positions: np.ndarray) -> np.ndarray:
+    return positions[positions >= 0]
 
 
 def _add_to_input(graph: ir.Graph, node: ir.Node, index: int, delta: np.ndarray,
@@ -176,9 +337,14 @@ class _Slicer:
     def __init__(self, graph: ir.Graph, drop: np.ndarray):
         self.graph, self.drop = graph, drop
         self.cache: dict[tuple[int, int, bytes], ir.Value] = {}
+        self.kept: dict[int, tuple[Layout, np.ndarray]] = {}
 
     def keep_index(self, layout: Layout) -> np.ndarray:
-        return layout.keep_index(self.drop)
+        """Kept positions of ``layout`` (computed once per layout: most tensors share one)."""
+        hit = self.kept.get(id(layout))
+        if hit is None or hit[0] is not layout:
+            hit = self.kept[id(layout)] = (layout, layout.keep_index(self.drop))
+        return hit[1]
 
     def const(self, node: ir.Node, index: int, axis: int, keep: np.ndarray) -> None:
         value = node.inputs[index]
@@ -191,8 +357,8 @@ class _Slicer:
 
     def source(self, node: ir.Node, kind: str, layout: Layout) -> None:
         keep = self.keep_index(layout)
-        if kind == "conv":
-            self.const(node, 1, 0, keep)
+        if kind in ("conv", "gconv", "convtranspose"):
+            self.const(node, 1, 1 if kind == "convtranspose" else 0, keep)
             if len(node.inputs) > 2 and node.inputs[2] is not None:
                 self.const(node, 2, 0, keep)
         elif kind == "matmul":
@@ -204,14 +370,33 @@ class _Slicer:
                 self.const(node, 2, c.ndim - 1, keep)
 
     def _sink_axis(self, node: ir.Node, kind: str) -> int:
-        if kind == "conv":
+        if kind in ("conv", "gconv"):
             return 1
+        if kind == "convtranspose":
+            return 0
         if kind == "gemm" and attr(node, "transB", 0):
             return 1
         return 0
 
     def sink(self, node: ir.Node, kind: str, layout: Layout) -> None:
-        self.const(node, 1, self._sink_axis(node, kind), self.keep_index(layout))
+        keep = self.keep_index(layout)
+        if kind == "gconv":
+            self._grouped_sink(node, keep, layout.full)
+            return
+        self.const(node, 1, self._sink_axis(node, kind), keep)
+
+    def _grouped_sink(self, node: ir.Node, keep: np.ndarray, full: int) -> None:
+        """Each output row keeps the input columns its own group still has."""
+        w = const_array(node.inputs[1])
+        groups = attr(node, "group", 1)
+        per, rows_per = full // groups, w.shape[0] // groups
+        local = [keep[(keep // per) == g] % per for g in range(groups)]
+        if len({len(c) for c in local}) != 1:
+            raise AssertionError("grouped conv slicing needs equal counts per group")
+        sliced = np.concatenate([w[g * rows_per:(g + 1) * rows_per][:, local[g]]
+                                 for g in range(groups)])
+        name = node.inputs[1].name or "grouped_weight"
+        node.replace_input_with(1, new_initializer(self.graph, sliced, name))
 
     def zero_channels(self, node: ir.Node, kind: str, layout: Layout, channels: np.ndarray
                       ) -> None:
@@ -233,31 +418,41 @@ class _Slicer:
                 node.replace_input_with(i, new_initializer(self.graph, ones, value.name,
                                                            tag=value.metadata_props[GATE_TAG]))
 
-    def channelwise(self, node: ir.Node, layout: Layout) -> None:
-        op = node.op_type
-        keep = self.keep_index(layout)
-        if op == "BatchNormalization":
-            for i in range(1, 5):
-                self.const(node, i, 0, keep)
-        elif op == "Conv" and is_depthwise_conv(node):
-            self.const(node, 1, 0, keep)
-            if len(node.inputs) > 2 and node.inputs[2] is not None:
-                self.const(node, 2, 0, keep)
-            node.attributes["group"] = ir.AttrInt64("group", int(keep.size))
-        elif op in BINARY:
-            for i, value in enumerate(node.inputs[:2]):
-                arr = const_array(value)
-                if arr is None:
-                    continue
-                dim = arr.ndim + layout.axis
-                if dim >= 0 and arr.shape[dim] > 1:
-                    self.const(node, i, dim, keep)
-        elif op == "Reshape":
-            shape = const_array(node.inputs[1]).copy()
-            pos = len(shape) + layout.axis
-            if shape[pos] > 0:
-                shape[pos] = keep.size
-                node.replace_input_with(1, new_initializer(self.graph, shape, "reshape_shape"))
+    def channelwise(self, node: ir.Node, region: Region) -> None:
+        """Slice a channel-wise op's per-channel constants / attributes (its rule says how)."""
+        slice_node(self, node, region)
+
+    def window(self, node: ir.Node, layout: Layout) -> None:
+        """Split/Slice of the channel axis: re-count each window over the kept positions."""
+        x = node.inputs[0]
+        rank = rank_of(x)
+        chan = rank + layout.axis
+        kept = np.zeros(layout.full, bool)
+        kept[self.keep_index(layout)] = True
+        before = np.concatenate([[0], np.cumsum(kept)])  # kept positions before each index
+        if node.op_type == "Split":
+            if attr(node, "axis", 0) % rank != chan:
+                return
+            edges = np.cumsum([0] + split_sizes(node, layout.full))
+            sizes = np.diff(before[edges]).astype(np.int64)
+            if "num_outputs" in node.attributes:
+                del node.attributes["num_outputs"]
+            if "split" in node.attributes:  # opset < 13
+                node.attributes["split"] = ir.AttrInt64s("split", [int(v) for v in sizes])
+            else:
+                node.resize_inputs(2)
+                node.replace_input_with(1, new_initializer(self.graph, sizes, "split_sizes"))
+            return
+        window = slice_window(node, chan, rank, layout.full)
+        if window is None or window == (0, layout.full):
+            return
+        starts, ends = const_array(node.inputs[1]).copy(), const_array(node.inputs[2]).copy()
+        axes = const_array(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None \
+            else np.arange(len(starts))
+        i = [int(a) % rank for a in axes].index(chan)
+        starts[i], ends[i] = before[window[0]], before[window[1]]
+        node.replace_input_with(1, new_initializer(self.graph, starts, "slice_starts"))
+        node.replace_input_with(2, new_initializer(self.graph, ends, "slice_ends"))
 
     def gather_cut(self, value: ir.Value, layout: Layout, region: Region) -> None:
         """Region consumers of a cut tensor read only its kept channels."""

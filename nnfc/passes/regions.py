@@ -16,8 +16,17 @@ from dataclasses import dataclass, field
 
 import onnx_ir as ir
 
-from nnfc.passes.channel_ops import channelwise_layouts, sink_kind, source_kind
+from nnfc.passes.op_rules import channelwise_layouts, sink_kind, source_kind
 from nnfc.passes.layout import Layout
+
+
+class RegionConflict(Exception):
+    """A tensor is reached with two different channel maps (e.g. a channel meets itself in a
+    ``Concat``, as in GhostNet's cheap half); the region is left unpruned."""
+
+    def __init__(self, value: ir.Value):
+        super().__init__(value.name)
+        self.value = value
 
 
 @dataclass
@@ -37,32 +46,37 @@ class Region:
         return self.tensors[value] if value in self.tensors else self.cut[value]
 
 
-def find_region(seed: ir.Value, axis: int, size: int) -> Region:
-    """The region containing ``seed`` (a gate Mul's output) whose channels lie on ``axis``."""
+def find_region(seed: ir.Value, axis: int, size: int,
+                gated: dict[ir.Value, bool] | None = None) -> Region:
+    """The region containing ``seed`` (a gate Mul's output) whose channels lie on ``axis``.
+    ``gated`` memoizes which tensors are gated (shared by the regions of one graph)."""
     cuts: set[ir.Value] = set()
+    gated = {} if gated is None else gated
     while True:
-        region, new_cuts = _explore(seed, Layout.plain(axis, size), size, cuts)
+        region, new_cuts = _explore(seed, Layout.plain(axis, size), size, cuts, gated)
         if not new_cuts:
             return region
         cuts |= new_cuts
 
 
-def _explore(seed: ir.Value, seed_layout: Layout, size: int, cuts: set[ir.Value]
-             ) -> tuple[Region, set[ir.Value]]:
+def _explore(seed: ir.Value, seed_layout: Layout, size: int, cuts: set[ir.Value],
+             gated: dict[ir.Value, bool]) -> tuple[Region, set[ir.Value]]:
     region = Region(size)
-    node_set: set[ir.Node] = set()
+    node_set: dict[ir.Node, dict[ir.Value, Layout]] = {}
     new_cuts: set[ir.Value] = set()
     work: list[tuple[ir.Value, Layout]] = []
 
     def visit(value: ir.Value, layout: Layout) -> None:
         if value in region.tensors or value in region.cut:
+            if not region.layout(value).same(layout):
+                raise RegionConflict(value)
             return
         (region.cut if value in cuts else region.tensors)[value] = layout
         work.append((value, layout))
 
     def add_node(node: ir.Node, layouts: dict[ir.Value, Layout]) -> None:
         if node not in node_set:
-            node_set.add(node)
+            node_set[node] = layouts
             region.nodes.append(node)
         for v, lay in layouts.items():
             visit(v, lay)
@@ -76,13 +90,15 @@ def _explore(seed: ir.Value, seed_layout: Layout, size: int, cuts: set[ir.Value]
             if value.is_graph_output() or value.is_graph_input() or producer is None:
                 new_cuts.add(value)
                 continue
-            if producer in node_set or producer in region.sources:
+            if producer in node_set:
+                _check_consistent(node_set[producer], value, layout, producer, new_cuts)
+            elif producer in region.sources:
                 pass
             elif (kind := source_kind(producer, layout.axis)) is not None \
-                    and layout.is_plain and len(producer.outputs) == 1:
+                    and layout.positions.shape[1] == 1 and len(producer.outputs) == 1:
                 region.sources[producer] = kind
             else:
-                layouts = channelwise_layouts(producer, value, layout)
+                layouts = channelwise_layouts(producer, value, layout, gated)
                 if layouts is None or any(o in cuts for o in producer.outputs):
                     new_cuts.add(value)
                 else:
@@ -91,16 +107,28 @@ def _explore(seed: ir.Value, seed_layout: Layout, size: int, cuts: set[ir.Value]
             region.cut_producers.append(producer)
         for use in value.uses():
             node = use.node
-            if node in node_set or node in region.sinks:
+            if node in node_set:
+                _check_consistent(node_set[node], value, layout, node, new_cuts)
+                continue
+            if node in region.sinks:
                 continue
             kind = sink_kind(node, use.idx, layout.axis)
             if kind is not None:
                 region.sinks[node] = kind
                 continue
-            layouts = channelwise_layouts(node, value, layout)
+            layouts = channelwise_layouts(node, value, layout, gated)
             if layouts is None or any(o in cuts for o in node.outputs):
                 if sliced:
                     new_cuts.add(value)
                 continue
             add_node(node, layouts)
     return region, new_cuts
+
+
+def _check_consistent(layouts: dict[ir.Value, Layout], value: ir.Value, layout: Layout,
+                      node: ir.Node, new_cuts: set[ir.Value]) -> None:
+    """A node reached again from another region tensor (e.g. both halves of a ``Concat``) must
+    map it the way its first visit did; if not, its outputs keep every channel (cut)."""
+    seen = layouts.get(value)
+    if seen is None or not seen.same(layout):
+        new_cuts.update(node.outputs)

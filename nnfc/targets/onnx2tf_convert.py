@@ -35,6 +35,23 @@ import numpy as np
 SAMPLE_DATA = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
 
+def _patch_topk_k() -> None:
+    """onnx2tf reads TopK's constant K with ``int(array)``; numpy 2 refuses that for ONNX's
+    1-D one-element K. Hand its TopK converter K as a 0-d array (same value)."""
+    import onnx2tf.ops.TopK as topk
+
+    original = getattr(topk, "_nnfc_original_get", None) or topk.get_constant_or_variable
+
+    def get(*args, **kwargs):
+        value = original(*args, **kwargs)
+        if isinstance(value, np.ndarray) and value.size == 1 and value.ndim > 0:
+            return value.reshape(())
+        return value
+
+    topk._nnfc_original_get = original
+    topk.get_constant_or_variable = get
+
+
 def convert(model_path: Path, out_dir: Path) -> dict:
     """Convert ``model_path`` into ``out_dir/model_float{32,16}.tflite``; return version info."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -61,6 +78,7 @@ def convert(model_path: Path, out_dir: Path) -> dict:
             with contextlib.redirect_stdout(log):
                 import onnx2tf
                 import tensorflow as tf
+                _patch_topk_k()
                 onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"),
                                 output_folder_path=str(work / "tf"),
                                 copy_onnx_input_output_names_to_tflite=True,

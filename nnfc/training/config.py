@@ -61,6 +61,9 @@ class TrainConfig:
     hard_fraction: float = 0.5  # SemHash: share of samples using discrete (straight-through) gates
     eval_per_task: int = 100  # test samples per task for the metrics in the manifest
     eval_limits: list[float] = field(default_factory=lambda: [0.03, 0.05, 0.1, 0.25, 1.0])
+    # also checkpoint every this many steps inside an epoch (0: after each epoch only); a run
+    # resumed mid-epoch sees the same data but other SemHash draws than an uninterrupted one
+    checkpoint_every: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads per process; 0 = torch's default
 
@@ -148,6 +151,7 @@ def _validate(cfg: FactoryConfig, where: str) -> None:
          "train.gate_loss must be 'absolute' or 'relative'"),
         (0 <= t.hard_fraction <= 1, "train.hard_fraction must be in [0, 1]"),
         (t.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
+        (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),
         (all(0 < x <= 1 for x in t.eval_limits), "train.eval_limits must lie in (0, 1]"),
         (cfg.assembler.experts >= 1, "assembler.experts must be >= 1"),
         (cfg.assembler.limit_dim >= 2 and cfg.assembler.limit_dim % 2 == 0,

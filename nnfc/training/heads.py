@@ -21,6 +21,7 @@ from nnfc.training.gating import Gates, global_pool
 
 TRAINING_FAMILIES: dict[str, str] = {
     "numvqa": "nnfc.training.heads:NumVQATraining",
+    "attrod": "nnfc.training.detection:AttrODTraining",
 }
 
 

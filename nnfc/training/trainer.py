@@ -215,7 +215,7 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
                               weight_decay=t.weight_decay, nesterov=True)
     else:
         opt = torch.optim.AdamW(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    start_epoch, history = 0, []
+    start_epoch, start_step, start_sums, history = 0, 0, None, []
     if resume:
         if not (ckpt / "state.json").is_file():
             raise NnfcError(f"--resume: no checkpoint at {ckpt}")
@@ -225,8 +225,12 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
             raise NnfcError(f"--resume: the checkpoint at {ckpt} was made with a different "
                             "config; use the same config or start afresh")
         start_epoch, history = int(meta["epoch"]) + 1, list(meta.get("history", []))
+        if meta.get("step"):  # a mid-epoch checkpoint: continue that epoch at that step
+            start_epoch, start_step = int(meta["epoch"]), int(meta["step"])
+            start_sums = np.asarray(meta["sums"], float)
         if di.main:
-            log(f"resuming from {ckpt} after epoch {start_epoch}")
+            log(f"resuming from {ckpt} at epoch {start_epoch + 1}"
+                + (f", step {start_step}" if start_step else ""))
     model: nn.Module = net
     if di.world > 1:
         model = nn.parallel.DistributedDataParallel(
@@ -247,8 +251,12 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
         torch.manual_seed(cfg.seed * 100003 + epoch * 101 + di.rank)
         model.train()
         sums = np.zeros(3)  # loss, ratio, count
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{t.epochs}", disable=not (progress and di.main),
-                   leave=True, dynamic_ncols=True)
+        first = start_step if epoch == start_epoch else 0
+        if first:
+            sums = start_sums
+        bar = tqdm(range(first, steps), desc=f"epoch {epoch + 1}/{t.epochs}",
+                   disable=not (progress and di.main), initial=first, total=steps, leave=True,
+                   dynamic_ncols=True)
         for step in bar:
             idx = order[step * t.batch_size:(step + 1) * t.batch_size]
             lr = _lr_at(cfg, epoch + step / steps)
@@ -270,6 +278,11 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
             sums += [float(loss.detach()) * n, float((ratio - limit).detach().mean()) * n, n]
             bar.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", over=f"{sums[1] / sums[2]:+.3f}",
                             lr=f"{lr:.3g}", refresh=False)
+            every = t.checkpoint_every
+            if every and (step + 1) % every == 0 and step + 1 < steps and di.main:
+                save_checkpoint(ckpt, net, opt, {"epoch": epoch, "step": step + 1,
+                                                 "sums": sums.tolist(), "config": cfg.to_dict(),
+                                                 "history": history})
         bar.close()
         if di.world > 1:
             tot = torch.tensor(sums, dtype=torch.float64, device=device)

@@ -1,0 +1,271 @@
+"""One rule per op type, in a registry (the way onnxscript's rewriter and constant folder register
+per-op functions, and Torch-Pruning registers one pruner per layer type).
+
+A rule says what the op does to a channel region:
+
+- ``role``: ``"creates"`` (a weight op whose output channels can be sliced: Conv, ConvTranspose,
+  MatMul, Gemm), ``"consumes"`` (the same ops reading channels through their weights),
+  ``"channelwise"`` (the region flows through it), or ``"cuts"`` (the region stops: the tensor is
+  needed whole). Ops without a rule cut.
+- ``layouts(node, value, layout, gated)``: the channel-index map — given the layout of one of its
+  tensors, the layouts of its other data inputs/outputs (partial for Split/Slice, shifted for
+  Concat, moved for Transpose, spread over H·W features for Flatten), or None (cut here).
+- ``transfer(node, out, layout, src, ctx)``: how a constant carried by a removed channel passes
+  through it (``ChannelState`` in, ``ChannelState`` out).
+- ``slice(slicer, node, region)``: how to slice its weights / attributes once channels go.
+- ``source(node, axis)`` / ``sink(node, index, axis)``: for weight ops, the kind of slicing they
+  take as channel creator / consumer (None: not on this axis).
+
+Users register a rule for their own op with :func:`register_rule`::
+
+    register_rule("MyGelu", OpRule("channelwise", layouts=unary_layouts,
+                                   transfer=lambda node, out, layout, src, ctx: src.unknown_copy()))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import onnx_ir as ir
+
+from nnfc.passes import channel_ops as ops
+from nnfc.passes.channel_state import ChannelState, TransferContext
+from nnfc.passes.graph_utils import attr, const_array, new_initializer, rank_of
+from nnfc.passes.layout import Layout
+
+LayoutFn = Callable[..., "dict[ir.Value, Layout] | None"]
+TransferFn = Callable[[ir.Node, ir.Value, Layout, ChannelState, TransferContext], ChannelState]
+SliceFn = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class OpRule:
+    role: str                                   # creates | consumes | channelwise | cuts
+    layouts: LayoutFn | None = None
+    transfer: TransferFn | None = None
+    slice: SliceFn | None = None
+    source: Callable[[ir.Node, int], str | None] | None = None
+    sink: Callable[[ir.Node, int, int], str | None] | None = None
+
+
+_RULES: dict[tuple[str, str], OpRule] = {}
+
+
+def register_rule(op_type: str, rule: OpRule, domain: str = "") -> None:
+    """Register (or replace) the rule for ``domain::op_type``."""
+    _RULES[(domain if domain != "ai.onnx" else "", op_type)] = rule
+
+
+def rule_for(node: ir.Node) -> OpRule | None:
+    domain = node.domain if node.domain != "ai.onnx" else ""
+    return _RULES.get((domain, node.op_type))
+
+
+# ---- dispatch used by the region walk, the constant analysis and the slicer
+
+def channelwise_layouts(node: ir.Node, value: ir.Value, layout: Layout,
+                        gated: dict[ir.Value, bool] | None = None
+                        ) -> dict[ir.Value, Layout] | None:
+    rule = rule_for(node)
+    if rule is None or rule.layouts is None:
+        return None
+    return rule.layouts(node, value, layout, gated)
+
+
+def source_kind(node: ir.Node, axis: int) -> str | None:
+    rule = rule_for(node)
+    return rule.source(node, axis) if rule is not None and rule.source else None
+
+
+def sink_kind(node: ir.Node, index: int, axis: int) -> str | None:
+    rule = rule_for(node)
+    return rule.sink(node, index, axis) if rule is not None and rule.sink else None
+
+
+def transfer(node: ir.Node, out: ir.Value, ctx: TransferContext) -> ChannelState:
+    rule = rule_for(node)
+    if rule is None or rule.transfer is None:
+        return ChannelState.unknown(ctx.size)
+    layout = ctx.layouts[out]
+    return rule.transfer(node, out, layout, ctx.input_state(node.inputs[0], out), ctx)
+
+
+def slice_node(slicer, node: ir.Node, region) -> None:
+    rule = rule_for(node)
+    if rule is not None and rule.slice is not None:
+        rule.slice(slicer, node, region)
+
+
+# ---- constant carry (transfer) functions
+
+def _same(node, out, layout, src: ChannelState, ctx) -> ChannelState:
+    """A constant plane stays that constant (reshapes, max/mean pools, Split, nearest Resize)."""
+    return ChannelState(src.const.copy(), src.val.copy())
+
+
+def _pointwise(node, out, layout, src: ChannelState, ctx) -> ChannelState:
+    extra = [const_array(v) if v is not None else None for v in node.inputs[1:]]
+    if node.op_type == "BatchNormalization":  # per-channel parameters at the region's positions
+        extra = [a[np.maximum(layout.positions[:, 0], 0)] for a in extra[:4]]
+    val = ops.eval_pointwise(node, [src.val.reshape(ctx.shape(out)), *extra]).reshape(-1)
+    return ChannelState(src.const.copy(), np.where(src.const, val, 0).astype(np.float32))
+
+
+def _binary(node, out, layout, src, ctx) -> ChannelState:
+    ins = [ctx.input_state(v, out) for v in node.inputs[:2]]
+    const = ins[0].const & ins[1].const
+    val = ops.eval_pointwise(node, [s.val.reshape(ctx.shape(out)) for s in ins]).reshape(-1)
+    if node.op_type == "Mul":  # 0 * anything finite is 0
+        zero = ins[0].zero | ins[1].zero
+        const, val = const | zero, np.where(zero, 0, val).astype(np.float32)
+    return ChannelState(const, np.where(const, val, 0).astype(np.float32))
+
+
+def _depthwise(node, out, layout, src, ctx) -> ChannelState:
+    rows = np.maximum(layout.positions[:, 0], 0)
+    w = const_array(node.inputs[1]).reshape(layout.full, -1)[rows].astype(np.float64)
+    b = const_array(node.inputs[2])[rows] if len(node.inputs) > 2 and \
+        node.inputs[2] is not None else np.zeros(ctx.size)
+    const = src.const & ((src.val == 0) | (not ops.conv_has_padding(node)))
+    val = (src.val * w.sum(axis=1) + b).astype(np.float32)
+    return ChannelState(const, np.where(const, val, 0).astype(np.float32))
+
+
+def _average_pool(node, out, layout, src, ctx) -> ChannelState:
+    if attr(node, "count_include_pad", 0) == 0 or not any(attr(node, "pads") or []):
+        return _same(node, out, layout, src, ctx)
+    return ChannelState.unknown(ctx.size)
+
+
+def _resize(node, out, layout, src, ctx) -> ChannelState:
+    # interpolation weights sum to one: a constant plane stays that constant
+    return _same(node, out, layout, src, ctx)
+
+
+def _pad(node, out, layout, src, ctx) -> ChannelState:
+    """A uniform plane stays uniform when padded with its own value or its edges."""
+    if attr(node, "mode", "constant") in ("edge", "reflect", "wrap"):
+        return _same(node, out, layout, src, ctx)
+    fill = const_array(node.inputs[2]) if len(node.inputs) > 2 and \
+        node.inputs[2] is not None else None
+    fill = 0.0 if fill is None or fill.size == 0 else float(fill.reshape(-1)[0])
+    const = src.const & (src.val == fill)
+    return ChannelState(const, np.where(const, src.val, 0).astype(np.float32))
+
+
+def _concat(node, out, layout, src, ctx) -> ChannelState:
+    """Each channel's state comes from the input(s) holding it (all must agree)."""
+    size = ctx.size
+    const, val, held = np.ones(size, bool), np.zeros(size, np.float32), np.zeros(size, bool)
+    for value in node.inputs:
+        if value not in ctx.layouts:
+            continue
+        present = ~ctx.layouts[value].absent
+        state = ctx.states.get(value, ChannelState.unknown(size))
+        agree = ~held | (state.val == val)
+        const &= np.where(present, state.const & agree, True)
+        val = np.where(present & ~held, state.val, val)
+        held |= present
+    const &= held
+    return ChannelState(const, np.where(const, val, 0).astype(np.float32))
+
+
+# ---- slicing functions
+
+def _slice_per_channel_inputs(first: int, last: int):
+    def slice_(slicer, node, region) -> None:
+        keep = slicer.keep_index(region.layout(node.outputs[0]))
+        for i in range(first, last):
+            slicer.const(node, i, 0, keep)
+    return slice_
+
+
+def _slice_depthwise(slicer, node, region) -> None:
+    keep = slicer.keep_index(region.layout(node.outputs[0]))
+    slicer.const(node, 1, 0, keep)
+    if len(node.inputs) > 2 and node.inputs[2] is not None:
+        slicer.const(node, 2, 0, keep)
+    node.attributes["group"] = ir.AttrInt64("group", int(keep.size))
+
+
+def _slice_binary(slicer, node, region) -> None:
+    layout = region.layout(node.outputs[0])
+    keep = slicer.keep_index(layout)
+    for i, value in enumerate(node.inputs[:2]):
+        arr = const_array(value)
+        if arr is None:
+            continue
+        dim = arr.ndim + layout.axis
+        if dim >= 0 and arr.shape[dim] > 1:
+            slicer.const(node, i, dim, keep)
+
+
+def _slice_reshape(slicer, node, region) -> None:
+    if node.op_type != "Reshape":
+        return
+    layout = region.layout(node.outputs[0])
+    shape = const_array(node.inputs[1]).copy()
+    pos = len(shape) + layout.axis
+    if shape[pos] > 0:
+        shape[pos] = slicer.keep_index(layout).size
+        node.replace_input_with(1, new_initializer(slicer.graph, shape, "reshape_shape"))
+
+
+def _slice_resize(slicer, node, region) -> None:
+    if node.op_type != "Resize" or len(node.inputs) < 4 or node.inputs[3] is None:
+        return  # scales leave the channel axis alone
+    layout = region.layout(node.outputs[0])
+    sizes = const_array(node.inputs[3]).copy()
+    rank = rank_of(node.inputs[0])
+    chan = rank + layout.axis
+    axes = attr(node, "axes")
+    if axes is not None:
+        axes = [int(a) % rank for a in axes]
+        if chan not in axes:
+            return
+        chan = axes.index(chan)
+    sizes[chan] = slicer.keep_index(layout).size
+    node.replace_input_with(3, new_initializer(slicer.graph, sizes, "resize_sizes"))
+
+
+def _slice_window(slicer, node, region) -> None:
+    slicer.window(node, region.layout(node.inputs[0]))
+
+
+# ---- the built-in rules
+
+#: ops whose value on a spatially constant input is the same constant
+_CONST_POOLS = ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceMin",
+                "MaxPool")
+
+
+def _register_builtins() -> None:
+    for op in ops.UNARY:
+        register_rule(op, OpRule("channelwise", ops.unary_layouts, _pointwise))
+    for op in ops.BINARY:
+        register_rule(op, OpRule("channelwise", ops.binary_layouts, _binary, _slice_binary))
+    register_rule("BatchNormalization", OpRule("channelwise", ops.batchnorm_layouts, _pointwise,
+                                               _slice_per_channel_inputs(1, 5)))
+    for op in _CONST_POOLS:
+        register_rule(op, OpRule("channelwise", ops.pool_layouts, _same))
+    register_rule("AveragePool", OpRule("channelwise", ops.pool_layouts, _average_pool))
+    for op in ops.RESIZES:
+        register_rule(op, OpRule("channelwise", ops.resize_layouts, _resize, _slice_resize))
+    register_rule("Transpose", OpRule("channelwise", ops.transpose_layouts, _same))
+    register_rule("Pad", OpRule("channelwise", ops.pad_layouts, _pad))
+    register_rule("Split", OpRule("channelwise", ops.split_layouts, _same, _slice_window))
+    register_rule("Slice", OpRule("channelwise", ops.slice_layouts, _same, _slice_window))
+    register_rule("Concat", OpRule("channelwise", ops.concat_layouts, _concat))
+    for op in ("Flatten", "Reshape"):
+        register_rule(op, OpRule("channelwise", ops.reshape_layouts, _same, _slice_reshape))
+    # weight ops: create and consume channels; a depthwise Conv is channel-wise
+    register_rule("Conv", OpRule("creates", ops.depthwise_layouts, _depthwise, _slice_depthwise,
+                                 ops.weight_source_kind, ops.weight_sink_kind))
+    for op in ("ConvTranspose", "MatMul", "Gemm"):
+        register_rule(op, OpRule("creates", source=ops.weight_source_kind,
+                                 sink=ops.weight_sink_kind))
+
+
+_register_builtins()
