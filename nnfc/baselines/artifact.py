@@ -81,18 +81,18 @@ def onnx_runner(model_path: str | os.PathLike):
     return lambda x: dict(zip(names, session.run(names, {in_name: x})))
 
 
-def finish(*, out: Path, net: nn.Module, bundle: Bundle, family, task: tuple[str, ...],
-           target, target_name: str, predictor: Predictor, gates: Mapping[str, np.ndarray],
-           request: dict[str, Any], method: str, customization: dict[str, Any],
-           timings: dict[str, float], image_shape: tuple[int, ...], opset: int,
-           extra_files: Mapping[str, Any] | None = None,
-           progress: bool = True) -> dict[str, Any]:
+def finish(ctx, *, out: Path, net: nn.Module, gates: Mapping[str, np.ndarray],
+           lat_ms: float | None, mem_mb: float | None, method: str,
+           customization: dict[str, Any],
+           extra_files: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Export, lower, measure, verify and score ``net``; write the output directory atomically
     and return the report."""
     import time
 
     from nnfc.baselines import task_data
 
+    bundle, family, target, predictor = ctx.bundle, ctx.family, ctx.target, ctx.predictor
+    image_shape, timings = ctx.image_shape, {}
     clock = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -106,7 +106,7 @@ def finish(*, out: Path, net: nn.Module, bundle: Bundle, family, task: tuple[str
     os.chmod(tmp, 0o755)
     try:
         model = export_plain(net, tmp / "model.onnx", image_shape,
-                             task_data.output_names(family), opset)
+                             task_data.output_names(family), ctx.cfg.export.opset)
         lap("export")
         artifact = target.lower(tmp / "model.onnx", tmp)
         lap("lower")
@@ -114,7 +114,7 @@ def finish(*, out: Path, net: nn.Module, bundle: Bundle, family, task: tuple[str
         lap("measure")
         run = onnx_runner(tmp / "model.onnx")
         diff = artifact_diff(target, artifact, run, image_shape)
-        accuracy = task_data.task_metric(family, task, run)
+        accuracy = task_data.task_metric(family, ctx.task, run)
         lap("evaluate")
         stats = graph_stats(model)
         parts = {**customization.get("parts_s", {}),
@@ -126,7 +126,8 @@ def finish(*, out: Path, net: nn.Module, bundle: Bundle, family, task: tuple[str
             write_json_atomic(tmp / name, data)
         lat_pred, mem_pred = predictor.predict({k: np.asarray(v, np.float32)
                                                 for k, v in gates.items()})
-        report = build_report(method=method, request=request, bundle=bundle, gates=gates,
+        report = build_report(method=method, request=ctx.request(lat_ms, mem_mb), bundle=bundle,
+                              gates=gates,
                               predicted=(float(lat_pred[0] if lat_pred.ndim else lat_pred),
                                          float(mem_pred[0] if mem_pred.ndim else mem_pred)),
                               bench=bench, stats=stats, diff=diff, artifact=artifact.name,

@@ -22,7 +22,8 @@ from nnfc.baselines.context import (BaselineContext, BaselineRequest, default_ch
                                    open_context)
 from nnfc.baselines.pruning import (Budget, gated_roots, gates_from_kept, prune_to_budget,
                                     replay)
-from nnfc.baselines.task_training import check_run, read_state, train_task, with_epochs
+from nnfc.baselines.task_training import (check_run, read_state, train_task, training_record,
+                                          with_epochs)
 from nnfc.errors import NnfcError
 from nnfc.training.checkpoint import save_checkpoint
 
@@ -117,14 +118,7 @@ def prune_tune(req: PruneTuneRequest, log: Callable[[str], None] = print
                      "pruning_steps": len(pruning["trace"]) - 1,
                      "kept_channels": {roots[m][0]: len(k) for m, k in pruning["kept"].items()},
                      "safety_margin": {"latency": margins[0], "memory": margins[1]},
-                     "epochs": cfg.train.epochs, "factory_epochs": factory_epochs,
-                     "lr": cfg.train.lr, "samples_per_epoch": cfg.train.samples_per_epoch,
-                     "epochs_this_session": trained["epochs_run"],
-                     "history": trained["history"], "checkpoint": str(ckpt)}
-    return finish(out=Path(req.out), net=net, bundle=ctx.bundle, family=ctx.family,
-                  task=ctx.task, target=ctx.target, target_name=ctx.target_name,
-                  predictor=ctx.predictor, gates=gates,
-                  request=ctx.request(req.lat_ms, req.mem_mb), method="prune-tune",
-                  customization=customization, timings={}, image_shape=ctx.image_shape,
-                  opset=cfg.export.opset, extra_files={"pruning.json": pruning},
-                  progress=req.progress)
+                     **training_record(cfg, factory_epochs, trained, ckpt)}
+    return finish(ctx, out=Path(req.out), net=net, gates=gates, lat_ms=req.lat_ms,
+                  mem_mb=req.mem_mb, method="prune-tune", customization=customization,
+                  extra_files={"pruning.json": pruning})

@@ -15,7 +15,7 @@ import torch
 from nnfc.baselines import task_data
 from nnfc.baselines.artifact import finish
 from nnfc.baselines.context import BaselineRequest, default_checkpoint, open_context
-from nnfc.baselines.task_training import train_task, with_epochs
+from nnfc.baselines.task_training import train_task, training_record, with_epochs
 
 
 @dataclasses.dataclass
@@ -43,13 +43,6 @@ def retrain(req: RetrainRequest, log: Callable[[str], None] = print) -> dict[str
         return None
     full = {g.input_name: np.ones(g.size, np.float32) for g in net.gate_layers()}
     customization = {"seconds": trained["seconds"], "parts_s": {"training": trained["seconds"]},
-                     "epochs": cfg.train.epochs, "factory_epochs": factory_epochs,
-                     "samples_per_epoch": cfg.train.samples_per_epoch,
-                     "epochs_this_session": trained["epochs_run"],
-                     "history": trained["history"], "checkpoint": str(ckpt)}
-    return finish(out=Path(req.out), net=net, bundle=ctx.bundle, family=ctx.family,
-                  task=ctx.task, target=ctx.target, target_name=ctx.target_name,
-                  predictor=ctx.predictor, gates=full,
-                  request=ctx.request(req.lat_ms, req.mem_mb), method="retrain",
-                  customization=customization, timings={}, image_shape=ctx.image_shape,
-                  opset=cfg.export.opset, progress=req.progress)
+                     **training_record(cfg, factory_epochs, trained, ckpt)}
+    return finish(ctx, out=Path(req.out), net=net, gates=full, lat_ms=req.lat_ms,
+                  mem_mb=req.mem_mb, method="retrain", customization=customization)

@@ -120,6 +120,15 @@ def train_task(net: nn.Module, cfg, family, task: Sequence[str], ckpt: Path, run
             "seconds": round(sum(h["seconds"] for h in history), 2)}
 
 
+def training_record(cfg, factory_epochs: int, trained: dict[str, Any], ckpt: Path
+                    ) -> dict[str, Any]:
+    """The report's account of a training run (epochs vs the factory's, history, checkpoint)."""
+    return {"epochs": cfg.train.epochs, "factory_epochs": factory_epochs, "lr": cfg.train.lr,
+            "samples_per_epoch": cfg.train.samples_per_epoch,
+            "epochs_this_session": trained["epochs_run"], "history": trained["history"],
+            "checkpoint": str(ckpt)}
+
+
 def with_epochs(cfg, epochs: int, lr: float | None = None):
     """``cfg`` with ``train.epochs`` (and ``train.lr``) replaced."""
     changes: dict[str, Any] = {"epochs": epochs}
