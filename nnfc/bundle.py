@@ -9,13 +9,12 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from nnfc.atomic import replace_dir
 from nnfc.errors import NnfcError
+from nnfc.outputs import output_dir
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -87,6 +86,10 @@ class Bundle:
                             f"this factory knows: {', '.join(vocab)}")
         if not attributes:
             raise NnfcError("a task needs at least one attribute")
+        repeated = sorted({a for a in attributes if attributes.count(a) > 1})
+        if repeated:
+            raise NnfcError(f"attribute(s) {', '.join(map(repr, repeated))} given more than "
+                            "once; list each attribute of the task once")
         return [1.0 if a in attributes else 0.0 for a in vocab]
 
 
@@ -120,6 +123,7 @@ def read_bundle(root: str | os.PathLike, verify_hashes: bool = True) -> Bundle:
     if version != FORMAT_VERSION:
         raise NnfcError(f"{root}: bundle format version {version!r} is not supported "
                         f"(this nnfc reads version {FORMAT_VERSION})")
+    validate_manifest(manifest, mpath)
     files = manifest["files"]
     for name in REQUIRED_FILES:
         if name not in files:
@@ -133,20 +137,64 @@ def read_bundle(root: str | os.PathLike, verify_hashes: bool = True) -> Bundle:
         if verify_hashes and sha256_file(path) != expected:
             raise NnfcError(f"{root}: {name} does not match its sha256 in the manifest "
                             "(the file was changed or truncated)")
-    for i, layer in enumerate(manifest["gate_layers"]):
-        if not isinstance(layer, dict) or not {"name", "size", "kind"} <= layer.keys():
-            raise NnfcError(f"{mpath}: gate_layers[{i}] needs name, size and kind")
     return Bundle(root, manifest)
 
 
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
+    """Type problems of a manifest's required keys, one line each (empty: fine)."""
+    problems = []
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        problems.append("'files' must map file names to sha256 strings")
+    attrs = manifest.get("attributes")
+    if not isinstance(attrs, list) or not attrs or not all(
+            isinstance(a, str) and a for a in attrs):
+        problems.append("'attributes' must be a non-empty list of strings")
+    elif len(set(attrs)) != len(attrs):
+        problems.append("'attributes' lists an attribute twice")
+    layers = manifest.get("gate_layers")
+    if not isinstance(layers, list):
+        problems.append("'gate_layers' must be a list of {name, size, kind}")
+    else:
+        for i, layer in enumerate(layers):
+            if (not isinstance(layer, dict) or not isinstance(layer.get("name"), str)
+                    or not _is_int(layer.get("size")) or layer["size"] < 1
+                    or not isinstance(layer.get("kind"), str)):
+                problems.append(f"gate_layers[{i}] needs name (string), size (positive "
+                                "integer) and kind (string)")
+                break
+    tasks = manifest.get("tasks")
+    if not isinstance(tasks, dict) or not all(
+            isinstance(t, list) and all(isinstance(task, list) and all(
+                isinstance(a, str) for a in task) for task in t)
+            for t in tasks.values()):
+        problems.append("'tasks' must map 'seen'/'unseen' to lists of attribute lists")
+    spec = manifest.get("input")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(
+            spec.get("shape"), list) or not all(_is_int(d) and d > 0 for d in spec["shape"]):
+        problems.append("'input' must hold a name and a shape of positive integers")
+    return problems
+
+
+def validate_manifest(manifest: Mapping[str, Any], where: str | os.PathLike) -> None:
+    """One NnfcError, one line per problem, when the manifest's required keys have wrong types."""
+    problems = manifest_problems(manifest)
+    if problems:
+        raise NnfcError("\n".join(f"{where}: {p}" for p in problems))
+
+
 def write_bundle(root: str | os.PathLike, manifest: Mapping[str, Any],
-                 files: Mapping[str, str | os.PathLike | bytes]) -> Bundle:
+                 files: Mapping[str, str | os.PathLike | bytes], *, force: bool = False,
+                 inputs: Iterable[str | os.PathLike | None] = ()) -> Bundle:
     """Write a bundle atomically: files (name -> source path or bytes) and the manifest with
-    their sha256 go to a temp directory beside ``root``, which then replaces ``root``."""
-    root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.", suffix=".tmp"))
-    try:
+    their sha256 go to a temp directory beside ``root``, which then replaces ``root`` (an empty
+    directory or an earlier bundle; see :mod:`nnfc.outputs` for the rules and ``force``)."""
+    with output_dir(root, "bundle", force=force, inputs=inputs, option="--out") as tmp:
         hashes = {}
         for name, src in files.items():
             dst = tmp / name
@@ -157,8 +205,4 @@ def write_bundle(root: str | os.PathLike, manifest: Mapping[str, Any],
             hashes[name] = sha256_file(dst)
         full = {"format_version": FORMAT_VERSION, **dict(manifest), "files": hashes}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
-        replace_dir(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return read_bundle(root)

@@ -12,7 +12,7 @@ import sys
 import click
 
 from nnfc import __version__
-from nnfc.errors import NnfcError
+from nnfc.errors import EXIT_ERROR, EXIT_INTERRUPTED, NnfcError
 
 # verb -> "module:function" (a click.Command)
 COMMANDS: dict[str, str] = {
@@ -29,7 +29,7 @@ COMMANDS: dict[str, str] = {
 
 HELP = {
     "prune": "Fold gates into an ONNX supernet and physically remove gated-off channels.",
-    "bench": "Measure an artifact's latency and memory on a target; fail over budget.",
+    "bench": "Measure artifacts; compare with a baseline; fail on a regression or over budget.",
     "train": "Train a model factory (gated supernet + assembler) and write a bundle.",
     "eval": "Accuracy and activation ratio of a factory's pruned models per task and limit.",
     "profile": "Profile random subnets on a target and fit its latency/memory predictor.",
@@ -71,20 +71,26 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: NnfcError becomes one line on stderr and exit code 2."""
+    """Console entry point: NnfcError becomes one ``nnfc: error:`` line per problem on stderr
+    and exit code 2 (so does an OS error nnfc did not anticipate: full disk, permissions)."""
     if not sys.stderr.isatty():  # logs, CI: progress bars update once a second, not 10 times
         os.environ.setdefault("TQDM_MININTERVAL", "1")
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except NnfcError as exc:
-        click.echo(f"nnfc: error: {exc}", err=True)
-        sys.exit(2)
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            click.echo(f"nnfc: error: {line}", err=True)
+        sys.exit(EXIT_ERROR)
+    except OSError as exc:
+        from nnfc.outputs import os_error_text
+        click.echo(f"nnfc: error: {os_error_text(exc)}", err=True)
+        sys.exit(EXIT_ERROR)
     except SystemExit:
         raise
     except Exception as exc:

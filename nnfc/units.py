@@ -57,18 +57,31 @@ def parse_memory_mb(text: str) -> float:
 
 
 def format_ms(ms: float) -> str:
-    """Human latency: ``"4.31 ms"``, ``"1.20 s"``, ``"850 µs"``."""
+    """Human latency: ``"4.31 ms"``, ``"1.20 s"``, ``"850 µs"``, ``"0.42 µs"``; absurdly
+    large values in scientific notation (``"1e+300 s"``), never hundreds of digits."""
+    if not math.isfinite(ms):
+        return f"{ms} ms"
+    if ms >= 1e7:
+        return f"{ms / 1000:.3g} s"
     if ms >= 1000:
         return f"{ms / 1000:.2f} s"
-    if ms < 1:
-        return f"{ms * 1000:.0f} µs"
-    return f"{ms:.2f} ms"
+    if ms >= 1:
+        return f"{ms:.2f} ms"
+    us = ms * 1000
+    return f"{us:.0f} µs" if us >= 10 else f"{us:.2g} µs"
 
 
 def format_mb(mb: float) -> str:
-    """Human memory: ``"12.5 MB"``, ``"1.20 GB"``, ``"340 KB"``."""
+    """Human memory: ``"12.5 MB"``, ``"1.20 GB"``, ``"340 KB"``, ``"12 B"``; absurdly large
+    values in scientific notation."""
+    if not math.isfinite(mb):
+        return f"{mb} MB"
+    if mb >= 1e7:
+        return f"{mb / 1000:.3g} GB"
     if mb >= 1000:
         return f"{mb / 1000:.2f} GB"
-    if mb < 1:
+    if mb >= 1:
+        return f"{mb:.1f} MB"
+    if mb >= 1e-3:
         return f"{mb * 1000:.0f} KB"
-    return f"{mb:.1f} MB"
+    return f"{mb * 1e6:.3g} B"

@@ -174,7 +174,7 @@ def test_prune_tune_errors_are_one_line(bundle, tmp_path, capsys, args, needle):
 def test_retrain_bad_input_before_any_training(bundle, tmp_path, capsys):
     existing = tmp_path / "file"
     existing.write_text("not nnfc's")
-    for args, needle in ((["--task", "has,0", "-o", str(existing)], "is not a directory"),
+    for args, needle in ((["--task", "has,0", "-o", str(existing)], str(existing)),
                          (["--task", "has", "-o", str(tmp_path / "o")], "not a NumVQA task"),
                          (["--task", "has,0", "--target", "gpu9", "-o", str(tmp_path / "o")],
                           "gpu9")):

@@ -135,11 +135,17 @@ def test_compile_never_imports_torch(bundle, tmp_path):
 
 
 def test_recompile_replaces_output_atomically(bundle, tmp_path, capsys):
+    from nnfc.outputs import MARKER
     out = tmp_path / "out"
-    out.mkdir()
+    args = ["compile", "--bundle", str(bundle), "--task", "even", "--lat", "1s", "-o", str(out),
+            "--runs", "2", "--rounds", "1", "--no-verify"]
+    assert run_cli(args, capsys)[0] == 0
+    # an earlier compile output with a file this compile does not write (e.g. another target's)
+    marker = json.loads((out / MARKER).read_text())
+    (out / MARKER).write_text(json.dumps({**marker, "files": marker["files"] + ["stale.txt"]}))
     (out / "stale.txt").write_text("old")
-    code, _, err = run_cli(["compile", "--bundle", str(bundle), "--task", "even", "--lat", "1s",
-                            "-o", str(out), "--runs", "2", "--rounds", "1", "--no-verify"], capsys)
+    code, _, err = run_cli(args, capsys)
     assert code == 0, err
     assert not (out / "stale.txt").exists() and (out / "report.json").is_file()
+    assert sorted(os.listdir(tmp_path)) == ["out"]
     assert json.loads((out / "report.json").read_text())["max_abs_diff_vs_supernet"] is None

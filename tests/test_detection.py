@@ -72,9 +72,6 @@ def test_random_gates_pruned_equals_supernet_every_output(exported):
             assert kept < full  # head and backbone channels really go
 
 
-@pytest.mark.xfail(reason="pruning gated convs that feed Resize / an Add of two gated tensors "
-                          "(the head's laterals) lands with the passes work (issue #14)",
-                   strict=False)
 def test_head_channels_are_pruned(exported):
     det, model = exported
     gates = {g.input_name: np.ones(g.size, np.float32) for g in det.gate_layers()}

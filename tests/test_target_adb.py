@@ -96,7 +96,7 @@ def test_bench_cli_device_option(fake_adb, tmp_path, monkeypatch, capsys):
     artifact = tmp_path / "model.tflite"
     artifact.write_bytes(b"tflite")
     main(["bench", str(artifact), "--device", "R58", "--lat-budget", "5ms"])
-    assert "budget    OK" in capsys.readouterr().out
+    assert "budget   OK" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         main(["bench", str(artifact), "--device", "R58", "--lat-budget", "1ms"])
     assert exc.value.code == 1

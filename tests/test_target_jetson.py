@@ -19,7 +19,7 @@ from nnfc.errors import NnfcError
 from nnfc.onnx_io import save_onnx
 from nnfc.passes import apply_gates, gate_inputs
 from nnfc.targets import get_target
-from nnfc.targets import tensorrt as trt_target
+from nnfc.targets.tensorrt import cuda_runner, device_profiling, lowering
 from supernets import IMAGE, run, supernet
 
 
@@ -48,7 +48,7 @@ def test_lower_writes_tensorrt_ready_onnx_and_recipe(pruned, tmp_path, capsys, n
     assert [i.name for i in inputs] == ["input"]
     assert [d.dim_value for d in inputs[0].type.tensor_type.shape.dim] == [1, 3, IMAGE, IMAGE]
     opset = next(o.version for o in ready.opset_import if o.domain in ("", "ai.onnx"))
-    assert trt_target.TRT_MIN_OPSET <= opset <= trt_target.TRT_MAX_OPSET
+    assert lowering.TRT_MIN_OPSET <= opset <= lowering.TRT_MAX_OPSET
     assert not list(tmp_path.glob("*.engine")), "never a fake engine"
     recipe = (tmp_path / "build_engine.sh").read_text()
     assert "trtexec --onnx=model.trt.onnx --saveEngine=model.engine" in recipe
@@ -77,7 +77,7 @@ def test_gate_inputs_are_folded_all_on(tmp_path, no_tensorrt):
 
 def test_missing_tensorrt_message(pruned, tmp_path, no_tensorrt):
     artifact = get_target("jetson").lower(pruned[0], tmp_path)
-    with pytest.raises(trt_target.TensorRTUnavailable,
+    with pytest.raises(cuda_runner.TensorRTUnavailable,
                        match="tensorrt Python package is not installed.*trtexec --onnx="):
         get_target("jetson").benchmark(artifact, runs=1, warmup=0)
     engine = tmp_path / "model.engine"
@@ -156,7 +156,7 @@ class _FakeTRT(types.ModuleType):
 
 def test_engine_build_call_sequence(pruned, tmp_path, monkeypatch):
     fake = _FakeTRT()
-    monkeypatch.setattr(trt_target, "tensorrt_status", lambda: (fake, ""))
+    monkeypatch.setattr(cuda_runner, "tensorrt_status", lambda: (fake, ""))
     artifact = get_target("jetson", fp16=True, workspace_mb=256).lower(pruned[0], tmp_path)
     assert artifact == tmp_path / "model.engine"
     assert artifact.read_bytes() == b"ENGINE-BYTES"
@@ -190,7 +190,7 @@ def test_device_profile_script_and_parser(tmp_path, no_tensorrt):
     for name in ("subnet0.onnx", "subnet10.onnx"):
         (work / name).write_bytes(b"onnx")
         files.append(work / name)
-    script = trt_target.write_device_profile_script(files, work, fp16=True, iterations=50)
+    script = device_profiling.write_device_profile_script(files, work, fp16=True, iterations=50)
     assert script.name == "profile_on_jetson.sh"
     text = script.read_text()
     assert "--fp16" in text and "--iterations=50" in text and "subnet10.onnx" in text
@@ -201,7 +201,7 @@ def test_device_profile_script_and_parser(tmp_path, no_tensorrt):
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
     subprocess.run(["bash", str(script)], check=True, env=env, cwd=tmp_path,
                    capture_output=True)
-    rows = trt_target.parse_device_measurements(work / "trt_measurements.log")
+    rows = device_profiling.parse_device_measurements(work / "trt_measurements.log")
     assert [r["model"] for r in rows] == ["subnet0.onnx", "subnet10.onnx"]
     assert rows[0]["latency_ms"] == pytest.approx(0.12)   # len("subnet0.onnx") == 12
     assert rows[1]["latency_ms"] == pytest.approx(0.13)
@@ -211,18 +211,18 @@ def test_device_profile_script_and_parser(tmp_path, no_tensorrt):
     assert not list(work.glob("*.engine")), "engines are deleted after timing"
 
     (work / "broken.onnx").write_bytes(b"x")
-    script = trt_target.write_device_profile_script([work / "broken.onnx"], work)
+    script = device_profiling.write_device_profile_script([work / "broken.onnx"], work)
     subprocess.run(["bash", str(script)], env=env, capture_output=True)
     with pytest.raises(NnfcError, match="failed for 1 model.*broken.onnx"):
-        trt_target.parse_device_measurements(work / "trt_measurements.log")
-    assert trt_target.parse_device_measurements(work / "trt_measurements.log",
-                                                strict=False) == []
+        device_profiling.parse_device_measurements(work / "trt_measurements.log")
+    assert device_profiling.parse_device_measurements(work / "trt_measurements.log",
+                                                      strict=False) == []
 
 
 def test_prepare_device_profile_writes_ready_models(pruned, tmp_path):
     _, model = pruned
     _, supernet_model = supernet("resnet-tiny")
-    script = trt_target.prepare_device_profile(
+    script = device_profiling.prepare_device_profile(
         [("subnet0", model), ("subnet1", supernet_model)], tmp_path / "dev", fp16=True)
     assert script == tmp_path / "dev" / "profile_on_jetson.sh"
     for name in ("subnet0", "subnet1"):
@@ -234,7 +234,127 @@ def test_prepare_device_profile_writes_ready_models(pruned, tmp_path):
 
 def test_profile_script_rejects_files_elsewhere(tmp_path):
     with pytest.raises(NnfcError, match="must be inside"):
-        trt_target.write_device_profile_script([tmp_path / "a.onnx"], tmp_path / "other")
+        device_profiling.write_device_profile_script([tmp_path / "a.onnx"], tmp_path / "other")
     with pytest.raises(NnfcError, match="no '### nnfc-model:'"):
         (tmp_path / "log").write_text("hello\n")
-        trt_target.parse_device_measurements(tmp_path / "log")
+        device_profiling.parse_device_measurements(tmp_path / "log")
+
+
+class _FakeCudart(types.SimpleNamespace):
+    """cuda-python's runtime API as EngineRunner uses it: (err, value) tuples, raw addresses;
+    "device" memory is host memory here."""
+
+    def __init__(self):
+        super().__init__(cudaMemcpyKind=types.SimpleNamespace(
+            cudaMemcpyHostToDevice="h2d", cudaMemcpyDeviceToHost="d2h"))
+        self.blocks, self.free, self.calls = {}, 1 << 30, []
+
+    def cudaGetDeviceCount(self):
+        return 0, 1
+
+    def cudaMemGetInfo(self):
+        return 0, self.free, 1 << 30
+
+    def cudaMalloc(self, size):
+        buf = np.zeros(size, np.uint8)
+        self.blocks[buf.ctypes.data] = buf
+        self.free -= size
+        return 0, buf.ctypes.data
+
+    def cudaMemcpy(self, dst, src, size, kind):
+        import ctypes
+        self.calls.append(kind)
+        ctypes.memmove(dst, src, size)
+        return (0,)
+
+    def cudaStreamCreate(self):
+        return 0, 7
+
+    def cudaStreamSynchronize(self, stream):
+        return (0,)
+
+    def cudaFree(self, ptr):
+        self.free += self.blocks.pop(ptr).size
+        return (0,)
+
+    def cudaStreamDestroy(self, stream):
+        return (0,)
+
+
+def _fake_runtime_trt(cudart):
+    """TensorRT 10's runtime side (Runtime -> ICudaEngine tensor API -> execution context) for
+    an engine computing ``out = 2 * input`` on a [1, 3, 4, 4] float32 tensor."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = "10.fake"
+    trt.calls = []
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
+    trt.nptype = lambda dtype: {"float32": np.float32}[dtype]
+    trt.Logger = type("Logger", (), {"WARNING": "w", "__init__": lambda self, level: None})
+    shape, tensors = (1, 3, 4, 4), [("input", "in"), ("output", "out")]
+
+    class Context:
+        def __init__(self):
+            self.addresses = {}
+
+        def set_tensor_address(self, name, ptr):
+            self.addresses[name] = ptr
+
+        def execute_async_v3(self, stream):
+            trt.calls.append("execute_async_v3")
+            src = cudart.blocks[self.addresses["input"]].view(np.float32)
+            cudart.blocks[self.addresses["output"]].view(np.float32)[:] = 2 * src
+            return True
+
+    class Engine:
+        num_io_tensors = 2
+
+        def get_tensor_name(self, i):
+            return tensors[i][0]
+
+        def get_tensor_shape(self, name):
+            return shape
+
+        def get_tensor_dtype(self, name):
+            return "float32"
+
+        def get_tensor_mode(self, name):
+            return dict(tensors)[name]
+
+        def create_execution_context(self):
+            trt.calls.append("create_execution_context")
+            return Context()
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            trt.calls.append("deserialize_cuda_engine")
+            return Engine() if data == b"ENGINE" else None
+
+    trt.Runtime = Runtime
+    return trt
+
+
+def test_engine_run_and_benchmark_against_the_runtime_api(tmp_path, monkeypatch):
+    cudart = _FakeCudart()
+    trt = _fake_runtime_trt(cudart)
+    monkeypatch.setattr(cuda_runner, "tensorrt_status", lambda: (trt, ""))
+    monkeypatch.setattr(cuda_runner, "_cudart", lambda: cudart)
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"ENGINE")
+    x = np.random.default_rng(3).standard_normal((1, 3, 4, 4)).astype(np.float32)
+    (out,) = get_target("jetson").run(engine, {"input": x})
+    np.testing.assert_array_equal(out, 2 * x)
+    assert trt.calls == ["deserialize_cuda_engine", "create_execution_context",
+                         "execute_async_v3"]
+    assert not cudart.blocks, "device buffers are freed"
+    result = get_target("jetson").benchmark(engine, runs=4, warmup=1)
+    assert result.runs == 4 and result.median_ms >= 0
+    assert result.peak_memory_mb == pytest.approx(2 * x.nbytes / 1e6)
+    assert trt.calls.count("execute_async_v3") == 1 + 5
+    with pytest.raises(NnfcError, match="missing input"):
+        get_target("jetson").run(engine, {})
+    engine.write_bytes(b"OTHER")
+    with pytest.raises(NnfcError, match="could not deserialize"):
+        get_target("jetson").run(engine, {"input": x})

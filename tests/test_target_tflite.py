@@ -6,9 +6,12 @@ marked slow (resnet and vit cover convolutions, residuals and attention in `-m "
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,7 +50,10 @@ def lowered(preset: str, tmp_path_factory, precision: str = "float32"):
     work = tmp_path_factory.mktemp(f"tflite-{preset}")
     path = save_onnx(pruned, work / "model.onnx")
     target = get_target("android", precision=precision, threads=2)
-    return target, target.lower(path, work / "out"), pruned, path
+    with contextlib.chdir(work):  # relative paths, as `nnfc compile -o out/x` passes them
+        artifact = target.lower(Path(path.name), Path("out"))
+    assert artifact.is_absolute() and artifact.parent == work / "out"
+    return target, artifact, pruned, path
 
 
 @pytest.mark.parametrize("preset", BACKBONES)
@@ -118,12 +124,14 @@ def check_run_without_sidecar(target, artifact, pruned, tmp_path_factory):
 
 def check_bench_cli(artifact, capsys):
     capsys.readouterr()
-    main(["bench", str(artifact), "--runs", "3", "--warmup", "1", "--lat-budget", "10s",
-          "--mem-budget", "4GB", "--json"])
-    report = json.loads(capsys.readouterr().out)
-    assert report["target"] == "android" and report["within_budget"] is True
+    fast = ["--rounds", "3", "--runs", "3", "--warmup", "1", "--min-round-time", "0"]
+    main(["bench", str(artifact), *fast, "--lat-budget", "10s", "--mem-budget", "4GB",
+          "--json"])
+    (entry,) = json.loads(capsys.readouterr().out)["artifacts"]
+    assert entry["target"] == "android" and entry["violations"] == []
+    assert entry["memory_source"] == "runtime" and entry["target_options"] == {}
     with pytest.raises(SystemExit) as exc:
-        main(["bench", str(artifact), "--runs", "3", "--lat-budget", "1us"])
+        main(["bench", str(artifact), *fast, "--lat-budget", "1us"])
     assert exc.value.code == 1
     assert "EXCEEDED" in capsys.readouterr().out
 

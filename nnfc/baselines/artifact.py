@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,13 +21,14 @@ import onnx
 import torch
 from torch import nn
 
-from nnfc.atomic import replace_dir, write_json_atomic
+from nnfc.atomic import write_json_atomic
 from nnfc.bundle import Bundle
 from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.measure import measure
 from nnfc.compiler.pipeline import _measured, report_provenance
 from nnfc.compiler.predictor import Predictor
 from nnfc.onnx_io import save_onnx
+from nnfc.outputs import output_dir
 from nnfc.units import format_mb, format_ms
 
 INPUT_NAME = "input"
@@ -101,10 +100,7 @@ def finish(ctx, *, out: Path, net: nn.Module, gates: Mapping[str, np.ndarray],
         timings[name] = round(now - clock, 3)
         clock = now
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    os.chmod(tmp, 0o755)
-    try:
+    with output_dir(out, "baseline", inputs=[bundle.root]) as tmp:
         model = export_plain(net, tmp / "model.onnx", image_shape,
                              task_data.output_names(family), ctx.cfg.export.opset)
         lap("export")
@@ -135,10 +131,6 @@ def finish(ctx, *, out: Path, net: nn.Module, gates: Mapping[str, np.ndarray],
                               timings=timings, target=target, predictor=predictor)
         write_json_atomic(tmp / "report.json", report)
         (tmp / "summary.txt").write_text(summary(report) + "\n", encoding="utf-8")
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 

@@ -65,10 +65,11 @@ def open_context(bundle_path: str | Path | None, task: Sequence[str], target: st
 
     if not task:
         raise NnfcError("--task needs at least one attribute, e.g. --task only-two,odd")
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise NnfcError(f"output {out} exists and is not a directory")
     get_target(target)  # an unknown target is the first error
     bundle = read_bundle(bundle_path or default_bundle_path())
+    if out is not None:  # a bad -o fails before any training
+        from nnfc.outputs import check_output_dir
+        check_output_dir(out, "baseline", inputs=[bundle.root])
     bundle.encode_task(list(task))  # unknown attributes: one line naming the vocabulary
     cfg = task_data.recipe_of(bundle)
     family = task_data.family_of(cfg)

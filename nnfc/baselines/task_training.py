@@ -112,7 +112,8 @@ def train_task(net: nn.Module, cfg, family, task: Sequence[str], ckpt: Path, run
         history.append({"epoch": epoch + 1, "loss": round(loss_sum / count, 4),
                         "seconds": round(time.perf_counter() - t0, 2)})
         save_checkpoint(ckpt, net, opt, {"run": run, "stage": stage, "epoch": epoch,
-                                         "history": history, **(extra_state or {})})
+                                         "config": cfg.to_dict(), "history": history,
+                                         **(extra_state or {})})
         ran += 1
     net.eval()
     return {"history": history, "epochs_run": ran,

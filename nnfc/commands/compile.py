@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
+
+from nnfc.outputs import nonempty_path
+
+from nnfc.errors import EXIT_OVER_BUDGET
 
 
 @click.command("compile")
@@ -17,8 +22,12 @@ import click
 @click.option("--lat", default=None, help="Latency budget at batch 1, e.g. 5ms, 0.5s, 800us.")
 @click.option("--mem", default=None,
               help="Memory budget (parameters + largest intermediate tensor), e.g. 50MB, 1GiB.")
-@click.option("-o", "--output", required=True, type=click.Path(),
-              help="Output directory (written atomically).")
+@click.option("-o", "--output", required=True, type=click.Path(), callback=nonempty_path,
+              help="Output directory: new, empty or an earlier compile output (replaced "
+                   "atomically).")
+@click.option("--force", is_flag=True,
+              help="Also write into a non-empty directory that is not a compile output (adds "
+                   "nnfc's files; never deletes or overwrites files nnfc did not write).")
 @click.option("--profile", "profile_path", type=click.Path(), default=None,
               help="Predictor JSON (default: <bundle>/profiles/<target>.json).")
 @click.option("--search", "method", type=click.Choice(["batched", "algorithm1", "best"]),
@@ -39,11 +48,13 @@ import click
               help="Untimed runs per round (default: as the profile).")
 @click.option("--no-verify", is_flag=True, help="Skip the equivalence check vs the supernet.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
-def compile_(bundle_path, task, target, lat, mem, output, profile_path, method, step, margin,
-             runs, rounds, warmup, no_verify, as_json):
+def compile_(bundle_path, task, target, lat, mem, output, force, profile_path, method, step,
+             margin, runs, rounds, warmup, no_verify, as_json):
     """Build the model for TASK within --lat/--mem on a target: search, prune, lower, measure.
 
-    Writes OUT/model.onnx (pruned), the target artifact, gates.json and report.json.
+    Writes OUT/model.onnx (pruned), the target artifact, gates.json and report.json. Exit codes:
+    0 within budget, 3 the measured artifact misses its budget (the output is still written),
+    2 bad input or any other error (nothing written).
     """
     from nnfc.compiler.pipeline import CompileRequest, compile_model, summary
     from nnfc.errors import NnfcError
@@ -59,7 +70,7 @@ def compile_(bundle_path, task, target, lat, mem, output, profile_path, method, 
                          profile=Path(profile_path) if profile_path else None,
                          method=method, step=step, margin=margin, runs=runs, rounds=rounds,
                          warmup=warmup,
-                         verify=not no_verify)
+                         verify=not no_verify, force=force)
     report = compile_model(req)
     if as_json:
         click.echo(json.dumps(report, indent=1))
@@ -67,3 +78,7 @@ def compile_(bundle_path, task, target, lat, mem, output, profile_path, method, 
         click.echo(summary(report))
         click.echo(f"  wrote {output}/ (model.onnx, {report['artifact']}, gates.json, "
                    "report.json)")
+    if report.get("within_budget") is False:
+        click.echo(f"nnfc: the measured artifact misses its budget (exit {EXIT_OVER_BUDGET}); "
+                   f"{output}/ was still written", err=True)
+        sys.exit(EXIT_OVER_BUDGET)

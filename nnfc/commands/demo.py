@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from nnfc.targets import DEFAULT_TARGET, TARGETS
+
 
 def _scenarios(bundle, predictor, assembler) -> list[tuple[list[str], str | None, str | None]]:
     """Three scenarios: a tight latency budget, a looser one with memory, a memory-only one;
@@ -77,7 +79,8 @@ def _mb(mb: float) -> str:
 @click.command()
 @click.option("--bundle", "bundle_path", type=click.Path(), default=None,
               help="Factory bundle (default: the shipped default factory).")
-@click.option("--target", default="desktop", show_default=True)
+@click.option("--target", default=DEFAULT_TARGET, show_default=True,
+              help=f"Target to compile for ({', '.join(TARGETS)}).")
 @click.option("-o", "--output", default="out/demo", show_default=True, type=click.Path(),
               help="Directory for the compiled scenarios.")
 @click.option("--subnets", default=None, type=click.IntRange(20, None),
@@ -92,6 +95,7 @@ def demo(bundle_path, target, output, subnets):
                                         load_predictor_for, make_target, summary)
     from nnfc.compiler.profiler import profile_subnets
     from nnfc.errors import NnfcError
+    from nnfc.targets import target_class
     from nnfc.units import parse_latency_ms, parse_memory_mb
 
     root = Path(bundle_path) if bundle_path else default_bundle_path()
@@ -106,7 +110,7 @@ def demo(bundle_path, target, output, subnets):
         predictor = load_predictor_for(bundle, target)
     except NnfcError as exc:
         click.echo(f"profiling {target} first ({exc}) ...")
-        options = {"threads": 1} if target == "desktop" else {}
+        options = dict(target_class(target).repeatable_options)
         tgt = make_target(target, options)
         meas = pred_path.with_name(f"{target}.measurements.json")
         if subnets is None:

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from nnfc.outputs import nonempty_path
+
 from nnfc.errors import NnfcError
 
 
@@ -23,20 +25,24 @@ def _parse_value(text: str):
 @click.option("--checkpoint", type=click.Path(file_okay=False), default=None,
               help="Training checkpoint directory (from `nnfc train`), or a factory bundle "
                    "to re-export.")
-@click.option("--out", required=True, type=click.Path(), help="Output ONNX file or bundle dir.")
+@click.option("--out", required=True, type=click.Path(), callback=nonempty_path,
+              help="Output ONNX file or bundle dir.")
 @click.option("--input-shape", default="1,3,32,32", show_default=True,
               help="Input shape with batch (preset export).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a backbone argument (JSON value), e.g. --set widths=[8,16].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the random weights (preset export).")
+@click.option("--force", is_flag=True,
+              help="--checkpoint: also write into a non-empty directory that is not an nnfc "
+                   "bundle (never deletes or overwrites files nnfc did not write).")
 def export(preset: str | None, checkpoint: str | None, out: str, input_shape: str,
-           overrides: tuple[str, ...], seed: int) -> None:
+           overrides: tuple[str, ...], seed: int, force: bool) -> None:
     if (preset is None) == (checkpoint is None):
         raise NnfcError("give exactly one of --preset or --checkpoint")
     if checkpoint is not None:
         from nnfc.training.trainer import export_checkpoint
-        root = export_checkpoint(checkpoint, out)
+        root = export_checkpoint(checkpoint, out, force=force)
         click.echo(f"wrote factory bundle {root}")
         return
     import torch

@@ -8,7 +8,21 @@ from pathlib import Path
 
 import click
 
+from nnfc.outputs import nonempty_path
+
 from nnfc.errors import NnfcError
+from nnfc.targets import DEFAULT_TARGET, TARGETS
+
+
+def measurement_options(target: str, threads: int | None) -> dict:
+    """Options for measuring on ``target``: its repeatable settings, ``--threads`` where it
+    takes threads (0: the runtime's default)."""
+    from nnfc.targets import supported_options, target_class
+    options = dict(target_class(target).repeatable_options)
+    if threads is not None:
+        options.pop("threads", None)
+        options.update(supported_options(target, {"threads": threads or None}))
+    return options
 
 
 def _paths(bundle_root: Path, target: str, out: str | None) -> tuple[Path, Path, Path]:
@@ -35,10 +49,11 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
 @click.group(invoke_without_command=True)
 @click.option("--bundle", "bundle_path", type=click.Path(), default=None,
               help="Factory bundle directory (default: the shipped default factory).")
-@click.option("--target", default="desktop", show_default=True, help="Target to profile.")
+@click.option("--target", default=DEFAULT_TARGET, show_default=True,
+              help=f"Target to profile ({', '.join(TARGETS)}).")
 @click.option("--subnets", default=300, show_default=True, type=click.IntRange(10, None),
               help="Random subnets to measure (the paper: 200-1000 are enough).")
-@click.option("-o", "--output", default=None,
+@click.option("-o", "--output", default=None, callback=nonempty_path,
               help="Predictor JSON (default: <bundle>/profiles/<target>.json); measurements go "
                    "beside it as <name>.measurements.json, the plot as <name>.png.")
 @click.option("--runs", default=10, show_default=True, type=click.IntRange(1, None),
@@ -47,19 +62,23 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
               help="Measurement rounds per subnet; the smallest median is recorded.")
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, None),
               help="Untimed warm-up runs per subnet.")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(0, None),
-              help="Intra-op threads of the desktop runtime (0: its default). One thread "
-                   "gives repeatable latencies on a shared machine; compile reuses the setting.")
+@click.option("--threads", default=None, type=click.IntRange(0, None),
+              help="Runtime threads, for targets that take them (0: the runtime's default; "
+                   "default: the target's repeatable setting, 1 on desktop: one thread gives "
+                   "repeatable latencies on a shared machine). Compile reuses the setting.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random gate vectors.")
-@click.option("--device-dir", type=click.Path(), default=None,
+@click.option("--device-dir", type=click.Path(), default=None, callback=nonempty_path,
               help="Instead of measuring here, write the pruned subnets, their plan and the "
                    "target's device-side profiling script into this directory (e.g. for a "
                    "Jetson); measure there, then run `nnfc profile ... fit`.")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming earlier measurements.")
+@click.option("--force", is_flag=True,
+              help="--device-dir: also write into a non-empty directory that is not an nnfc "
+                   "device profile (never deletes or overwrites files nnfc did not write).")
 @click.option("--json", "as_json", is_flag=True, help="Print the accuracy as JSON.")
 @click.pass_context
 def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, threads, seed,
-            device_dir, fresh, as_json):
+            device_dir, fresh, force, as_json):
     """Profile random subnets of a factory on a target and fit its latency/memory predictor.
 
     Resumable: rerunning continues from the measurements already on disk.
@@ -76,8 +95,12 @@ def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, thr
     bundle = read_bundle(bundle_path or default_bundle_path())
     if device_dir:
         from nnfc.compiler.profiler import export_device_subnets
-        script = export_device_subnets(bundle, make_target(target), device_dir, subnets, seed,
-                                       progress=not as_json)
+        from nnfc.outputs import output_dir
+        tgt = make_target(target)
+        with output_dir(device_dir, "device-profile", force=force, inputs=[bundle.root],
+                        option="--device-dir") as tmp:
+            script = Path(device_dir) / export_device_subnets(
+                bundle, tgt, tmp, subnets, seed, progress=not as_json).name
         pred_path = _paths(bundle.root, target, output)[0]
         click.echo(f"wrote {subnets} subnets and {script}.\nCopy {device_dir} to the device, "
                    f"run `bash {script.name}` there, copy its log back next to plan.json, "
@@ -85,7 +108,7 @@ def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, thr
                    f"  nnfc profile --bundle {bundle.root} --target {target} -o {pred_path} fit "
                    f"--measurements {Path(device_dir) / '<log>'}")
         return
-    options = {"threads": threads} if threads and target == "desktop" else {}
+    options = measurement_options(target, threads)
     tgt = make_target(target, options)
     pred_path, meas_path, png_path = _paths(bundle.root, target, output)
     data = profile_subnets(bundle, tgt, meas_path, subnets=subnets, runs=runs, warmup=warmup,

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from nnfc.outputs import nonempty_path
+
 from nnfc.onnx_io import count_params, load_onnx, save_onnx
 from nnfc.passes import apply_gates_with_report, gate_inputs, load_gates_json
 
@@ -15,6 +17,7 @@ from nnfc.passes import apply_gates_with_report, gate_inputs, load_gates_json
 @click.option("--gates", "gates_path", required=True, type=click.Path(dir_okay=False),
               help='Gates JSON: {"gate.<layer>": [0,1,...]} with one list per gate input.')
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              callback=nonempty_path,
               help="Where to write the pruned static ONNX model.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("--shapes", is_flag=True,
@@ -35,7 +38,8 @@ def prune(model: str, gates_path: str, output: str, as_json: bool, shapes: bool)
     summary = {
         "model": model, "output": output,
         "params": {"before": count_params(supernet), "after": count_params(pruned)},
-        "activation_ratio": sum(r.active for r in reports) / max(1, sum(sizes.values())),
+        "activation_ratio": sum(float(v.sum()) for v in gates.values())
+        / max(1, sum(sizes.values())),
         "gates": [{"gate": r.gate, "size": r.size, "active": r.active, "kept": r.kept,
                    "notes": r.notes} for r in reports],
     }

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +20,11 @@ from nnfc.bundle import Bundle, read_bundle
 from nnfc.compiler.assembler_runtime import Assembler
 from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.measure import measure
-from nnfc.atomic import replace_dir, write_json_atomic
 from nnfc.compiler.predictor import Predictor, host_info
 from nnfc.compiler.search import SEARCHES, SearchResult
 from nnfc.errors import NnfcError
 from nnfc.families.attrod.decode import deployable
+from nnfc.outputs import check_output_dir, output_dir
 from nnfc.units import format_mb, format_ms
 
 
@@ -109,6 +107,7 @@ class CompileRequest:
     warmup: int | None = None
     rounds: int | None = None
     verify: bool = True
+    force: bool = False                # --force: write into a non-empty foreign directory
     count_startup: bool = True         # report time since process start (one compile per run)
 
 
@@ -132,10 +131,9 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
 
     if req.lat_ms is None and req.mem_mb is None:
         raise NnfcError("give a budget: --lat (e.g. 5ms) and/or --mem (e.g. 50MB)")
-    if Path(req.out).exists() and not Path(req.out).is_dir():
-        raise NnfcError(f"output {req.out} exists and is not a directory")
     get_target(req.target)  # an unknown target is the first error
     bundle = read_bundle(req.bundle or default_bundle_path())
+    check_output_dir(req.out, "compile", force=req.force, inputs=[bundle.root, req.profile])
     task_vec = bundle.encode_task(req.task)
     predictor = load_predictor_for(bundle, req.target, req.profile)
     # measure the artifact exactly as the profile measured its subnets (e.g. threads)
@@ -155,11 +153,8 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     pruned = apply_gates(supernet, found.gates)
     lap("prune")
 
-    out = Path(req.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    os.chmod(tmp, 0o755)  # mkdtemp makes 0700
-    try:
+    with output_dir(req.out, "compile", force=req.force,
+                    inputs=[bundle.root, req.profile]) as tmp:
         # detection bundles: the target runs the network joined to its decode graph
         onnx.save_model(deployable(pruned, bundle.manifest), str(tmp / "model.onnx"))
         (tmp / "gates.json").write_text(json.dumps(gates_to_json(found.gates)) + "\n",
@@ -182,20 +177,13 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
             else None
         stats = graph_stats(pruned)
         lap("verify")
-
+        # total: from process start when known (one compile per process), else from the call;
+        # the swap into place that follows takes milliseconds
+        timings["total"] = sum(timings.values())
         report = _report(req, bundle, found, predictor, margins, bench, stats, diff,
                          artifact.name, timings, target)
-        write_json_atomic(tmp / "report.json", report)
+        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         (tmp / "summary.txt").write_text(summary(report) + "\n", encoding="utf-8")
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    lap("write")
-    # total: from process start when known (one compile per process), else from the call
-    timings["total"] = sum(timings.values())
-    report["timings_s"] = dict(timings)
-    write_json_atomic(out / "report.json", report)
     return report
 
 

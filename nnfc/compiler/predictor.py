@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from nnfc.atomic import write_json_atomic
+from nnfc.atomic import atomic_file, write_json_atomic
 from nnfc.compiler.cost_structure import CostStructure
 from nnfc.errors import NnfcError
 
@@ -296,11 +296,11 @@ def plot_accuracy(held: Mapping[str, np.ndarray], accuracy: Mapping[str, Any],
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_file(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

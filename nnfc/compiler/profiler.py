@@ -62,17 +62,45 @@ def bundle_fingerprint(bundle: Bundle) -> dict[str, str]:
 
 
 def load_measurements(path: Path, fingerprint: dict, target: str) -> dict[str, Any] | None:
-    """An existing measurement file for the same bundle and target, or None."""
+    """An existing measurement file for the same bundle and target, or None (none there, or
+    one for another bundle or target). A file that is not a measurement file nnfc wrote is an
+    NnfcError: resuming from it or overwriting it would lose someone's data."""
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    if (data.get("format") != MEASUREMENTS_FORMAT or data.get("target") != target
-            or data.get("bundle", {}).get("supernet_sha256") != fingerprint["supernet_sha256"]):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NnfcError(f"cannot resume from {path}: not valid JSON ({exc}); move it away or "
+                        "pass --fresh") from exc
+    problem = measurement_problem(data)
+    if problem or data.get("format") != MEASUREMENTS_FORMAT:
+        raise NnfcError(f"cannot resume from {path}: "
+                        f"{problem or 'it is not an nnfc measurement file'}; move it away or "
+                        "pass --fresh")
+    if (data.get("target") != target or not isinstance(data.get("bundle"), dict)
+            or data["bundle"].get("supernet_sha256") != fingerprint["supernet_sha256"]):
         return None
     return data
+
+
+def measurement_problem(data: Any, need_index: bool = True) -> str:
+    """Why ``data`` is not ``{"rows": [{"gates": {...}, "latency_ms": ...}, ...]}`` ("" if
+    it is)."""
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        return "it has no measurement rows (expected an object with a list 'rows')"
+    for i, row in enumerate(rows):
+        if (not isinstance(row, dict) or not isinstance(row.get("gates"), dict)
+                or not isinstance(row.get("latency_ms"), (int, float))
+                or isinstance(row.get("latency_ms"), bool)):
+            return f"row {i} needs 'gates' (an object) and 'latency_ms' (a number)"
+        if need_index and not isinstance(row.get("index"), int):
+            return f"row {i} has no integer 'index'"
+    failed = data.get("failed", [])
+    if not isinstance(failed, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("index"), int) for f in failed):
+        return "'failed' must be a list of {index, error}"
+    return ""
 
 
 def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: int = 300,
@@ -179,12 +207,11 @@ def read_measurements(path: str | os.PathLike) -> dict[str, Any]:
         raise NnfcError(f"measurement file {path} does not exist") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise NnfcError(f"cannot read measurements {path}: {exc}") from exc
-    rows = data.get("rows") if isinstance(data, dict) else None
-    if not isinstance(rows, list) or not rows:
-        raise NnfcError(f"{path} has no measurement rows (expected {{'rows': [...]}})")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict) or "gates" not in row or "latency_ms" not in row:
-            raise NnfcError(f"{path}: row {i} needs 'gates' and 'latency_ms'")
+    problem = measurement_problem(data, need_index=False)
+    if problem:
+        raise NnfcError(f"{path}: {problem}")
+    if not data["rows"]:
+        raise NnfcError(f"{path} has no measurement rows")
     return data
 
 
@@ -193,19 +220,13 @@ PLAN_FORMAT = "nnfc-device-plan"
 PLAN_NAME = "plan.json"
 
 
-def _target_module(target):
-    import sys
-    return sys.modules[type(target).__module__]
-
-
 def export_device_subnets(bundle: Bundle, target, out_dir: str | os.PathLike,
                           subnets: int = 300, seed: int = 0, progress: bool = True) -> Path:
     """Prune ``subnets`` random gate vectors, lower each for ``target`` into ``out_dir`` as
     ``subnet<i>.onnx`` with a ``plan.json`` (their gates) and the target's device-side
     profiling script. Returns the script's path; measure there, then ``nnfc profile fit``."""
     from nnfc.passes import apply_gates
-    module = _target_module(target)
-    writer = getattr(module, "write_device_profile_script", None)
+    writer = getattr(target, "write_device_profile_script", None)  # a DeviceProfiling hook
     if writer is None:
         raise NnfcError(f"target {target.name!r} has no device-side profiling script; "
                         f"profile it directly with `nnfc profile --target {target.name}`")
@@ -248,7 +269,7 @@ def read_device_measurements(path: str | os.PathLike, target, plan: str | os.Pat
     """Join a device log (parsed by the target's ``parse_device_measurements``) with the
     ``plan.json`` written beside the subnets; returns measurement data ``fit`` accepts."""
     path = Path(path)
-    parse = getattr(_target_module(target), "parse_device_measurements", None)
+    parse = getattr(target, "parse_device_measurements", None)  # a DeviceProfiling hook
     if parse is None:
         raise NnfcError(f"target {target.name!r} has no device measurement parser; give "
                         "measurements as JSON ({'rows': [{'gates': ..., 'latency_ms': ...}]})")

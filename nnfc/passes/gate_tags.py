@@ -77,6 +77,13 @@ def require_gates_found(model: ir.Model, found: dict[str, int]) -> None:
     """Fail loudly when a recorded gate with zeros no longer feeds any ``Mul``."""
     for name, values in recorded_gates(model).items():
         if name not in found and np.any(values == 0):
+            others = [use.node for value in model.graph.initializers.values()
+                      if value.metadata_props.get(GATE_TAG) == name for use in value.uses()]
+            if others:  # the graph itself uses the gate some other way: say how
+                ops = ", ".join(f"{n.op_type} {n.name!r}" for n in others[:3])
+                raise GatePreconditionError(
+                    f"gate {name} cannot be applied: it feeds {ops}, not a Mul (a gate must "
+                    "multiply the channels it gates); nothing was pruned")
             raise GatePreconditionError(
                 f"bound gate {name} no longer appears as a Mul operand: a pass between "
                 "binding and pruning rewrote it (run PruneGatedChannelsPass before passes that "

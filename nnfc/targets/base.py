@@ -1,16 +1,19 @@
-"""The target interface every runtime implements (see DESIGN.md, Targets).
+"""The target interface every runtime implements.
 
 ``lower(pruned_onnx, out_dir) -> artifact``, ``run(artifact, inputs) -> outputs``,
-``benchmark(artifact, runs, warmup) -> BenchResult``.
+``benchmark(artifact, runs, warmup) -> BenchResult``; the class describes itself (``name``,
+``artifact_suffixes``, ``option_help``, ``repeatable_options``) so that the CLI needs no per-target
+code. A target whose device this machine cannot drive (a Jetson) adds the optional
+device-profiling hooks of :class:`DeviceProfiling`.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -34,15 +37,38 @@ class BenchResult:
 class Target(Protocol):
     """A deployment runtime."""
 
-    name: str
+    #: registry name ("desktop", "android", "jetson")
+    name: ClassVar[str]
     #: file suffix of the artifact ``lower`` writes, e.g. ".onnx", ".tflite", ".engine"
-    artifact_suffix: str
+    artifact_suffix: ClassVar[str]
+    #: suffixes of the files ``run``/``benchmark`` take as they are (an ``.onnx`` given to a
+    #: target without ".onnx" here is lowered first)
+    artifact_suffixes: ClassVar[tuple[str, ...]]
+    #: constructor options it takes: name -> one line of help (``get_target(name, **options)``;
+    #: an instance's chosen values are its ``options`` attribute where the compiler sets it)
+    option_help: ClassVar[Mapping[str, str]]
+    #: options that make timings repeatable on a shared machine (profiling, comparisons)
+    repeatable_options: ClassVar[Mapping[str, Any]]
 
     def lower(self, pruned_onnx: str | Path, out_dir: str | Path) -> Path: ...
 
     def run(self, artifact: str | Path, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
 
     def benchmark(self, artifact: str | Path, runs: int = 50, warmup: int = 10) -> BenchResult: ...
+
+
+@runtime_checkable
+class DeviceProfiling(Protocol):
+    """Optional hooks of a target measured on a device this machine cannot drive: ``nnfc profile
+    --device-dir`` writes the subnets and :meth:`write_device_profile_script`; the device's log
+    is read back with :meth:`parse_device_measurements` (``nnfc profile fit``)."""
+
+    def write_device_profile_script(self, onnx_files: Iterable[str | Path],
+                                    out_dir: str | Path) -> Path:
+        """Write a script that, run on the device from ``out_dir``, measures each file."""
+
+    def parse_device_measurements(self, path: str | Path) -> list[dict]:
+        """One row per measured file: ``model`` (file name), ``latency_ms``, ... ."""
 
 
 def time_calls(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
@@ -62,6 +88,3 @@ def summarize(times_ms: list[float]) -> tuple[float, float]:
     p90 = float(np.percentile(times_ms, 90))
     return float(statistics.median(times_ms)), p90
 
-
-def result_to_dict(result: BenchResult) -> dict:
-    return asdict(result)

@@ -14,6 +14,7 @@ from typing import Mapping
 import numpy as np
 import onnxruntime as ort
 
+from nnfc.atomic import atomic_file
 from nnfc.errors import NnfcError
 from nnfc.targets.base import BenchResult, summarize, time_calls
 from nnfc.targets.memory import rss_mb
@@ -64,7 +65,10 @@ class OnnxRuntimeTarget:
 
     name = "desktop"
     artifact_suffix = ".onnx"
+    artifact_suffixes = (".onnx",)
     runtime = "onnxruntime"
+    option_help = {"threads": "intra-op threads (default: onnxruntime's choice)"}
+    repeatable_options = {"threads": 1}
 
     def __init__(self, threads: int | None = None):
         self.threads = threads
@@ -76,16 +80,14 @@ class OnnxRuntimeTarget:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         final = out_dir / "model.ort.onnx"
-        tmp = out_dir / ".model.ort.onnx.tmp"
-        opts = session_options(self.threads, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
-        opts.optimized_model_filepath = str(tmp)
-        try:
-            ort.InferenceSession(str(pruned_onnx), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            tmp.unlink(missing_ok=True)
-            raise NnfcError(f"onnxruntime cannot load {pruned_onnx}: "
-                            f"{str(exc).splitlines()[0]}") from exc
-        os.replace(tmp, final)
+        with atomic_file(final, suffix=".onnx") as tmp:
+            opts = session_options(self.threads, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+            opts.optimized_model_filepath = str(tmp)
+            try:
+                ort.InferenceSession(str(pruned_onnx), opts, providers=["CPUExecutionProvider"])
+            except Exception as exc:
+                raise NnfcError(f"onnxruntime cannot load {pruned_onnx}: "
+                                f"{str(exc).splitlines()[0]}") from exc
         return final
 
     def run(self, artifact: str | Path, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:

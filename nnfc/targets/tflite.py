@@ -142,7 +142,12 @@ class TFLiteTarget:
 
     name = "android"
     artifact_suffix = ".tflite"
+    artifact_suffixes = (".tflite",)
     runtime = "litert"
+    option_help = {"threads": "LiteRT/XNNPACK threads (default: min(4, cores))",
+                   "precision": "float32 or float16 TFLite",
+                   "device": "adb serial: benchmark on that phone with benchmark_model"}
+    repeatable_options: dict = {}
 
     def __init__(self, threads: int | None = None, precision: str = "float32",
                  device: str | None = None):
@@ -158,7 +163,7 @@ class TFLiteTarget:
         precision float16); checked against onnxruntime before it is kept."""
         python = converter_python()
         _check_converter(python)
-        out_dir = Path(out_dir)
+        out_dir = Path(out_dir).resolve()  # the converter worker runs in another directory
         out_dir.mkdir(parents=True, exist_ok=True)
         model = load_onnx(pruned_onnx)
         if any(i.name.startswith("gate.") for i in model.graph.input):

@@ -56,10 +56,12 @@ def export_assembler(assembler: Assembler, path: str | os.PathLike,
 
 def export_factory(root: str | os.PathLike, supernet: GatedSupernet, assembler: Assembler,
                    family: TaskFamily, *, training: dict[str, Any],
-                   opset: int = DEFAULT_OPSET) -> Bundle:
-    """Export both networks and write the bundle at ``root`` atomically. The manifest's
-    ``output`` is the family's ``output_spec()`` (the supernet's graph outputs, in order) and
-    ``task_family`` its ``manifest_info()``."""
+                   opset: int = DEFAULT_OPSET, force: bool = False,
+                   inputs: Sequence[str | os.PathLike] = ()) -> Bundle:
+    """Export both networks and write the bundle at ``root`` atomically (``force``/``inputs``:
+    see :func:`nnfc.outputs.output_dir`). The manifest's ``output`` is the family's
+    ``output_spec()`` (the supernet's graph outputs, in order) and ``task_family`` its
+    ``manifest_info()``."""
     supernet, assembler = supernet.cpu(), assembler.cpu()
     image_shape = family.image_shape
     task_info = family.manifest_info()
@@ -102,4 +104,4 @@ def export_factory(root: str | os.PathLike, supernet: GatedSupernet, assembler: 
         }
         files = {SUPERNET: tmp / SUPERNET, ASSEMBLER: tmp / ASSEMBLER, WEIGHTS: tmp / WEIGHTS,
                  ASSEMBLER_WEIGHTS: tmp / ASSEMBLER_WEIGHTS}
-        return write_bundle(root, manifest, files)
+        return write_bundle(root, manifest, files, force=force, inputs=inputs)

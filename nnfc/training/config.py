@@ -19,6 +19,7 @@ Unknown sections or keys are an error (a typo must not silently fall back to a d
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -94,9 +95,19 @@ _SECTIONS = {"assembler": AssemblerConfig, "train": TrainConfig, "export": Expor
 _LEGACY_TRAIN_TO_TASK = ("augment_shift", "augment_rotate", "augment_scale")
 
 
-def config_from_dict(data: dict[str, Any], where: str = "config") -> FactoryConfig:
-    """Build and validate a FactoryConfig from parsed TOML/JSON."""
-    data = dict(data)
+def config_from_dict(data: dict[str, Any], where: str = "config",
+                     overrides: dict[str, Any] | None = None) -> FactoryConfig:
+    """Build and validate a FactoryConfig from parsed TOML/JSON. ``overrides`` (``"seed"`` or
+    ``"section.key"`` -> value, e.g. from the command line) are applied first, so the final
+    config is validated once; every problem is one line of one NnfcError."""
+    if not isinstance(data, dict):
+        raise NnfcError(f"{where}: the config must be a table")
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, name = key.rpartition(".")
+        (data.setdefault(section, {}) if section else data)[name] = value
     unknown = set(data) - set(_SECTIONS) - {"backbone", "seed", "task", "head"}
     if unknown:
         raise NnfcError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
@@ -106,9 +117,10 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> FactoryConf
         raise NnfcError(f"{where}: [backbone] with a 'family' (resnet, vit, mobilenet or a "
                         "preset) is required")
     kwargs: dict[str, Any] = {"backbone": dict(backbone)}
+    problems = _backbone_problems(backbone)
     if "seed" in data:
-        if not isinstance(data["seed"], int):
-            raise NnfcError(f"{where}: seed must be an integer")
+        if not _is_int(data["seed"]):
+            problems.append("seed must be an integer")
         kwargs["seed"] = data["seed"]
     for name in ("task", "head", "train"):
         if not isinstance(data.get(name, {}), dict):
@@ -129,13 +141,67 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> FactoryConf
         if bad:
             raise NnfcError(f"{where}: unknown key(s) in [{name}]: {', '.join(sorted(bad))}; "
                             f"known: {', '.join(known)}")
+        problems += [f"{name}.{key} {msg}" for key, value in section.items()
+                     if (msg := _type_problem(value, known[key].type))]
         kwargs[name] = cls(**section)
     cfg = FactoryConfig(**kwargs)
-    _validate(cfg, where)
+    if not problems:  # value checks assume the types are right
+        problems = _value_problems(cfg)
+    if problems:
+        raise NnfcError("\n".join(f"{where}: {p}" for p in problems))
     return cfg
 
 
-def _validate(cfg: FactoryConfig, where: str) -> None:
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return (_is_int(x) or isinstance(x, float)) and math.isfinite(x)
+
+
+def _type_problem(value: Any, annotation: str) -> str:
+    """Why ``value`` does not fit a config field's type annotation ("" when it does)."""
+    if annotation.endswith("| None") and value is None:
+        return ""
+    checks = {
+        "int": (_is_int, "must be an integer"),
+        "float": (_is_number, "must be a finite number"),
+        "str": (lambda v: isinstance(v, str), "must be a string"),
+        "bool": (lambda v: isinstance(v, bool), "must be true or false"),
+        "list[float]": (lambda v: isinstance(v, list) and all(map(_is_number, v)),
+                        "must be a list of numbers"),
+    }
+    base = annotation.removesuffix(" | None")
+    if base == "list[list[str]]":
+        ok = isinstance(value, list) and all(
+            isinstance(t, list) and all(isinstance(a, str) for a in t) for t in value)
+        return "" if ok else "must be a list of attribute lists"
+    check, msg = checks.get(base, (lambda v: True, ""))
+    return "" if check(value) else f"{msg} (got {value!r})"
+
+
+def _backbone_problems(backbone: dict[str, Any]) -> list[str]:
+    """Every integer (or list of integers) of [backbone] is a size or count: it must be >= 1."""
+    problems = []
+    for key, value in backbone.items():
+        if key == "family" and not isinstance(value, str):
+            problems.append("backbone.family must be a string")
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and not value:
+            problems.append(f"backbone.{key} must not be empty")
+        elif any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            problems.append(f"backbone.{key} must be finite (got {value!r})")
+        elif all(_is_int(v) or isinstance(v, float) for v in items) and any(
+                v <= 0 for v in items if _is_int(v)):
+            problems.append(f"backbone.{key} must hold positive integers (got {value!r})")
+        elif isinstance(value, list) and any(_is_int(v) for v in items) and not all(
+                _is_int(v) for v in items):
+            problems.append(f"backbone.{key} must hold integers only (got {value!r})")
+    return problems
+
+
+def _value_problems(cfg: FactoryConfig) -> list[str]:
     t = cfg.train
     checks = [
         (t.epochs >= 1, "train.epochs must be >= 1"),
@@ -143,6 +209,11 @@ def _validate(cfg: FactoryConfig, where: str) -> None:
         (t.samples_per_epoch >= t.batch_size, "train.samples_per_epoch must be >= batch_size"),
         (t.optimizer in ("sgd", "adamw"), "train.optimizer must be 'sgd' or 'adamw'"),
         (t.lr > 0, "train.lr must be > 0"),
+        (t.momentum >= 0 and t.weight_decay >= 0,
+         "train.momentum and train.weight_decay must be >= 0"),
+        (t.warmup_epochs >= 0 and t.gate_warmup_epochs >= 0,
+         "train.warmup_epochs and train.gate_warmup_epochs must be >= 0"),
+        (t.lambda_gate >= 0, "train.lambda_gate must be >= 0"),
         (0 < t.limit_min <= t.limit_max <= 1, "need 0 < train.limit_min <= limit_max <= 1"),
         (t.limit_sampling in ("uniform", "loguniform"),
          "train.limit_sampling must be 'uniform' or 'loguniform'"),
@@ -150,20 +221,27 @@ def _validate(cfg: FactoryConfig, where: str) -> None:
         (t.gate_loss in ("absolute", "relative"),
          "train.gate_loss must be 'absolute' or 'relative'"),
         (0 <= t.hard_fraction <= 1, "train.hard_fraction must be in [0, 1]"),
+        (t.eval_per_task >= 1, "train.eval_per_task must be >= 1"),
+        (t.threads >= 0, "train.threads must be >= 0 (0: torch's default)"),
         (t.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
         (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),
-        (all(0 < x <= 1 for x in t.eval_limits), "train.eval_limits must lie in (0, 1]"),
+        (bool(t.eval_limits) and all(0 < x <= 1 for x in t.eval_limits),
+         "train.eval_limits must be a non-empty list in (0, 1]"),
         (cfg.assembler.experts >= 1, "assembler.experts must be >= 1"),
+        (cfg.assembler.hidden >= 1, "assembler.hidden must be >= 1"),
+        (cfg.assembler.depth >= 0 and cfg.assembler.gater_hidden >= 0,
+         "assembler.depth and assembler.gater_hidden must be >= 0"),
         (cfg.assembler.limit_dim >= 2 and cfg.assembler.limit_dim % 2 == 0,
          "assembler.limit_dim must be even and >= 2"),
+        (cfg.export.opset >= 1, "export.opset must be >= 1"),
     ]
-    for ok, msg in checks:
-        if not ok:
-            raise NnfcError(f"{where}: {msg}")
+    return [msg for ok, msg in checks if not ok]
 
 
-def load_config(path: str | os.PathLike) -> FactoryConfig:
-    """Read a TOML config file; every problem is one NnfcError."""
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
+                ) -> FactoryConfig:
+    """Read a TOML config file, apply ``overrides`` (see :func:`config_from_dict`) and validate
+    the result; every problem is one line of one NnfcError."""
     path = Path(path)
     if not path.is_file():
         raise NnfcError(f"config file {path} does not exist")
@@ -172,6 +250,6 @@ def load_config(path: str | os.PathLike) -> FactoryConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise NnfcError(f"{path} is not valid TOML: {exc}") from exc
     try:
-        return config_from_dict(data, str(path))
+        return config_from_dict(data, str(path), overrides)
     except TypeError as exc:
         raise NnfcError(f"{path}: {exc}") from exc

@@ -184,18 +184,22 @@ def summarize(results: list[dict[str, Any]], seen: Sequence[Sequence[str]],
 def train_factory(cfg: FactoryConfig, out: str | os.PathLike, *, resume: bool = False,
                   checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
                   log: Callable[[str], None] = print,
-                  stop_after: int | None = None) -> Path | None:
+                  stop_after: int | None = None, force: bool = False) -> Path | None:
     """Train a factory and write its bundle to ``out`` (rank 0). Returns the bundle path on
     rank 0, None on other ranks. ``stop_after``: stop after that epoch with only a checkpoint
-    written (continue later with ``resume``)."""
+    written (continue later with ``resume``). ``out`` and the checkpoint directory are checked
+    before training (see :mod:`nnfc.outputs`; ``force`` as there)."""
+    from nnfc.outputs import check_output_dir
     out = Path(out)
     ckpt = Path(checkpoint_dir) if checkpoint_dir else out.with_name(out.name + ".ckpt")
+    check_output_dir(out, "bundle", force=force, inputs=[ckpt], option="--out")
+    check_output_dir(ckpt, "checkpoint", force=force, inputs=[out], option="--checkpoint-dir")
     device = _pick_device(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     di = _init_distributed(device)
     try:
-        return _train(cfg, out, ckpt, resume, progress, log, device, di, stop_after)
+        return _train(cfg, out, ckpt, resume, progress, log, device, di, stop_after, force)
     finally:
         if di.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -203,7 +207,7 @@ def train_factory(cfg: FactoryConfig, out: str | os.PathLike, *, resume: bool = 
 
 def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bool,
            log: Callable[[str], None], device: torch.device, di: DistInfo,
-           stop_after: int | None) -> Path | None:
+           stop_after: int | None, force: bool = False) -> Path | None:
     t = cfg.train
     torch.manual_seed(cfg.seed)
     family = build_task_family(cfg)
@@ -220,7 +224,11 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
         if not (ckpt / "state.json").is_file():
             raise NnfcError(f"--resume: no checkpoint at {ckpt}")
         meta = load_checkpoint(ckpt, net, opt)
-        saved = config_from_dict(meta.get("config", {}), f"{ckpt}/state.json")
+        try:
+            saved = config_from_dict(meta["config"], f"{ckpt}/state.json")
+        except TypeError as exc:
+            raise NnfcError(f"--resume: {ckpt}/state.json holds a config this nnfc cannot read "
+                            f"({exc}); start afresh without --resume") from exc
         if saved.to_dict() != cfg.to_dict():
             raise NnfcError(f"--resume: the checkpoint at {ckpt} was made with a different "
                             "config; use the same config or start afresh")
@@ -294,7 +302,7 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
         history.append(row)
         if di.main:
             save_checkpoint(ckpt, net, opt, {"epoch": epoch, "config": cfg.to_dict(),
-                                             "history": history})
+                                             "history": history}, force=force)
             if not progress:
                 log(json.dumps(row))
         if di.world > 1:
@@ -308,13 +316,16 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
         return None
     net.cpu()
     return finish_factory(cfg, family, supernet, assembler, out, history,
-                          {"world_size": di.world, "device": device.type})
+                          {"world_size": di.world, "device": device.type}, force=force,
+                          inputs=[ckpt])
 
 
 def finish_factory(cfg: FactoryConfig, family, supernet: GatedSupernet, assembler: Assembler,
                    out: str | os.PathLike, history: list[dict[str, Any]],
-                   extra: dict[str, Any] | None = None) -> Path:
-    """Evaluate on the test split (torch, discrete gates) and write the bundle."""
+                   extra: dict[str, Any] | None = None, *, force: bool = False,
+                   inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Evaluate on the test split (torch, discrete gates) and write the bundle (``force`` and
+    ``inputs`` as in :func:`nnfc.outputs.output_dir`)."""
     t = cfg.train
     seen = family.seen_tasks
     results = evaluate(supernet, assembler, family, seen + family.unseen_tasks, t.eval_limits,
@@ -327,16 +338,24 @@ def finish_factory(cfg: FactoryConfig, family, supernet: GatedSupernet, assemble
         out, supernet, assembler, family,
         training={"config": cfg.to_dict(), "seed": cfg.seed, "metrics": metrics,
                   **(extra or {})},
-        opset=cfg.export.opset)
+        opset=cfg.export.opset, force=force, inputs=inputs)
     return bundle.root
 
 
-def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
+                      force: bool = False) -> Path:
     """Write a bundle from a training checkpoint, or re-export an existing bundle (its
-    manifest's config and its safetensors weights), e.g. after an exporter change."""
+    manifest's config and its safetensors weights), e.g. after an exporter change. ``out`` may
+    not be, contain or lie inside ``checkpoint``."""
     from safetensors.torch import load_file
 
+    from nnfc.outputs import check_output_dir
     src = Path(checkpoint)
+    state_path = src / "state.json"
+    if not (src / "manifest.json").is_file() and not state_path.is_file():
+        raise NnfcError(f"{checkpoint} is neither a training checkpoint (no state.json) nor a "
+                        "factory bundle (no manifest.json)")
+    check_output_dir(out, "bundle", force=force, inputs=[src], option="--out")
     if (src / "manifest.json").is_file():
         from nnfc.bundle import WEIGHTS, read_bundle
         from nnfc.training.bundle_export import ASSEMBLER_WEIGHTS
@@ -352,19 +371,18 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
         history = list(training.get("metrics", {}).get("history", []))
         return finish_factory(cfg, family, supernet, assembler, out, history,
                               {k: v for k, v in training.items()
-                               if k not in ("config", "seed", "metrics")})
-    state_path = src / "state.json"
-    if not state_path.is_file():
-        raise NnfcError(f"{checkpoint} is neither a training checkpoint (no state.json) nor a "
-                        "factory bundle (no manifest.json)")
-    meta = json.loads(state_path.read_text(encoding="utf-8"))
+                               if k not in ("config", "seed", "metrics")},
+                              force=force, inputs=[src])
+    from nnfc.training.checkpoint import read_state
+    meta = read_state(src)
     cfg = config_from_dict(meta["config"], str(state_path))
     family = build_task_family(cfg)
     supernet, assembler = build_models(cfg, family)
     net = FactoryNet(supernet, assembler)
     load_checkpoint(checkpoint, net)
     return finish_factory(cfg, family, supernet, assembler, out, list(meta.get("history", [])),
-                          {"from_checkpoint_epoch": int(meta["epoch"]) + 1})
+                          {"from_checkpoint_epoch": int(meta["epoch"]) + 1}, force=force,
+                          inputs=[src])
 
 
 def _slice_batch(data: dict[str, Any], idx: np.ndarray, device: torch.device) -> dict[str, Any]:
