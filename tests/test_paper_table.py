@@ -21,7 +21,7 @@ def paper_table(monkeypatch):
     monkeypatch.setitem(sys.modules, "paper_table", module)  # dataclasses look it up
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "NUMVQA_SCENARIOS",
-                        [module.Scenario("has,0", "desktop", "0.05ms", "15KB")])
+                        [module.Scenario("has,0", "desktop", "0.5ms", "15KB")])
     return module
 
 
@@ -33,7 +33,7 @@ def test_table_runs_all_methods_then_only_what_is_missing(paper_table, tmp_path,
             "--finetune-epochs", "1", "--targets", "desktop"]
     assert paper_table.main(args) == 0
     table = (tmp_path / "table.md").read_text()
-    assert "| {has,0} | desktop | 0.05ms | 15KB |" in table
+    assert "| {has,0} | desktop | 0.5ms | 15KB |" in table
     assert "**1 epoch (reduced run)**" in table
     assert (tmp_path / "accuracy_vs_latency.png").stat().st_size > 1000
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
