@@ -12,12 +12,15 @@ JOBS ?= 2
 install: $(STAMP)
 
 # torch first, pinned: that takes the local CPU wheel; an unpinned resolve would pull CUDA builds.
+# torch-pruning (`train` extra: Prune&Tune baseline, and the passes' real-architecture tests)
+# --no-deps: it only asks for torch>=2.0 and numpy.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --no-deps torch-pruning==1.6.1
 	$(PIP) install -q -e ".[train,test,plot]"
-	$(PIP) install -q --no-deps timm==1.0.31 torchvision==0.28.0 torch-pruning==1.6.1
+	$(PIP) install -q --no-deps timm==1.0.31 torchvision==0.28.0
 	@touch $@
 	@echo "nnfc installed in $(VENV)/ — activate with: source $(VENV)/bin/activate"
 

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "compile": "nnfc.commands.compile:compile_",
     "demo": "nnfc.commands.demo:demo",
     "export": "nnfc.commands.export:export",
+    "baseline": "nnfc.commands.baseline:baseline",
 }
 
 HELP = {
@@ -35,6 +36,7 @@ HELP = {
     "compile": "Build the model for a task within a latency/memory budget on a target.",
     "demo": "End-to-end demo on the shipped default factory.",
     "export": "Export a gated supernet preset to ONNX with one gate input per layer.",
+    "baseline": "The paper's baselines for one task (Retrain, Prune&Tune), measured like compile.",
 }
 
 

@@ -2,7 +2,8 @@
 that decides what nnfc may write where.
 
 Every directory nnfc writes carries a marker, ``.nnfc-output.json``: its kind (``compile``,
-``bundle``, ``checkpoint``, ``device-profile``) and the files nnfc wrote. For ``-o DIR``:
+``bundle``, ``checkpoint``, ``device-profile``, ``baseline``) and the files nnfc wrote.
+For ``-o DIR``:
 
 - DIR missing or empty: written;
 - DIR an earlier nnfc output of the same kind, holding nothing but the files its marker lists:
@@ -38,7 +39,7 @@ from nnfc.errors import NnfcError
 
 MARKER = ".nnfc-output.json"
 MARKER_FORMAT = "nnfc-output"
-KINDS = ("compile", "bundle", "checkpoint", "device-profile")
+KINDS = ("compile", "bundle", "checkpoint", "device-profile", "baseline")
 LOCK_TIMEOUT_S = float(os.environ.get("NNFC_LOCK_TIMEOUT", "600"))
 
 

@@ -448,11 +448,18 @@ def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact
                                          "source", "held-out p90 error")}},
         "memory_definition": "parameter bytes + largest intermediate tensor of the pruned graph "
                              "(MB = 1e6 bytes); runtime_memory_mb is what the runtime reports",
+        **report_provenance(bundle, predictor, bench, target),
+    }
+
+
+def report_provenance(bundle, predictor, bench, target) -> dict[str, Any]:
+    """The report's ``bundle``, ``predictor_accuracy`` and ``runtime`` entries."""
+    return {
         "bundle": {"path": str(bundle.root),
                    "supernet_sha256": bundle.manifest.get("files", {}).get("supernet.onnx")},
         "predictor_accuracy": {k: predictor.meta.get("accuracy", {}).get(k, {}).get("accuracy")
                                for k in ("latency", "memory")},
-        "runtime": {**(bench.details if measured else {}),
+        "runtime": {**(bench.details if not isinstance(bench, str) else {}),
                     "target_options": getattr(target, "options", {})},
     }
 
