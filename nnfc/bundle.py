@@ -1,5 +1,5 @@
 """Factory bundle: a directory with ``manifest.json``, ``supernet.onnx``, ``assembler.onnx`` and
-``supernet.safetensors`` (see DESIGN.md). Written atomically, read with validation of the format
+``supernet.safetensors`` (the layout is in README.md, "Factories"). Written atomically, read with validation of the format
 version, required keys and the sha256 of every file. Never imports torch.
 """
 

@@ -1,4 +1,4 @@
-"""Factory bundle export: manifest per DESIGN.md, ONNX graphs' interfaces, clear errors on a
+"""Factory bundle export: the manifest's documented keys, ONNX graphs' interfaces, clear errors on a
 broken bundle."""
 
 import json
