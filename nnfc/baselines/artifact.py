@@ -24,7 +24,6 @@ from torch import nn
 from nnfc.atomic import write_json_atomic
 from nnfc.bundle import Bundle
 from nnfc.compiler.graph_stats import graph_stats
-from nnfc.compiler.measure import measure
 from nnfc.compiler.pipeline import _measured, report_provenance
 from nnfc.compiler.predictor import Predictor
 from nnfc.onnx_io import save_onnx
@@ -106,7 +105,7 @@ def finish(ctx, *, out: Path, net: nn.Module, gates: Mapping[str, np.ndarray],
         lap("export")
         artifact = target.lower(tmp / "model.onnx", tmp)
         lap("lower")
-        bench = measure_like_profile(target, artifact, predictor)
+        bench = measure_like_compile(ctx, artifact, out)
         lap("measure")
         run = onnx_runner(tmp / "model.onnx")
         diff = artifact_diff(target, artifact, run, image_shape)
@@ -134,17 +133,13 @@ def finish(ctx, *, out: Path, net: nn.Module, gates: Mapping[str, np.ndarray],
     return report
 
 
-def measure_like_profile(target, artifact: Path, predictor: Predictor):
-    """Measure ``artifact`` with the runs / warm-up / rounds the profile measured its subnets
-    with (as ``nnfc compile`` does); a target that cannot measure here gives the reason."""
-    from nnfc.errors import NnfcError
-    prof = predictor.meta.get("profile", {})
-    try:
-        return measure(target, artifact, runs=prof.get("runs") or 10,
-                       warmup=prof.get("warmup") if prof.get("warmup") is not None else 3,
-                       rounds=prof.get("rounds") or 10)
-    except NnfcError as exc:
-        return str(exc)
+def measure_like_compile(ctx, artifact: Path, out: Path):
+    """Measure ``artifact`` exactly as ``nnfc compile`` measures its own (drift-cancelled against
+    the profile's reference subnet where it can); a target that cannot measure here gives the
+    reason as a string."""
+    from nnfc.compiler.pipeline import CompileRequest, Meter
+    req = CompileRequest(task=list(ctx.task), target=ctx.target_name, out=out)
+    return Meter(ctx.target, ctx.predictor, req, ctx.profile_dir)(artifact)
 
 
 def artifact_diff(target, artifact: Path, run, image_shape: tuple[int, ...]) -> float:

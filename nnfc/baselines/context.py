@@ -40,6 +40,7 @@ class BaselineContext:
     target_name: str
     target: Any
     predictor: Predictor
+    profile_dir: Path             # where the profile (and its reference subnet) lives
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -60,7 +61,7 @@ def open_context(bundle_path: str | Path | None, task: Sequence[str], target: st
     """Validate everything cheap before any training: the output path, the target name, the
     bundle, the task's attributes, the predictor profile (missing: the error gives the
     ``nnfc profile`` command)."""
-    from nnfc.compiler.pipeline import load_predictor_for, make_target
+    from nnfc.compiler.pipeline import default_profile_path, load_predictor_for, make_target
     from nnfc.targets import get_target
 
     if not task:
@@ -75,8 +76,11 @@ def open_context(bundle_path: str | Path | None, task: Sequence[str], target: st
     family = task_data.family_of(cfg)
     parsed = task_data.parse_task(bundle, family, task)
     predictor = load_predictor_for(bundle, target, profile)
+    profile_dir = Path(profile).parent if profile else default_profile_path(bundle.root,
+                                                                            target).parent
     return BaselineContext(bundle, cfg, family, parsed, target,
-                           make_target(target, predictor.meta.get("target_options")), predictor)
+                           make_target(target, predictor.meta.get("target_options")), predictor,
+                           profile_dir)
 
 
 def default_checkpoint(out: str | Path) -> Path:
