@@ -181,3 +181,24 @@ def test_evaluate_with_an_oracle_scores_high(fam):
                                                / fam.stride)}
 
     assert fam.evaluate(("red", "car"), run, 6) > 0.9
+
+
+def test_evaluate_deployed_equals_evaluate_on_the_same_detections(fam):
+    """A deployed artifact (boxes/scores per image, batch 1) scores what the raw outputs score."""
+    b = fam.test_batch(("red", "car"), 4)
+    heat = np.log(np.clip(b["heatmap"], 1e-4, 1 - 1e-4) / (1 - np.clip(b["heatmap"], 1e-4, 1 - 1e-4)))
+    box = np.log(np.maximum(b["box"], 1e-3) / fam.stride)
+    index = {img.tobytes(): i for i, img in enumerate(b["image"])}
+
+    def raw(images):
+        rows = [index[img.tobytes()] for img in images]
+        return {"heatmap": heat[rows], "box": box[rows]}
+
+    def deployed(images):
+        assert len(images) == 1  # the joined graph has a static batch of 1
+        boxes, scores = fam.decode(raw(images))
+        return {"boxes": boxes, "scores": scores}
+
+    want = fam.evaluate(("red", "car"), raw, 4)
+    assert want > 0.9
+    assert fam.evaluate_deployed(("red", "car"), deployed, 4) == pytest.approx(want)

@@ -20,7 +20,7 @@ import numpy as np
 
 from nnfc.errors import NnfcError
 from nnfc.families.attrod import scenes as S
-from nnfc.families.attrod.decode import BOX, HEATMAP, decode_numpy, decode_spec
+from nnfc.families.attrod.decode import BOX, BOXES, HEATMAP, SCORES, decode_numpy, decode_spec
 
 #: Colour–category pairs never trained on (each colour and category still occurs in seen tasks;
 #: in procedural training scenes these pairs are not even drawn).
@@ -274,13 +274,29 @@ class AttrOD:
 
     def evaluate(self, task: Sequence[str], run: Callable[[np.ndarray], Mapping[str, np.ndarray]],
                  samples: int, seed: int = 2024, chunk: int = 16) -> float:
-        """mAP@0.5 of ``task`` on ``samples`` test scenes at the deployed size."""
+        """mAP@0.5 of ``task`` on ``samples`` test scenes at the deployed size, from the
+        network's raw outputs (decoded here with the decode graph's arithmetic)."""
+        return self._map50(task, lambda x: self.decode(run(x)), samples, seed, chunk)
+
+    def evaluate_deployed(self, task: Sequence[str],
+                          run: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+                          samples: int, seed: int = 2024) -> float:
+        """mAP@0.5 as :meth:`evaluate`, with ``run`` a deployed artifact (network joined to its
+        decode graph: static batch 1, outputs ``boxes`` and ``scores``)."""
+        def detect(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            out = run(x)
+            return np.asarray(out[BOXES]), np.asarray(out[SCORES])
+        return self._map50(task, detect, samples, seed, chunk=1)
+
+    def _map50(self, task: Sequence[str],
+               detect: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+               samples: int, seed: int, chunk: int) -> float:
         from nnfc.families.attrod.metric import map50
 
         b = self.test_batch(task, samples, seed)
         boxes, scores = [], []
         for i in range(0, len(b["image"]), chunk):
-            bx, sc = self.decode(run(b["image"][i:i + chunk]))
+            bx, sc = detect(b["image"][i:i + chunk])
             boxes.extend(bx), scores.extend(sc)
         return map50(b["gt_boxes"], b["gt_crowd"], boxes, scores)
 
