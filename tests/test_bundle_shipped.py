@@ -52,3 +52,26 @@ def test_default_factory_unseen_tasks_after_pruning():
     bundle = read_bundle(REPO / "factories" / "default")
     rows = evaluate_bundle(bundle, [["only-one", "2"], ["has", "even"]], [0.1], samples=100)
     assert all(not r.seen and r.value >= 0.9 and r.activation_ratio <= 0.1 for r in rows)
+
+
+def test_attrod_factory_valid_and_from_config():
+    """The trained AttrOD detection factory: hashes, its config, and limits kept."""
+    root = REPO / "factories" / "attrod-resnet"
+    bundle = read_bundle(root)
+    assert sum(p.stat().st_size for p in root.iterdir()) <= 25 * 2 ** 20
+    cfg = load_config(REPO / "configs" / "attrod-resnet.toml")
+    assert config_from_dict(bundle.manifest["training"]["config"]).to_dict() == cfg.to_dict()
+    tasks = bundle.tasks("seen") + bundle.tasks("unseen")
+    limits = np.linspace(0.05, 1.0, len(tasks))
+    gates = run_assembler(bundle, tasks, limits)
+    for i, limit in enumerate(limits):
+        assert activation_ratio({k: v[i] for k, v in gates.items()}) <= limit + 1e-6
+
+
+def test_attrod_factory_detects_after_pruning():
+    """Pruned subnets at a 25 % limit find the task's objects, on a seen and an unseen task."""
+    bundle = read_bundle(REPO / "factories" / "attrod-resnet")
+    seen, unseen = bundle.tasks("seen")[0], bundle.tasks("unseen")[0]
+    rows = evaluate_bundle(bundle, [seen, unseen], [0.25], samples=24)
+    assert [r.metric for r in rows] == ["map50", "map50"]
+    assert all(r.value >= 0.6 and r.activation_ratio <= 0.25 for r in rows), rows
