@@ -95,6 +95,7 @@ class AttrOD:
         "colours": None, "categories": None, "unseen": None, "seen": None,
         "annotations": "", "colour_file": "", "images": "", "test_annotations": "",
         "test_colour_file": "", "test_images": "", "objects": [3, 7], "split_seed": 0,
+        "draw_unseen": False,
     }
 
     def __init__(self, source: str = "procedural", image_size: int = 160, train_size: int = 96,
@@ -104,7 +105,8 @@ class AttrOD:
                  seen: Sequence[Sequence[str]] | None = None,
                  annotations: str = "", colour_file: str = "", images: str = "",
                  test_annotations: str = "", test_colour_file: str = "", test_images: str = "",
-                 objects: Sequence[int] = (3, 7), split_seed: int = 0):
+                 objects: Sequence[int] = (3, 7), split_seed: int = 0,
+                 draw_unseen: bool = False):
         if source not in ("procedural", "coco"):
             raise NnfcError(f"task.source must be 'procedural' or 'coco', not {source!r}")
         if image_size % stride or train_size % stride:
@@ -139,10 +141,14 @@ class AttrOD:
                             annotations=annotations, colour_file=colour_file, images=images,
                             test_annotations=test_annotations,
                             test_colour_file=test_colour_file, test_images=test_images,
-                            objects=list(self.objects), split_seed=split_seed)
-        # pairs that no seen task asks for are not drawn in procedural training scenes
+                            objects=list(self.objects), split_seed=split_seed,
+                            draw_unseen=bool(draw_unseen))
+        # pairs that no seen task asks for are not drawn in procedural training scenes, unless
+        # draw_unseen: then they occur as negatives only (as in COCO, where every colour-category
+        # pair occurs in the images and an unseen task is one never asked for in training)
         asked = {(c, t[-1]) for t in self.seen_tasks for c in t[:-1]}
-        self._hidden = {(c, k) for t in self.unseen_tasks for c in t[:-1] for k in t[-1:]} - asked
+        self._hidden = set() if draw_unseen else \
+            {(c, k) for t in self.unseen_tasks for c in t[:-1] for k in t[-1:]} - asked
         self._coco: dict[str, list] = {}
         if source == "coco":
             if not annotations or not colour_file:
