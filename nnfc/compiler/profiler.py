@@ -176,6 +176,9 @@ def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: in
     names = [f"gate.{g['name']}" for g in bundle.gate_layers]
     sizes = [int(g["size"]) for g in bundle.gate_layers]
     supernet = onnx.load(str(bundle.supernet_path))
+    prepare = getattr(target, "prepare_profiling", None)  # e.g. android: reuse conversions
+    if prepare is not None:
+        prepare()
     with tempfile.TemporaryDirectory(prefix="nnfc-reference-") as tmp:
         ref_run = _reference(data, path, supernet, apply_gates, target, names, sizes,
                              Path(tmp), runs, warmup, rounds)

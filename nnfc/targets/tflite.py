@@ -147,7 +147,8 @@ class TFLiteTarget:
     option_help = {"threads": "LiteRT/XNNPACK threads (default: min(4, cores))",
                    "precision": "float32 or float16 TFLite",
                    "device": "adb serial: benchmark on that phone with benchmark_model"}
-    repeatable_options: dict = {}
+    #: one thread: LiteRT then computes in the calling thread, timed by its CPU clock
+    repeatable_options = {"threads": 1}
 
     def __init__(self, threads: int | None = None, precision: str = "float32",
                  device: str | None = None):
@@ -156,6 +157,21 @@ class TFLiteTarget:
         self.threads = threads or min(4, os.cpu_count() or 1)
         self.precision = precision
         self.device = device or os.environ.get("NNFC_ADB_SERIAL") or None
+        if self.device:
+            self.runner = None  # a phone benchmarks whole blocks with benchmark_model
+        #: conversions reused for subnets of the same graph (see :meth:`prepare_profiling`)
+        self.templates = None
+        #: lowerings so far: how many were derived from a template, how many converted
+        self.lowered = {"derived": 0, "converted": 0}
+
+    def prepare_profiling(self) -> None:
+        """Lower each later subnet whose graph matches one already converted by transplanting
+        its weights into that conversion (:mod:`nnfc.targets.tflite_templates`): ~0.05 s
+        instead of onnx2tf's ~3 s, the same TFLite model, checked against ONNX Runtime like
+        every conversion. ``nnfc profile`` turns this on."""
+        from nnfc.targets.tflite_templates import TemplateCache
+        if self.templates is None:
+            self.templates = TemplateCache()
 
     # ---- lowering -------------------------------------------------------------------------
     def lower(self, pruned_onnx: str | Path, out_dir: str | Path) -> Path:
@@ -171,25 +187,57 @@ class TFLiteTarget:
                             f"(nnfc prune, or nnfc.passes.apply_gates)")
         static = with_static_batch(model, 1)
         static, rewrites = tokens_after_nhwc(static)
+        names = {"float32": "model.tflite", "float16": "model.fp16.tflite"}
+        keep = ["float32"] + (["float16"] if self.precision == "float16" else [])
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix=".nnfc-tflite-", dir=out_dir) as tmp:
             work = Path(tmp)
-            onnx.save_model(static, str(work / "input.onnx"))
-            info = self._convert(python, work / "input.onnx", work / "out")
-            seconds = time.perf_counter() - t0
-            produced = {"float32": work / "out" / "model_float32.tflite",
-                        "float16": work / "out" / "model_float16.tflite"}
-            names = {"float32": "model.tflite", "float16": "model.fp16.tflite"}
-            keep = ["float32"] + (["float16"] if self.precision == "float16" else [])
+            produced = {p: work / "derived" / f"model_{p}.tflite" for p in keep}
+            metas = (self._derive(static, produced, t0, rewrites)
+                     if self.templates is not None else None)
+            if metas is None:
+                onnx.save_model(static, str(work / "input.onnx"))
+                info = self._convert(python, work / "input.onnx", work / "out")
+                seconds = time.perf_counter() - t0
+                produced = {p: work / "out" / f"model_{p}.tflite" for p in keep}
+                metas = {p: self._describe(static, produced[p], p, info, seconds, rewrites)
+                         for p in keep}
+                self.lowered["converted"] += 1
+                if self.templates is not None:
+                    for p in keep:
+                        self.templates.add(static, produced[p].read_bytes(), p, info)
+            else:
+                self.lowered["derived"] += 1
             for precision in keep:
-                meta = self._describe(static, produced[precision], precision, info, seconds,
-                                      rewrites)
+                meta = metas[precision]
                 final = out_dir / names[precision]
                 tmp_json = work / "meta.json"
                 tmp_json.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
                 os.replace(produced[precision], final)
                 os.replace(tmp_json, sidecar_path(final))
         return out_dir / names[self.precision]
+
+    def _derive(self, static: onnx.ModelProto, produced: dict[str, Path], t0: float,
+                rewrites: int) -> dict[str, dict] | None:
+        """Write each precision's TFLite model derived from a template of the same graph to
+        ``produced`` and describe it (checked against ONNX Runtime); None where no template
+        serves (the caller converts)."""
+        metas = {}
+        for precision, path in produced.items():
+            for tflite, template in self.templates.derive(static, precision):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(tflite)
+                info = {**template.info, "derived": "weights and shapes of this subnet in the "
+                        "onnx2tf conversion of a subnet with the same graph"}
+                try:
+                    metas[precision] = self._describe(static, path, precision, info,
+                                                      time.perf_counter() - t0, rewrites)
+                    break
+                except NnfcError:
+                    continue
+            else:
+                return None
+        return metas
 
     def _convert(self, python: str, model: Path, out: Path) -> dict:
         return converter_process(python).convert(model, out)
@@ -261,6 +309,14 @@ class TFLiteTarget:
         return [np.ascontiguousarray(results[spec["name"]].transpose(spec["to_onnx"]))
                 for spec in meta["outputs"]]
 
+    def runner(self, artifact: str | Path):
+        """One inference of ``artifact`` per call (interpreter and random inputs in the TFLite
+        layout made once), for measurements that interleave two models call by call
+        (``measure_relative``)."""
+        interp = _load(litert_interpreter_class(), _existing(artifact), self.threads)
+        _random_feeds(interp)
+        return interp.invoke
+
     def benchmark(self, artifact: str | Path, runs: int = 50, warmup: int = 10) -> BenchResult:
         """Median/p90 latency at batch 1 (random inputs in the TFLite layout) and the peak RSS
         growth while loading and running; on a phone with ``device`` set (see adb.py)."""
@@ -274,12 +330,7 @@ class TFLiteTarget:
         meta = read_sidecar(artifact)
         with PeakRss() as peak:
             interp = _load(Interpreter, artifact, self.threads)
-            rng = np.random.default_rng(0)
-            for d in interp.get_input_details():
-                shape = [int(s) for s in d["shape"]]
-                data = rng.standard_normal(shape) if np.issubdtype(d["dtype"], np.floating) \
-                    else rng.integers(0, 2, shape)
-                interp.set_tensor(d["index"], data.astype(d["dtype"]))
+            _random_feeds(interp)
             times = time_calls(interp.invoke, runs, warmup)
         median, p90 = summarize(times)
         details: dict[str, Any] = {
@@ -452,6 +503,16 @@ def _existing(artifact: str | Path) -> Path:
     if not artifact.is_file():
         raise NnfcError(f"artifact {artifact} does not exist")
     return artifact
+
+
+def _random_feeds(interp) -> None:
+    """Set every input of ``interp`` to random data of its shape and dtype (seed 0)."""
+    rng = np.random.default_rng(0)
+    for d in interp.get_input_details():
+        shape = [int(s) for s in d["shape"]]
+        data = rng.standard_normal(shape) if np.issubdtype(d["dtype"], np.floating) \
+            else rng.integers(0, 2, shape)
+        interp.set_tensor(d["index"], data.astype(d["dtype"]))
 
 
 def _load(Interpreter, artifact: Path, threads: int):
