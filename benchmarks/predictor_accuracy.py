@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{bundle_root.name}-{args.target}"
     bundle = read_bundle(bundle_root)
     out = Path(args.out)
-    options = {"threads": args.threads} if args.threads and args.target == "desktop" else {}
+    from nnfc.targets import target_class
+    options = ({"threads": args.threads}
+               if args.threads and "threads" in target_class(args.target).option_help else {})
     target = make_target(args.target, options)
     data = profile_subnets(bundle, target, out / f"{name}.measurements.json",
                            subnets=args.subnets, runs=args.runs, rounds=args.rounds)
@@ -80,6 +82,13 @@ def report(predictor, data, options, target, root) -> None:
     if secs:
         print(f"  profiling time per subnet: median {np.median(secs):.2f} s, mean "
               f"{np.mean(secs):.2f} s (prune + lower + measure)")
+        lower = [r["lower_seconds"] for r in rows if r.get("lower_seconds") is not None]
+        if lower:
+            print(f"    of which lowering: median {np.median(lower):.3f} s, mean "
+                  f"{np.mean(lower):.3f} s" + (
+                      f" ({data['lowered']['derived']} derived from a converted subnet of the "
+                      f"same graph, {data['lowered']['converted']} converted)"
+                      if data.get("lowered") else ""))
     if load:
         print(f"  1-min load average while measuring: min {load['min']:.1f}, median "
               f"{load['median']:.1f}, max {load['max']:.1f}")

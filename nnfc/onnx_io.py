@@ -39,6 +39,30 @@ def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def shapes_only(model: onnx.ModelProto, keep_below: int = 64) -> onnx.ModelProto:
+    """A copy of ``model`` whose initializers of ``keep_below`` or more elements keep their
+    dims and type but no data: what shape inference and size statistics read, without
+    serializing megabytes of weights (small ones stay: shapes, axes, indices)."""
+    light = onnx.ModelProto()
+    graph = model.graph
+    light.CopyFrom(onnx.ModelProto(
+        ir_version=model.ir_version, opset_import=model.opset_import,
+        producer_name=model.producer_name, domain=model.domain, functions=model.functions))
+    light.graph.name = graph.name
+    for field in ("node", "input", "output", "value_info", "sparse_initializer"):
+        getattr(light.graph, field).extend(getattr(graph, field))
+    for init in graph.initializer:
+        n = 1
+        for d in init.dims:
+            n *= d
+        if n < keep_below:
+            light.graph.initializer.append(init)
+        else:
+            light.graph.initializer.add(name=init.name, dims=init.dims,
+                                        data_type=init.data_type)
+    return light
+
+
 def count_params(model: onnx.ModelProto) -> int:
     """Number of floating-point weights (initializers of float/float16/double/bfloat16)."""
     floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,

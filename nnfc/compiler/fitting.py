@@ -16,6 +16,7 @@ from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.predictor import Predictor, fit_predictor, plot_accuracy, unpack_gates
 from nnfc.compiler.profiler import apply_reference, bundle_fingerprint
 from nnfc.errors import NnfcError
+from nnfc.onnx_io import shapes_only
 
 
 def fill_graph_memory(bundle: Bundle, rows: list[dict[str, Any]], supernet=None) -> None:
@@ -24,7 +25,7 @@ def fill_graph_memory(bundle: Bundle, rows: list[dict[str, Any]], supernet=None)
     supernet = supernet or onnx.load(str(bundle.supernet_path))
     for row in rows:
         if "graph_memory_mb" not in row:
-            stats = graph_stats(apply_gates(supernet, unpack_gates(row["gates"])))
+            stats = graph_stats(shapes_only(apply_gates(supernet, unpack_gates(row["gates"]))))
             row.update(graph_memory_mb=stats.memory_mb, params=stats.params, flops=stats.flops)
 
 

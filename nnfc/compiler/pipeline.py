@@ -24,6 +24,7 @@ from nnfc.compiler.predictor import Predictor, host_info
 from nnfc.compiler.search import SEARCHES, SearchResult
 from nnfc.errors import NnfcError
 from nnfc.families.attrod.decode import deployable
+from nnfc.onnx_io import shapes_only
 from nnfc.outputs import check_output_dir, output_dir
 from nnfc.units import format_mb, format_ms
 
@@ -184,7 +185,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
 
         diff = _equivalence(bundle, supernet, found.gates, target, artifact) if req.verify \
             else None
-        stats = graph_stats(pruned)
+        stats = graph_stats(shapes_only(pruned))  # sizes from dims: no weight bytes copied
         lap("verify")
         # total: from process start when known (one compile per process), else from the call;
         # the swap into place that follows takes milliseconds
@@ -357,13 +358,13 @@ def _equivalence(bundle: Bundle, supernet: onnx.ModelProto, gates: dict, target,
                  ) -> float:
     """Largest |difference| between the artifact and the gated supernet on one random input,
     over every graph output (compared in order, shapes must agree)."""
-    from nnfc.targets.onnxruntime import open_session
+    from nnfc.targets.onnxruntime import open_reference_session
     manifest = bundle.manifest if bundle is not None else {}
     run = deployable(supernet, manifest)
     # the bundle's file as loaded where nothing is joined to it (no re-serialising a large
     # supernet), else the deployable model itself
-    session = open_session(bundle.supernet_path if bundle is not None and run is supernet
-                           else run.SerializeToString())
+    session = open_reference_session(bundle.supernet_path if bundle is not None
+                                     and run is supernet else run.SerializeToString())
     main = next(i for i in session.get_inputs() if not i.name.startswith("gate."))
     shape = [d if isinstance(d, int) else 1 for d in main.shape]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)

@@ -33,6 +33,7 @@ from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.measure import clock_for, clock_name, measure, measure_relative, runner
 from nnfc.atomic import write_json_atomic
 from nnfc.compiler.predictor import host_info, pack_gates
+from nnfc.onnx_io import shapes_only
 from nnfc.errors import NnfcError
 
 MEASUREMENTS_FORMAT = "nnfc-profile-measurements"
@@ -230,6 +231,9 @@ def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: in
         if ref_run is not None and remeasure and not data.get("outliers_remeasured"):
             _remeasure_outliers(data, path, supernet, apply_gates, target, Path(tmp), runs,
                                 warmup, rounds, sum(sizes), ref_run, progress)
+    lowered = getattr(target, "lowered", None)  # e.g. android: derived vs converted
+    if lowered:
+        data["lowered"] = dict(lowered)
     apply_reference(data)
     write_json_atomic(path, data)
     return data
@@ -314,9 +318,11 @@ def _profile_one(i, gates, supernet, apply_gates, target, work: Path, runs, warm
     """Prune, lower and measure one subnet; its measurement row."""
     t0, c0 = time.perf_counter(), time.process_time()
     pruned = apply_gates(supernet, gates)
-    stats = graph_stats(pruned)
+    stats = graph_stats(shapes_only(pruned))  # sizes from dims: no weight bytes copied
     onnx.save_model(pruned, str(work / "model.onnx"))
+    t_lower = time.perf_counter()
     artifact = target.lower(work / "model.onnx", work)
+    t_lower = time.perf_counter() - t_lower
     on = sum(float(g.sum()) for g in gates.values())
     row = {"index": i, "gates": pack_gates(gates), "activation_ratio": on / max(1, total_size)}
     if ref_run is not None:
@@ -333,7 +339,7 @@ def _profile_one(i, gates, supernet, apply_gates, target, work: Path, runs, warm
                    runtime_memory_mb=result.runtime_memory_mb, load=os.getloadavg()[0])
     row.update(graph_memory_mb=stats.memory_mb, params=stats.params,
                param_bytes=stats.param_bytes, peak_tensor_bytes=stats.peak_tensor_bytes,
-               flops=stats.flops, seconds=time.perf_counter() - t0,
+               flops=stats.flops, seconds=time.perf_counter() - t0, lower_seconds=t_lower,
                cpu_seconds=time.process_time() - c0)
     return row
 
@@ -385,7 +391,7 @@ def export_device_subnets(bundle: Bundle, target, out_dir: str | os.PathLike,
                                        desc=f"exporting {target.name} subnets", unit="subnet",
                                        disable=not progress)):
             pruned = apply_gates(supernet, gates)
-            stats = graph_stats(pruned)
+            stats = graph_stats(shapes_only(pruned))
             work = Path(tmp) / f"s{i}"
             work.mkdir()
             onnx.save_model(pruned, str(work / "model.onnx"))

@@ -36,15 +36,23 @@ def session_options(threads: int | None = None,
     return opts
 
 
-def open_session(model: str | Path | bytes, threads: int | None = None) -> ort.InferenceSession:
+def open_session(model: str | Path | bytes, threads: int | None = None,
+                 level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                 ) -> ort.InferenceSession:
     """An ORT CPU session for a model path or serialized bytes, with a clear error if invalid."""
     src = model if isinstance(model, bytes) else str(model)
     try:
-        return ort.InferenceSession(src, session_options(threads),
+        return ort.InferenceSession(src, session_options(threads, level),
                                     providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
         where = "model bytes" if isinstance(model, bytes) else str(model)
         raise NnfcError(f"onnxruntime cannot load {where}: {str(exc).splitlines()[0]}") from exc
+
+
+def open_reference_session(model: str | Path | bytes) -> ort.InferenceSession:
+    """A session that evaluates the model as written (no graph rewrites), for equivalence
+    checks that run it once: it opens in a third of the time an optimizing session takes."""
+    return open_session(model, level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
 
 
 def random_inputs(session: ort.InferenceSession, batch: int = 1, seed: int = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import onnx
 
 from nnfc.errors import NnfcError
+from nnfc.onnx_io import shapes_only
 
 
 def input_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
@@ -47,8 +48,12 @@ def with_static_batch(model: onnx.ModelProto, batch: int = 1) -> onnx.ModelProto
         for dim in out.type.tensor_type.shape.dim:
             if not dim.HasField("dim_value"):
                 dim.Clear()
-    try:
-        fixed = onnx.shape_inference.infer_shapes(fixed, strict_mode=False, data_prop=True)
+    try:  # on the graph without its weights' data: the same shapes, no megabytes copied
+        inferred = onnx.shape_inference.infer_shapes(shapes_only(fixed), strict_mode=False,
+                                                     data_prop=True).graph
     except Exception:  # shape inference is a help for the converters, not a requirement
-        pass
+        return fixed
+    fixed.graph.value_info.extend(inferred.value_info)
+    for out, found in zip(fixed.graph.output, inferred.output):
+        out.CopyFrom(found)
     return fixed

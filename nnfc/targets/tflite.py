@@ -268,8 +268,8 @@ class TFLiteTarget:
         return meta
 
     def _check(self, static: onnx.ModelProto, tflite: Path, meta: dict) -> tuple[float, float]:
-        from nnfc.targets.onnxruntime import open_session
-        session = open_session(static.SerializeToString())
+        from nnfc.targets.onnxruntime import open_reference_session
+        session = open_reference_session(static.SerializeToString())
         rng = np.random.default_rng(0)
         feeds = {i["name"]: rng.standard_normal(i["onnx_shape"]).astype(np.float32)
                  for i in meta["inputs"]}
@@ -288,8 +288,7 @@ class TFLiteTarget:
 
     def _run_with(self, artifact: Path, meta: dict | None,
                   inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        Interpreter = litert_interpreter_class()
-        interp = _load(Interpreter, artifact, self.threads)
+        interp = self._interpreter(artifact)
         runner = interp.get_signature_runner()
         details_in = runner.get_input_details()
         if meta is None:
@@ -313,9 +312,22 @@ class TFLiteTarget:
         """One inference of ``artifact`` per call (interpreter and random inputs in the TFLite
         layout made once), for measurements that interleave two models call by call
         (``measure_relative``)."""
-        interp = _load(litert_interpreter_class(), _existing(artifact), self.threads)
+        interp = self._interpreter(_existing(artifact))
         _random_feeds(interp)
         return interp.invoke
+
+    def _interpreter(self, artifact: Path):
+        """An interpreter for the file's current contents, shared by ``run`` and ``runner``
+        (the last few files are kept: lowering checks, then the profiler or compile times, the
+        same model; XNNPACK packs its weights once)."""
+        stat = os.stat(artifact)  # survives the rename into the output directory
+        key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        cache = self.__dict__.setdefault("_interpreters", {})
+        if key not in cache:
+            while len(cache) >= 3:
+                cache.pop(next(iter(cache)))
+            cache[key] = _load(litert_interpreter_class(), artifact, self.threads)
+        return cache[key]
 
     def benchmark(self, artifact: str | Path, runs: int = 50, warmup: int = 10) -> BenchResult:
         """Median/p90 latency at batch 1 (random inputs in the TFLite layout) and the peak RSS

@@ -217,8 +217,10 @@ def _with_inferred_shapes(S, fb) -> bytes | None:
     import flatbuffers
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    size = sum(0 if b.data is None else len(b.data) for b in fb.buffers)
+
     def pack() -> bytes:
-        builder = flatbuffers.Builder(1024)
+        builder = flatbuffers.Builder(size + (1 << 20))  # room for all: no growing by copies
         builder.Finish(fb.Pack(builder), file_identifier=b"TFL3")
         return bytes(builder.Output())
 
