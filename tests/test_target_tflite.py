@@ -129,7 +129,7 @@ def check_bench_cli(artifact, capsys):
           "--json"])
     (entry,) = json.loads(capsys.readouterr().out)["artifacts"]
     assert entry["target"] == "android" and entry["violations"] == []
-    assert entry["memory_source"] == "runtime" and entry["target_options"] == {}
+    assert entry["memory_source"] == "runtime" and entry["target_options"] == {"threads": 1}
     with pytest.raises(SystemExit) as exc:
         main(["bench", str(artifact), *fast, "--lat-budget", "1us"])
     assert exc.value.code == 1
