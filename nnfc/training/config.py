@@ -181,10 +181,16 @@ def _type_problem(value: Any, annotation: str) -> str:
     return "" if check(value) else f"{msg} (got {value!r})"
 
 
+#: [backbone] sizes where 0 means "none" (MobileNetV2's last 1x1 conv: a detector reads the stages)
+ZERO_MEANS_NONE = frozenset({"last_width"})
+
+
 def _backbone_problems(backbone: dict[str, Any]) -> list[str]:
-    """Every integer (or list of integers) of [backbone] is a size or count: it must be >= 1."""
+    """Every integer (or list of integers) of [backbone] is a size or count: it must be >= 1
+    (>= 0 for the sizes in ``ZERO_MEANS_NONE``)."""
     problems = []
     for key, value in backbone.items():
+        low = 0 if key in ZERO_MEANS_NONE else 1
         if key == "family" and not isinstance(value, str):
             problems.append("backbone.family must be a string")
         items = value if isinstance(value, list) else [value]
@@ -193,8 +199,9 @@ def _backbone_problems(backbone: dict[str, Any]) -> list[str]:
         elif any(isinstance(v, float) and not math.isfinite(v) for v in items):
             problems.append(f"backbone.{key} must be finite (got {value!r})")
         elif all(_is_int(v) or isinstance(v, float) for v in items) and any(
-                v <= 0 for v in items if _is_int(v)):
-            problems.append(f"backbone.{key} must hold positive integers (got {value!r})")
+                v < low for v in items if _is_int(v)):
+            kind = "non-negative" if low == 0 else "positive"
+            problems.append(f"backbone.{key} must hold {kind} integers (got {value!r})")
         elif isinstance(value, list) and any(_is_int(v) for v in items) and not all(
                 _is_int(v) for v in items):
             problems.append(f"backbone.{key} must hold integers only (got {value!r})")
