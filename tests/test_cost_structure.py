@@ -87,8 +87,9 @@ def _text_graphs():
     from test_op_rules import TEMPLATE, UNARY_LINES
     from test_passes_heads import FPN, SPLIT
     from test_passes_nhwc import NHWC
+    from test_passes_pipeline import GHOST
     graphs = {"conv-gate-conv": CONV_GATE_CONV, "carry": CARRY, "matmul-head": MATMUL_HEAD,
-              "residual": RESIDUAL, "grouped": GROUPED, "fpn": FPN, "nhwc": NHWC,
+              "residual": RESIDUAL, "grouped": GROUPED, "fpn": FPN, "nhwc": NHWC, "ghost": GHOST,
               "split": SPLIT.replace("SPLIT_LINE", "split = Constant <value = int64[2] {3, 5}> ()"
                                      "\n s1, s2 = Split <axis = 1> (r1, split)")}
     for op, line in {"relu": "b = Relu (a)", "clip": UNARY_LINES["Clip"],

@@ -97,8 +97,9 @@ class _Builder:
         for name in names:
             value, layout = next((v, lay) for v, lay in gate_values
                                  if v.metadata_props[GATE_TAG] == name)
-            pos = layout.positions[:, 0]
-            identity = layout.full == region.size and np.array_equal(pos, np.arange(region.size))
+            pos = layout.positions
+            identity = layout.full == region.size and pos.shape[1] == 1 and np.array_equal(
+                pos[:, 0], np.arange(region.size))
             bits.append(None if identity else pos.astype(np.int64))
         self.structure.sets.append(ChannelSet(region.size,
                                               [self.structure.gates.index(n) for n in names],

@@ -36,9 +36,10 @@ MAX_TABLE_GATES = 8
 @dataclass
 class ChannelSet:
     """One region: ``size`` channels, the gates (``vars``, indices into the structure's gates)
-    whose bits decide them, where each gate's bit for a channel sits (``bits``: gate index per
-    channel, -1 absent; None: channel c is gate entry c), and ``table[code, c]``: channel ``c``
-    is removable when its gates' bits spell ``code`` (bit j = ``vars[j]``)."""
+    whose bits decide them, where each gate's bits for a channel sit (``bits``: gate entries per
+    channel, ``[size, n]``, -1 none; None: channel c is gate entry c), and ``table[code, c]``:
+    channel ``c`` is removable when its gates' bits spell ``code`` (bit j: ``vars[j]`` is on at
+    any of the channel's entries)."""
 
     size: int
     vars: list[int]
@@ -50,19 +51,22 @@ class ChannelSet:
         """(dropped [B, size] bool, placeholder [B] bool) for the structure's gate masks."""
         batch = max(g.shape[0] for g in gates) if gates else 1
         code = np.zeros((batch, self.size), np.int64)
-        for j, (g, pos) in enumerate(zip(self.vars, self.bits)):
-            mask = gates[g]
-            bit = mask[:, :self.size] if pos is None else np.where(
-                pos >= 0, mask[:, np.maximum(pos, 0)], False)
-            code |= bit.astype(np.int64) << j
+        for j in range(len(self.vars)):
+            code |= self.bit(gates, j).astype(np.int64) << j
         removable = self.table[code, np.arange(self.size)[None, :]]
         kept, placeholder = self.keep.decide(removable)
         return ~kept, placeholder
 
-    def bit(self, gates: list[np.ndarray], j: int) -> np.ndarray:
+    def bit(self, gates: list[np.ndarray], j: int, every: bool = False) -> np.ndarray:
+        """[B, size]: gate ``vars[j]`` is on at any (``every``: all) of each channel's entries."""
         mask, pos = gates[self.vars[j]], self.bits[j]
-        return mask[:, :self.size] if pos is None else np.where(
-            pos >= 0, mask[:, np.maximum(pos, 0)], False)
+        if pos is None:
+            return mask[:, :self.size]
+        pos = pos.reshape(self.size, -1)
+        on = mask[:, np.maximum(pos, 0)]                      # [B, size, n]
+        if every:
+            return np.where(pos >= 0, on, True).all(axis=2)
+        return np.where(pos >= 0, on, False).any(axis=2)
 
     def to_json(self) -> dict:
         rows = ["".join("1" if v else "0" for v in row) for row in self.table]
@@ -77,7 +81,8 @@ class ChannelSet:
         table = np.array([[c == "1" for c in (r * size if len(r) == 1 else r)]
                           for r in d["table"]], bool).reshape(-1, size)
         return cls(size, [int(v) for v in d["vars"]],
-                   [None if b is None else np.asarray(b, np.int64) for b in d["bits"]],
+                   [None if b is None else np.asarray(b, np.int64).reshape(size, -1)
+                    for b in d["bits"]],
                    table, KeepRules.from_json(size, d.get("keep", {})))
 
 
@@ -219,7 +224,7 @@ class CostStructure:
             ch = np.asarray(cond[2], np.int64)
             return dropped[:, ch].any(axis=1) | (ev["placeholder"][s] & (ch.size > 0))
         ch = np.asarray(cond[3], np.int64)  # gate
-        off = ~self.sets[s].bit(ev["masks"], cond[2])
+        off = ~self.sets[s].bit(ev["masks"], cond[2], every=True)
         return ~ev["placeholder"][s] & (~dropped[:, ch] & off[:, ch]).any(axis=1)
 
     def set_counts(self, gates: Mapping[str, np.ndarray]) -> np.ndarray:

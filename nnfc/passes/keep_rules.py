@@ -80,7 +80,7 @@ class KeepRules:
             per = layout.full // groups
             present = np.flatnonzero(~layout.absent)
             rules.groups.append(GroupRule(groups, per, present,
-                                          layout.positions[present, 0] // per,
+                                          layout.first[present] // per,
                                           f"{node.op_type} {node.name or '(unnamed)'}"))
         return rules
 

@@ -157,12 +157,38 @@ def _same(node, out, layout, src: ChannelState, ctx) -> ChannelState:
     return ChannelState(src.const.copy(), src.val.copy())
 
 
+def _columns(layout: Layout):
+    """(valid [C] bool, rows [C]) for each position column of a layout (a channel may sit at
+    several positions: after a Flatten, or coupled through a Concat)."""
+    for j in range(layout.positions.shape[1]):
+        col = layout.positions[:, j]
+        yield col >= 0, np.maximum(col, 0)
+
+
+def _agreeing(src: ChannelState, per_column) -> ChannelState:
+    """A channel is constant when every position it holds computes the same constant."""
+    const, val, first = src.const.copy(), np.zeros_like(src.val), None
+    for valid, v in per_column:
+        if first is None:
+            val, first = np.where(valid, v, 0).astype(np.float32), valid.copy()
+            continue
+        const &= ~valid | ~first | (v == val)
+        val = np.where(~first & valid, v, val).astype(np.float32)
+        first |= valid
+    return ChannelState(const, np.where(const, val, 0).astype(np.float32))
+
+
 def _pointwise(node, out, layout, src: ChannelState, ctx) -> ChannelState:
     extra = [const_array(v) if v is not None else None for v in node.inputs[1:]]
-    if node.op_type == "BatchNormalization":  # per-channel parameters at the region's positions
-        extra = [a[np.maximum(layout.positions[:, 0], 0)] for a in extra[:4]]
-    val = ops.eval_pointwise(node, [src.val.reshape(ctx.shape(out)), *extra]).reshape(-1)
-    return ChannelState(src.const.copy(), np.where(src.const, val, 0).astype(np.float32))
+    if node.op_type != "BatchNormalization":
+        val = ops.eval_pointwise(node, [src.val.reshape(ctx.shape(out)), *extra]).reshape(-1)
+        return ChannelState(src.const.copy(), np.where(src.const, val, 0).astype(np.float32))
+
+    def column(rows):  # per-channel parameters at the region's positions
+        args = [src.val.reshape(ctx.shape(out)), *(a[rows] for a in extra[:4])]
+        return ops.eval_pointwise(node, args).reshape(-1)
+
+    return _agreeing(src, ((valid, column(rows)) for valid, rows in _columns(layout)))
 
 
 def _binary(node, out, layout, src, ctx) -> ChannelState:
@@ -176,13 +202,14 @@ def _binary(node, out, layout, src, ctx) -> ChannelState:
 
 
 def _depthwise(node, out, layout, src, ctx) -> ChannelState:
-    rows = np.maximum(layout.positions[:, 0], 0)
-    w = const_array(node.inputs[1]).reshape(layout.full, -1)[rows].astype(np.float64)
-    b = const_array(node.inputs[2])[rows] if len(node.inputs) > 2 and \
-        node.inputs[2] is not None else np.zeros(ctx.size)
-    const = src.const & ((src.val == 0) | (not ops.conv_has_padding(node)))
-    val = (src.val * w.sum(axis=1) + b).astype(np.float32)
-    return ChannelState(const, np.where(const, val, 0).astype(np.float32))
+    w = const_array(node.inputs[1]).reshape(layout.full, -1).sum(axis=1).astype(np.float64)
+    b = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None \
+        else np.zeros(layout.full)
+    state = _agreeing(src, ((valid, (src.val * w[rows] + b[rows]).astype(np.float32))
+                            for valid, rows in _columns(layout)))
+    state.const &= (src.val == 0) | (not ops.conv_has_padding(node))
+    state.val = np.where(state.const, state.val, 0).astype(np.float32)
+    return state
 
 
 def _average_pool(node, out, layout, src, ctx) -> ChannelState:

@@ -118,16 +118,22 @@ def _prune(model: ir.Model) -> list[GateReport]:
                 keep, why = _apply(graph, region, analyze(region, order))
             except Exception as exc:
                 raise _failure(gate, exc) from exc
+            drop = np.setdiff1d(np.arange(region.size), keep)
             for member in members:
                 member_report = reports[gate_tag(member)]
                 out = member.outputs[0]
-                kept = keep.size if out in region.tensors else member_report.size
+                if out in region.tensors:  # the member gate's own entries that stay
+                    layout = region.tensors[out]
+                    kept_at = layout.keep_index(drop) if drop.size else np.arange(layout.full)
+                    kept = kept_at.size
+                    off_kept = np.intersect1d(offs[member], kept_at)
+                    owner = layout.holders()
+                else:
+                    kept, off_kept, owner = member_report.size, offs[member], None
                 member_report.kept = max(member_report.kept, kept)
-                off_kept = np.intersect1d(offs[member], keep) if out in region.tensors \
-                    else offs[member]
                 if off_kept.size:
-                    reasons = sorted({why.get(int(c), "needed whole elsewhere")
-                                      for c in off_kept})
+                    reasons = sorted({why.get(int(owner[c]) if owner is not None else -1,
+                                              "needed whole elsewhere") for c in off_kept})
                     member_report.notes.append(
                         f"{off_kept.size} gated-off channel(s) kept: {'; '.join(reasons)}")
                 if member is not mul:
