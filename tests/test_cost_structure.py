@@ -69,6 +69,27 @@ RESIDUAL = HEADER + """
         y = Add (stream, c2)
     }"""
 
+#: a gate on a residual branch's output: all off, the branch goes (y + 0 = y); ``UNGATED``: the
+#: stream itself is not gated
+BRANCH = HEADER + """
+    g (float[1,4,8,8] x, float[4] gate_s, float[6] gate_a, float[4] gate_b, float[4,4,3,3] W0,
+       float[6,4,1,1] W1, float[4,6,3,3] W2, float[4] B2, float[3,4,1,1] W3)
+      => (float[1,3,8,8] y) {
+        c0 = Conv <pads = [1,1,1,1]> (x, W0)
+        shape = Constant <value = int64[4] {1,-1,1,1}> ()
+        gs = Reshape (gate_s, shape)
+        stream = Mul (c0, gs)
+        c1 = Conv (stream, W1)
+        ga = Reshape (gate_a, shape)
+        m = Mul (c1, ga)
+        r = Relu (m)
+        c2 = Conv <pads = [1,1,1,1]> (r, W2, B2)
+        gb = Reshape (gate_b, shape)
+        m2 = Mul (c2, gb)
+        s2 = Add (stream, m2)
+        y = Conv (s2, W3)
+    }"""
+
 GROUPED = HEADER + """
     g (float[1,4,8,8] x, float[8] gate_a, float[8,4,1,1] W1, float[8,2,3,3] W2, float[8] B2,
        float[8] gate_b, float[3,8,1,1] W3) => (float[1,3,8,8] y) {
@@ -89,7 +110,9 @@ def _text_graphs():
     from test_passes_nhwc import NHWC
     from test_passes_pipeline import GHOST
     graphs = {"conv-gate-conv": CONV_GATE_CONV, "carry": CARRY, "matmul-head": MATMUL_HEAD,
-              "residual": RESIDUAL, "grouped": GROUPED, "fpn": FPN, "nhwc": NHWC, "ghost": GHOST,
+              "residual": RESIDUAL, "grouped": GROUPED, "branch": BRANCH,
+              "branch-ungated-stream": BRANCH.replace("stream = Mul (c0, gs)", "stream = Relu (c0)")
+              .replace("float[4] gate_s, ", "").replace("gs = Reshape (gate_s, shape)", ""), "fpn": FPN, "nhwc": NHWC, "ghost": GHOST,
               "split": SPLIT.replace("SPLIT_LINE", "split = Constant <value = int64[2] {3, 5}> ()"
                                      "\n s1, s2 = Split <axis = 1> (r1, split)")}
     for op, line in {"relu": "b = Relu (a)", "clip": UNARY_LINES["Clip"],
@@ -144,6 +167,15 @@ def test_unnamed_nodes_do_not_collide():
     real = graph_stats(apply_gates(model, gates))
     got = analyse(model).graph_terms(gates)
     assert got["param_bytes"][0] == real.param_bytes == 4 * (3 * 4 * 9 + 5 * 3)
+
+
+def test_an_all_off_residual_branch_is_removed():
+    from onnx_text import check_pruned
+    model = model_from_text(BRANCH)
+    pruned, reports = check_pruned(model, {"gate.s": [1, 1, 0, 1], "gate.a": [1, 0, 1, 1, 0, 1],
+                                           "gate.b": [0, 0, 0, 0]})
+    assert [n.op_type for n in pruned.graph.node] == ["Conv", "Conv"]  # c0 and y: no Mul left
+    assert "residual stream" in " ".join(reports["gate.b"].notes)
 
 
 def test_foreign_graph():

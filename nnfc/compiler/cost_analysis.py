@@ -19,6 +19,7 @@ from nnfc.passes import (BindGatesPass, FoldGateConstantsPass, PruneError, Remov
                          gate_inputs)
 from nnfc.passes.channel_ops import is_depthwise_conv
 from nnfc.passes.channel_state import analyze
+from nnfc.passes.cleanup import zero_bypass_adds
 from nnfc.passes.graph_utils import GATE_TAG, attr, fresh_names
 from nnfc.passes.keep_rules import KeepRules, removable_channels
 from nnfc.passes.layout import Layout
@@ -64,6 +65,8 @@ class _Builder:
         self.gate_conds: dict[ir.Value, list] = {}
         self.added: list[tuple[Monomial, list[Key] | None]] = []
         self.order = {node: i for i, node in enumerate(self.graph)}
+        self.mul_set: dict[ir.Node, int] = {}   # gate Mul -> the set whose slicing it follows
+        self.alive: dict[object, list[int]] = {}  # node / constant -> bypasses removing it
 
     # ---- regions, found exactly as PruneGatedChannelsPass finds them
     def build(self) -> CostStructure:
@@ -126,6 +129,7 @@ class _Builder:
                 self._term((value, axis), s, _weights(layout))
                 tag = value.metadata_props.get(GATE_TAG)
                 if tag:
+                    self.mul_set[node] = s
                     self.gate_conds[value] = ["gate", s, names.index(tag),
                                               np.flatnonzero(~layout.absent).tolist()]
         for value, layout in region.cut.items():
@@ -191,10 +195,42 @@ class _Builder:
         if not any(t == s for t, _ in terms):
             terms.append((s, weights))
 
+    def _bypasses(self) -> None:
+        """Gate Muls that RemoveIdentityGatesPass bypasses when all off, and what dies then."""
+        st = self.structure
+        nodes = list(self.graph)
+        for mul, gate in ((n, v) for n, muls in gate_muls(self.graph).items() for n, v in
+                          ((m, c.metadata_props[GATE_TAG]) for m, c in muls)):
+            adds = zero_bypass_adds(mul)
+            if not adds:
+                continue
+            b = len(st.bypass)
+            st.bypass.append([st.gates.index(gate), self.mul_set.get(mul, -1)])
+            dead = {mul, *adds}
+            product = mul.outputs[0]
+
+            def gone(use) -> bool:  # an Add's other operand lives on in the Add's place
+                return use.node in dead and (use.node not in adds
+                                             or use.node.inputs[use.idx] is product)
+
+            for node in reversed(nodes):
+                if node in dead or not node.outputs:
+                    continue
+                if all(not o.is_graph_output() and o.uses() and all(gone(u) for u in o.uses())
+                       for o in node.outputs):
+                    dead.add(node)
+            for node in dead:
+                self.alive.setdefault(node, []).append(b)
+                for value in node.inputs:
+                    if value is not None and value.const_value is not None and all(
+                            gone(u) for u in value.uses()):
+                        self.alive.setdefault(value, []).append(b)
+
     # ---- monomials over the graph's constants, tensors and ops
     def _finish(self) -> CostStructure:
         st = self.structure
         index: dict[Key, int] = {}
+        self._bypasses()
 
         def dim(key: Key, full: int) -> int:
             if key not in index:
@@ -222,13 +258,15 @@ class _Builder:
                 if t is not None:
                     arr = t.value.numpy()
                     st.params.append(Monomial(float(arr.size), [], arr.dtype.itemsize,
-                                              arr.dtype.kind == "f"))
+                                              arr.dtype.kind == "f",
+                                              alive=self.alive.get(node, [])))
             elif node.op_type == "Constant":
                 self._constant(node.outputs[0], monomial)
         for m, keys in self.added:
             if keys is not None:
                 found = monomial(keys, elem_bytes=m.elem_bytes, is_float=m.is_float, cond=m.cond)
                 if found is not None:
+                    found.alive = self.alive.get(keys[0][0].producer(), [])
                     st.params.append(found)
         base = len(st.dims)
         st.dims.extend(self.extra_dims)
@@ -246,7 +284,8 @@ class _Builder:
             if m is None:
                 continue
             m.coef *= m.elem_bytes
-            if m.dims:
+            m.alive = self.alive.get(value.producer(), [])
+            if m.dims or m.alive:
                 st.tensors.append(m)
             else:
                 fixed_peak = max(fixed_peak, m.coef)
@@ -256,6 +295,7 @@ class _Builder:
             if factors:
                 m = monomial([(v, _positive(v, a)) for v, a in factors])
                 if m is not None:
+                    m.alive = self.alive.get(node, [])
                     st.macs.append(m)
             layer = self._layer(node, dim)
             if layer is not None:
@@ -271,6 +311,7 @@ class _Builder:
         m = monomial([(value, a) for a in range(len(shape))], elem_bytes=int(dtype.itemsize),
                      is_float=dtype.is_floating_point(), cond=cond)
         if m is not None:
+            m.alive = self.alive.get(value, [])
             self.structure.params.append(m)
 
     def _layer(self, node: ir.Node, dim) -> Layer | None:

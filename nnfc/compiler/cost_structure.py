@@ -111,20 +111,23 @@ class Monomial:
     parameter, and when it exists (``cond``: None always; ``["gate", set, var, channels]``: a
     gate left with a zero on a kept channel; ``["zeros", gate]``: an unpruned gate with a zero;
     ``["carry", set, channels]``: a bias made by folding removed channels' constants;
-    ``["pruned", set]``: the region dropped something)."""
+    ``["pruned", set]``: the region dropped something); ``alive``: the structure's bypasses
+    that remove it (a branch behind a residual gate of zeros)."""
 
     coef: float
     dims: list[int]
     elem_bytes: int = 4
     is_float: bool = True
     cond: list | None = None
+    alive: list[int] = field(default_factory=list)
 
     def to_json(self) -> list:
-        return [self.coef, self.dims, self.elem_bytes, self.is_float, self.cond]
+        return [self.coef, self.dims, self.elem_bytes, self.is_float, self.cond, self.alive]
 
     @classmethod
     def from_json(cls, d: list) -> "Monomial":
-        return cls(float(d[0]), [int(x) for x in d[1]], int(d[2]), bool(d[3]), d[4])
+        return cls(float(d[0]), [int(x) for x in d[1]], int(d[2]), bool(d[3]), d[4],
+                   [int(x) for x in (d[5] if len(d) > 5 else [])])
 
 
 @dataclass
@@ -157,6 +160,9 @@ class CostStructure:
     params: list[Monomial] = field(default_factory=list)
     tensors: list[Monomial] = field(default_factory=list)
     macs: list[Monomial] = field(default_factory=list)
+    #: gate Muls whose product only feeds residual Adds: [gate, set (-1: none)]; all off (and
+    #: not the set's placeholder), the passes remove them and the branch behind them
+    bypass: list[list[int]] = field(default_factory=list)
 
     # ---- serialisation
     def to_json(self) -> dict:
@@ -165,8 +171,9 @@ class CostStructure:
                 "dims": [d.to_json() for d in self.dims],
                 "layers": [asdict(x) for x in self.layers],
                 "params": [m.to_json() for m in self.params],
-                "tensors": [m.to_json()[:2] for m in self.tensors],
-                "macs": [m.to_json()[:2] for m in self.macs]}
+                "tensors": [m.to_json()[:2] + [m.alive] for m in self.tensors],
+                "macs": [m.to_json()[:2] + [m.alive] for m in self.macs],
+                "bypass": self.bypass}
 
     @classmethod
     def from_json(cls, data: Mapping) -> "CostStructure":
@@ -178,8 +185,8 @@ class CostStructure:
                    [Dim.from_json(d) for d in data["dims"]],
                    [Layer(**x) for x in data["layers"]],
                    [Monomial.from_json(m) for m in data["params"]],
-                   [Monomial(float(c), [int(x) for x in d]) for c, d in data["tensors"]],
-                   [Monomial(float(c), [int(x) for x in d]) for c, d in data["macs"]])
+                   [_short(m) for m in data["tensors"]], [_short(m) for m in data["macs"]],
+                   [[int(g), int(s)] for g, s in data.get("bypass", [])])
 
     # ---- evaluation
     def _masks(self, gates: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -200,13 +207,18 @@ class CostStructure:
                 c = c - (dropped[s] @ np.broadcast_to(np.asarray(w, np.float64),
                                                       (self.sets[s].size,)))
             counts[:, i] = c
+        bypassed = np.zeros((batch, len(self.bypass)), bool)
+        for b, (g, s) in enumerate(self.bypass):
+            bypassed[:, b] = ~masks[g].any(axis=1) & (~placeholder[s] if s >= 0 else True)
         return {"masks": masks, "dropped": dropped, "placeholder": placeholder,
-                "counts": counts, "batch": batch}
+                "counts": counts, "batch": batch, "bypassed": bypassed}
 
     def _value(self, m: Monomial, ev: dict) -> np.ndarray:
         v = np.full(ev["batch"], m.coef)
         for d in m.dims:
             v = v * ev["counts"][:, d]
+        if m.alive:
+            v = np.where(ev["bypassed"][:, m.alive].any(axis=1), 0.0, v)
         return v
 
     def _exists(self, m: Monomial, ev: dict) -> np.ndarray:
@@ -288,6 +300,11 @@ class CostStructure:
         """Fraction of gated modules that are on, over all gate layers, shape [B]."""
         on = sum(np.atleast_2d(np.asarray(gates[k]) > 0.5).sum(axis=1) for k in self.gates)
         return on / max(1, sum(self.sizes))
+
+
+def _short(d: list) -> Monomial:
+    return Monomial(float(d[0]), [int(x) for x in d[1]],
+                    alive=[int(x) for x in (d[2] if len(d) > 2 else [])])
 
 
 def analyse(model) -> CostStructure:
