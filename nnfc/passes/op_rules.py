@@ -12,7 +12,8 @@ A rule says what the op does to a channel region:
   Concat, moved for Transpose, spread over H·W features for Flatten), or None (cut here).
 - ``transfer(node, out, layout, src, ctx)``: how a constant carried by a removed channel passes
   through it (``ChannelState`` in, ``ChannelState`` out).
-- ``slice(slicer, node, region)``: how to slice its weights / attributes once channels go.
+- ``slice(slicer, node, region)``: how to rewrite its attributes / shape inputs once channels
+  go (a depthwise conv's ``group``, a Reshape's target shape, Split sizes).
 - ``constants(node, layout)``: the per-channel constants a channel-wise op holds, as
   ``(input index, axis)`` pairs sliced with its output's channels (BN statistics, a bias or scale
   operand, depthwise weights). The slicer and the predictor's cost analysis both read it.
