@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
+from onnx import numpy_helper
 import onnxruntime as ort
 import pytest
 
@@ -114,10 +116,34 @@ def test_profile_of_another_factory_is_refused(bundle, tmp_path, capsys):
     prof = copy / "profiles" / "desktop.json"
     data = json.loads(prof.read_text())
     data["bundle"]["supernet_sha256"] = "0" * 64
+    data["bundle"]["architecture_sha256"] = "0" * 64
     prof.write_text(json.dumps(data))
     code, _, err = run_cli(["compile", "--bundle", str(copy), "--task", "odd", "--lat", "5ms",
                             "-o", str(tmp_path / "x")], capsys)
     assert code == 2 and "another factory" in err and "nnfc profile --bundle" in err
+
+
+def test_profile_survives_retraining_the_same_architecture(bundle, tmp_path, capsys):
+    """Latency and memory do not depend on weight values: a factory retrained with the same
+    graph keeps its profile; the profile names the architecture it was made for."""
+    from nnfc.bundle import sha256_file
+    from nnfc.compiler.profiler import architecture_sha256
+    copy = tmp_path / "factory"
+    shutil.copytree(bundle, copy)
+    supernet = onnx.load(str(copy / "supernet.onnx"))
+    weights = max(supernet.graph.initializer, key=lambda t: np.prod(t.dims))
+    weights.CopyFrom(numpy_helper.from_array(
+        numpy_helper.to_array(weights) * np.float32(1.5), weights.name))
+    onnx.save(supernet, str(copy / "supernet.onnx"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["supernet.onnx"] = sha256_file(copy / "supernet.onnx")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    profile = json.loads((copy / "profiles" / "desktop.json").read_text())
+    assert profile["bundle"]["supernet_sha256"] != manifest["files"]["supernet.onnx"]
+    assert profile["bundle"]["architecture_sha256"] == architecture_sha256(copy / "supernet.onnx")
+    code, _, err = run_cli(["compile", "--bundle", str(copy), "--task", "odd", "--lat", "5ms",
+                            "-o", str(tmp_path / "x")], capsys)
+    assert code == 0, err
 
 
 def test_compile_never_imports_torch(bundle, tmp_path):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -52,20 +51,9 @@ def export_plain(net: nn.Module, path: str | os.PathLike, image_shape: tuple[int
                  output_names: list[str], opset: int = 18) -> onnx.ModelProto:
     """Export ``net`` (eval mode, no gate inputs) with torch's dynamo exporter, dynamic batch,
     one named graph output per network output."""
-    was_training = net.training
-    net.eval()
-    try:
-        example = (torch.randn(2, *image_shape),)
-        batch = torch.export.Dim("batch", min=1, max=4096)
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            exported = torch.export.export(_Plain(net), example, dynamic_shapes=({0: batch},))
-            program = torch.onnx.export(exported, dynamo=True, opset_version=opset,
-                                        input_names=[INPUT_NAME], output_names=list(output_names),
-                                        verbose=False, optimize=True)
-        model = program.model_proto
-    finally:
-        net.train(was_training)
+    from nnfc.training.export import batch_dim, export_dynamo
+    model = export_dynamo(_Plain(net), (torch.randn(2, *image_shape),), ({0: batch_dim()},),
+                          [INPUT_NAME], output_names, opset)
     save_onnx(model, path)
     return model
 

@@ -14,7 +14,8 @@ from nnfc.bundle import Bundle
 from nnfc.compiler.cost_structure import analyse
 from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.predictor import Predictor, fit_predictor, plot_accuracy, unpack_gates
-from nnfc.compiler.profiler import apply_reference, bundle_fingerprint
+from nnfc.compiler.profiler import (apply_reference, bundle_fingerprint, same_factory,
+                                    supernet_sha256)
 from nnfc.errors import NnfcError
 
 
@@ -33,11 +34,11 @@ def fit_and_save(bundle: Bundle, target: str, measurements: dict[str, Any], out:
                  target_options: dict | None = None) -> tuple[Predictor, Path | None]:
     """Fit latency/memory on held-out-scored rows, save the predictor JSON (and PNG)."""
     rows = measurements["rows"]
-    want = bundle_fingerprint(bundle)["supernet_sha256"]
-    have = measurements.get("bundle", {}).get("supernet_sha256")
-    if have and have != want:
+    if not same_factory(measurements.get("bundle", {}), bundle):
+        have = measurements["bundle"].get("supernet_sha256", "")
         raise NnfcError("these measurements were made for another factory "
-                        f"(supernet sha256 {have[:12]}…, this one is {want[:12]}…)")
+                        f"(supernet sha256 {have[:12]}…, this one is "
+                        f"{supernet_sha256(bundle)[:12]}…, another architecture)")
     supernet = onnx.load(str(bundle.supernet_path))
     fill_graph_memory(bundle, rows, supernet)
     reference = _place_reference(measurements, out)

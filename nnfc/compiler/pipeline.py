@@ -85,9 +85,10 @@ def load_predictor_for(bundle: Bundle, target: str, path: str | os.PathLike | No
                         f"make one with: {cmd}")
     want = bundle.manifest.get("files", {}).get("supernet.onnx")
     have = predictor.meta.get("bundle", {}).get("supernet_sha256")
-    if want and have and want != have:
+    if want and have and want != have and not _same_architecture(predictor, bundle):
         raise NnfcError(f"{path} was made for another factory (supernet sha256 {have[:12]}…, "
-                        f"this one is {want[:12]}…); profile again with: {cmd}")
+                        f"this one is {want[:12]}…, another architecture); profile again "
+                        f"with: {cmd}")
     if predictor.meta.get("measured_locally", True):
         made, here = predictor.meta.get("host", {}), host_info()
         if (made.get("cpu"), made.get("cores")) != (here["cpu"], here["cores"]):
@@ -95,6 +96,12 @@ def load_predictor_for(bundle: Bundle, target: str, path: str | os.PathLike | No
                             f"{made.get('cores')} cores; this one: {here['cpu']}, "
                             f"{here['cores']} cores); profile again with: {cmd}")
     return predictor
+
+
+def _same_architecture(predictor: Predictor, bundle: Bundle) -> bool:
+    """A profile of another supernet file still fits a retrained factory of the same graph."""
+    from nnfc.compiler.profiler import same_factory
+    return same_factory(predictor.meta["bundle"], bundle)
 
 
 @dataclass

@@ -99,13 +99,42 @@ def apply_reference(data: dict[str, Any]) -> None:
 
 
 def bundle_fingerprint(bundle: Bundle) -> dict[str, str]:
-    """What a profile belongs to: the bundle path and its supernet's sha256."""
-    digest = bundle.manifest.get("files", {}).get("supernet.onnx") or sha256_file(
+    """What a profile belongs to: the bundle path, its supernet's sha256 and its architecture's
+    (see :func:`architecture_sha256`)."""
+    return {"path": str(bundle.root), "supernet_sha256": supernet_sha256(bundle),
+            "architecture_sha256": architecture_sha256(bundle.supernet_path)}
+
+
+def supernet_sha256(bundle: Bundle) -> str:
+    """The sha256 of the bundle's ``supernet.onnx`` (from the manifest where it is recorded)."""
+    return bundle.manifest.get("files", {}).get("supernet.onnx") or sha256_file(
         bundle.supernet_path)
-    return {"path": str(bundle.root), "supernet_sha256": digest}
 
 
-def load_measurements(path: Path, fingerprint: dict, target: str) -> dict[str, Any] | None:
+def architecture_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of an ONNX model with its initializers' values left out (names, shapes and
+    types kept): two factories with the same graph and other weights — a retrained one — share
+    it, so a latency/memory profile, which does not depend on weight values, stays valid."""
+    import hashlib
+    model = onnx.load(str(path))
+    for i, t in enumerate(model.graph.initializer):
+        model.graph.initializer[i].CopyFrom(onnx.TensorProto(name=t.name, dims=t.dims,
+                                                             data_type=t.data_type))
+    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+
+
+def same_factory(recorded: Any, bundle: Bundle) -> bool:
+    """Whether a profile's or measurement file's ``bundle`` record belongs to ``bundle``: the
+    same supernet file, or (when the record has one) the same architecture."""
+    if not isinstance(recorded, dict):
+        return False
+    if recorded.get("supernet_sha256") in (None, supernet_sha256(bundle)):
+        return True
+    arch = recorded.get("architecture_sha256")
+    return bool(arch) and arch == architecture_sha256(bundle.supernet_path)
+
+
+def load_measurements(path: Path, bundle: Bundle, target: str) -> dict[str, Any] | None:
     """An existing measurement file for the same bundle and target, or None (none there, or
     one for another bundle or target). A file that is not a measurement file nnfc wrote is an
     NnfcError: resuming from it or overwriting it would lose someone's data."""
@@ -121,8 +150,7 @@ def load_measurements(path: Path, fingerprint: dict, target: str) -> dict[str, A
         raise NnfcError(f"cannot resume from {path}: "
                         f"{problem or 'it is not an nnfc measurement file'}; move it away or "
                         "pass --fresh")
-    if (data.get("target") != target or not isinstance(data.get("bundle"), dict)
-            or data["bundle"].get("supernet_sha256") != fingerprint["supernet_sha256"]):
+    if data.get("target") != target or not same_factory(data.get("bundle"), bundle):
         return None
     return data
 
@@ -158,8 +186,7 @@ def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: in
     reading, and the pruned graph's exact params, FLOPs, parameter bytes and largest tensor."""
     from nnfc.passes import apply_gates  # the passes import onnx-ir: load only when profiling
     path = Path(path)
-    fingerprint = bundle_fingerprint(bundle)
-    data = load_measurements(path, fingerprint, target.name) if resume else None
+    data = load_measurements(path, bundle, target.name) if resume else None
     settings = {"seed": seed, "runs": runs, "warmup": warmup, "rounds": rounds,
                 "target_options": dict(getattr(target, "options", {}) or {})}
     here = host_info()
@@ -169,7 +196,7 @@ def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: in
         data = None  # measured differently or elsewhere: rows not comparable, start over
     if data is None:
         data = {"format": MEASUREMENTS_FORMAT, "version": 1, "target": target.name,
-                "bundle": fingerprint, "host": here, "seed": seed,
+                "bundle": bundle_fingerprint(bundle), "host": here, "seed": seed,
                 "target_options": dict(getattr(target, "options", {}) or {}),
                 "runs": runs, "warmup": warmup, "rounds": rounds,
                 "latency": "min over rounds of the median of runs (batch 1)", "rows": []}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ from safetensors.torch import save_file
 from nnfc.bundle import ASSEMBLER, SUPERNET, WEIGHTS, Bundle, write_bundle
 from nnfc.training.assembler import Assembler, _ExportAssembler
 from nnfc.families.base import TaskFamily
-from nnfc.training.export import DEFAULT_OPSET, INPUT_NAME, export_supernet, save_model_atomic
+from nnfc.training.export import (DEFAULT_OPSET, INPUT_NAME, batch_dim, export_dynamo,
+                                  export_supernet, save_model_atomic)
 from nnfc.training.gating import GatedSupernet
 
 ASSEMBLER_WEIGHTS = "assembler.safetensors"
@@ -33,23 +33,11 @@ logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 def export_assembler(assembler: Assembler, path: str | os.PathLike,
                      opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Export the assembler (eval mode, discrete gates) with a dynamic batch dimension."""
-    was_training = assembler.training
-    assembler.eval()
-    try:
-        example = (torch.zeros(4, assembler.num_attributes), torch.linspace(0.1, 1.0, 4))
-        batch = torch.export.Dim("batch", min=1, max=65536)
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            exported = torch.export.export(_ExportAssembler(assembler), example,
-                                           dynamic_shapes=({0: batch}, {0: batch}))
-            program = torch.onnx.export(
-                exported, dynamo=True, opset_version=opset,
-                input_names=[TASK_INPUT, LIMIT_INPUT],
-                output_names=[f"gate.{g.name}" for g in assembler.layers],
-                verbose=False, optimize=True)
-        model = program.model_proto
-    finally:
-        assembler.train(was_training)
+    example = (torch.zeros(4, assembler.num_attributes), torch.linspace(0.1, 1.0, 4))
+    batch = batch_dim(65536)
+    model = export_dynamo(_ExportAssembler(assembler), example, ({0: batch}, {0: batch}),
+                          [TASK_INPUT, LIMIT_INPUT],
+                          [f"gate.{g.name}" for g in assembler.layers], opset)
     save_model_atomic(model, path)
     return model
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from typing import Any, Sequence
 
 import onnx
 import torch
@@ -29,6 +30,33 @@ DEFAULT_OPSET = 18
 
 # The exporter logs a warning per missing torchvision op; nnfc has none.
 logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+
+
+def export_dynamo(module: nn.Module, example: tuple[torch.Tensor, ...], dynamic_shapes: Any,
+                  input_names: Sequence[str], output_names: Sequence[str],
+                  opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """``module`` (in eval mode; every submodule's mode restored after) through ``torch.export`` and torch's dynamo ONNX
+    exporter, optimized. ``torch.export`` runs first because torch.onnx's own wrapper turns a
+    varargs dynamic-shape tuple into a list and then rejects it."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            exported = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
+            program = torch.onnx.export(exported, dynamo=True, opset_version=opset,
+                                        input_names=list(input_names),
+                                        output_names=list(output_names), verbose=False,
+                                        optimize=True)
+        return program.model_proto
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def batch_dim(max_batch: int = 4096) -> Any:
+    """A dynamic batch dimension for :func:`export_dynamo`'s ``dynamic_shapes``."""
+    return torch.export.Dim("batch", min=1, max=max_batch)
 
 
 class _GateInputs(nn.Module):
@@ -58,29 +86,18 @@ def export_supernet(net: GatedSupernet, path: str | os.PathLike, input_shape: tu
     ``input_shape`` includes the batch dimension, e.g. ``(1, 3, 32, 32)``.
     """
     layers = net.gate_layers()
+    shape = tuple(input_shape)
+    if dynamic_batch and shape[0] == 1:
+        shape = (2, *shape[1:])  # an example batch of 1 makes torch.export specialize it
+    example = (torch.randn(*shape), *[torch.ones(g.size) for g in layers])
     was_training = net.training
     net.eval()
     try:
-        shape = tuple(input_shape)
-        if dynamic_batch and shape[0] == 1:
-            shape = (2, *shape[1:])  # an example batch of 1 makes torch.export specialize it
-        example = (torch.randn(*shape), *[torch.ones(g.size) for g in layers])
         outputs = output_names(net, example[0])
-        dynamic = None
-        if dynamic_batch:
-            dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)}, (None,) * len(layers))
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            # torch.export first: torch.onnx's own wrapper turns the varargs' dynamic-shape
-            # tuple into a list and then rejects it.
-            exported = torch.export.export(_GateInputs(net), example, dynamic_shapes=dynamic)
-            program = torch.onnx.export(
-                exported, dynamo=True, opset_version=opset,
-                input_names=[INPUT_NAME] + [g.input_name for g in layers],
-                output_names=outputs, verbose=False, optimize=True,
-            )
-        model = program.model_proto
     finally:
         net.train(was_training)
+    dynamic = ({0: batch_dim()}, (None,) * len(layers)) if dynamic_batch else None
+    model = export_dynamo(_GateInputs(net), example, dynamic,
+                          [INPUT_NAME] + [g.input_name for g in layers], outputs, opset)
     save_onnx(model, path)
     return model
