@@ -44,8 +44,11 @@ class Layout:
                        axis=1)
 
     def same(self, other: "Layout") -> bool:
-        return self.axis == other.axis and self.full == other.full and np.array_equal(
-            self.canonical(), other.canonical())
+        if self.axis != other.axis or self.full != other.full:
+            return False
+        if self.positions is other.positions or np.array_equal(self.positions, other.positions):
+            return True
+        return np.array_equal(self.canonical(), other.canonical())
 
     def union(self, other: "Layout") -> "Layout":
         """Each channel at the positions either layout puts it."""
