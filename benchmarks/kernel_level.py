@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         if node.op_type != "Conv":
             continue  # the classifier Gemm is constant here: absorbed by the intercept
         in_shape = shapes[node.input[0]][0]
-        var_in, var_out = lay.in_tag >= 0, lay.out_tag >= 0
+        var_in, var_out = lay.in_dim >= 0, lay.out_dim >= 0
         full = lay.in_channels if var_in else lay.out_channels
         grid = np.unique(np.round(np.linspace(1, full, args.grid)).astype(int)) \
             if (var_in or var_out) else np.array([full])

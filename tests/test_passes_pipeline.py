@@ -148,11 +148,13 @@ GHOST = HEADER + """
 def test_gate_on_a_ghost_concat_is_exact_and_never_crashes(gate):
     from onnx_text import check_pruned
     pruned, reports = check_pruned(model_from_text(GHOST), {"gate.a": gate})
-    # r1 is also read by the depthwise op, so the Concat keeps its parts whole and its consumer
-    # reads only the kept channels (Gather): every off channel leaves the consumer
-    assert weight_shapes(pruned)["y"] == (3, max(1, sum(gate)), 1, 1)
-    if 0 in gate:
-        assert "needed whole" in " ".join(reports["gate.a"].notes)
+    # channel c of r1 reaches the Concat twice (at c, and through the depthwise op at 4 + c):
+    # the two are coupled, and go when both are off (Torch-Pruning's dependency group)
+    pairs = max(1, sum(gate[c] or gate[4 + c] for c in range(4)))
+    shapes = weight_shapes(pruned)
+    assert shapes["c1"] == (pairs, 4, 1, 1) and shapes["y"] == (3, 2 * pairs, 1, 1)
+    if any(gate[c] != gate[4 + c] for c in range(4)):
+        assert "data from another operand" in " ".join(reports["gate.a"].notes)
 
 
 def test_concat_entered_backwards_prunes_its_producers():
@@ -195,7 +197,7 @@ def test_cli_prune_of_a_ghost_graph_and_a_failure_are_one_line(tmp_path, monkeyp
     (tmp_path / "g.json").write_text(json.dumps({"gate.a": [1, 0, 1, 0, 0, 1, 1, 0]}))
     args = ["prune", str(path), "--gates", str(tmp_path / "g.json"), "-o", str(tmp_path / "o.onnx")]
     code, out, err = run_cli(args, capsys)
-    assert code == 0 and "needed whole" in out, err
+    assert code == 0 and "gated-off channel(s) kept" in out, err
     from nnfc.passes import prune_channels
     monkeypatch.setattr(prune_channels, "find_region", lambda *a: 1 / 0)
     code, out, err = run_cli(args[:-1] + [str(tmp_path / "o2.onnx")], capsys)

@@ -3,7 +3,9 @@
 Modules, one job each (none imports torch):
 
 - ``graph_stats``       exact params, FLOPs, parameter bytes, largest tensor of a static ONNX model
-- ``cost_structure``    which gates shrink which layer of a supernet -> cost features from gates
+- ``cost_analysis``     a supernet's cost structure, from the pruning passes' own regions and rules
+- ``cost_structure``    gate vectors -> the pruned graph's cost figures and per-layer terms
+- ``cost_legacy``       cost structures saved by older nnfc versions
 - ``assembler_runtime`` the bundle's assembler on ONNX Runtime: task + limits -> gates (batched)
 - ``measure``           best-of-rounds latency measurement on any target
 - ``profiler``          random subnets pruned, lowered and measured on a target (resumable);

@@ -1,8 +1,9 @@
 """Exact size figures of a static ONNX model at batch 1: parameters, FLOPs, parameter bytes and
 the largest intermediate tensor (ONNX shape inference; no runtime, no torch).
 
-FLOPs count multiply-adds twice: ``Conv`` = 2·Cout·(Cin/groups)·kh·kw·Hout·Wout, ``MatMul`` and
-``Gemm`` = 2·M·K·N (times any batch dimensions).
+FLOPs count multiply-adds twice, as each op's rule in ``nnfc.passes.op_rules`` factors them:
+``Conv`` = 2·Cout·(Cin/groups)·kh·kw·Hout·Wout, ``MatMul`` and ``Gemm`` = 2·M·K·N (times any
+batch dimensions).
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ class GraphStats:
 
 
 def with_batch(model: onnx.ModelProto, batch: int = 1) -> onnx.ModelProto:
-    """A copy of ``model`` whose symbolic first input dimensions are fixed to ``batch``."""
+    """A copy of ``model`` whose symbolic first input dimensions are fixed to ``batch`` (and
+    without its intermediate shapes: they are inferred again at that batch)."""
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
+    del fixed.graph.value_info[:]
     for value in list(fixed.graph.input) + list(fixed.graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
@@ -51,7 +54,10 @@ def with_batch(model: onnx.ModelProto, batch: int = 1) -> onnx.ModelProto:
 
 def infer_shapes(model: onnx.ModelProto, batch: int = 1) -> dict[str, tuple[list[int], int]]:
     """Tensor name -> (static shape, elem_type) after shape inference at ``batch``."""
-    inferred = shape_inference.infer_shapes(with_batch(model, batch), data_prop=True)
+    return _shapes(shape_inference.infer_shapes(with_batch(model, batch), data_prop=True))
+
+
+def _shapes(inferred: onnx.ModelProto) -> dict[str, tuple[list[int], int]]:
     shapes: dict[str, tuple[list[int], int]] = {}
     graph = inferred.graph
     for value in list(graph.input) + list(graph.value_info) + list(graph.output):
@@ -69,30 +75,30 @@ def _numel(shape: list[int]) -> int:
     return int(np.prod(shape)) if all(d >= 0 for d in shape) else 0
 
 
-def node_flops(node: onnx.NodeProto, shapes: dict, attrs: dict | None = None) -> int:
-    """2 x multiply-adds of a Conv/MatMul/Gemm node (0 for other ops or unknown shapes)."""
-    attrs = attrs if attrs is not None else {a.name: onnx.helper.get_attribute_value(a)
-                                              for a in node.attribute}
-    if node.op_type == "Conv" and len(node.input) > 1:
-        out = shapes.get(node.output[0], ([], 0))[0]
-        w = shapes.get(node.input[1], ([], 0))[0]
-        if len(w) < 3 or not out:
-            return 0
-        # weight [Cout, Cin/groups, k...]: Cout·(Cin/g)·Πk per output position
-        return 2 * _numel(w) * _numel(out[2:]) * max(1, out[0])
-    if node.op_type in ("MatMul", "Gemm"):
-        a = shapes.get(node.input[0], ([], 0))[0]
-        out = shapes.get(node.output[0], ([], 0))[0]
-        if not a or not out:
-            return 0
-        k = a[-1] if not (node.op_type == "Gemm" and attrs.get("transA", 0)) else a[0]
-        return 2 * _numel(out) * max(0, k)
-    return 0
+def model_flops(model: onnx.ModelProto) -> int:
+    """2 x the multiply-adds of every op whose rule has a cost (``op_rules``: Conv, MatMul,
+    Gemm, and any op a user registered a rule with ``macs`` for); unknown shapes count 0."""
+    import onnx_ir as ir
+
+    from nnfc.passes.op_rules import macs_factors
+    total = 0
+    for node in ir.from_proto(model).graph:
+        factors = macs_factors(node)
+        if not factors:
+            continue
+        sizes = []
+        for value, axis in factors:
+            shape = value.const_value.shape if value.const_value is not None else value.shape
+            dim = shape[axis] if shape is not None and -len(shape) <= axis < len(shape) else None
+            sizes.append(dim if isinstance(dim, int) and dim >= 0 else 0)
+        total += 2 * int(np.prod(sizes, dtype=np.int64))
+    return total
 
 
 def graph_stats(model: onnx.ModelProto, batch: int = 1) -> GraphStats:
     """Parameters, FLOPs and memory figures of a static model at ``batch``."""
-    shapes = infer_shapes(model, batch)
+    inferred = shape_inference.infer_shapes(with_batch(model, batch), data_prop=True)
+    shapes = _shapes(inferred)
     graph = model.graph
     init_names = {i.name for i in graph.initializer}
     params = param_bytes = 0
@@ -108,7 +114,7 @@ def graph_stats(model: onnx.ModelProto, batch: int = 1) -> GraphStats:
             param_bytes += arr.nbytes
             if arr.dtype.kind == "f":
                 params += arr.size
-    flops = sum(node_flops(n, shapes) for n in graph.node)
+    flops = model_flops(inferred)
     peak = total = 0
     graph_inputs = {i.name for i in graph.input}
     for name, (shape, etype) in shapes.items():

@@ -8,7 +8,8 @@ latency  = bias + Σ_layers terms of each layer's active input/output channels
            count) — each with non-negative cost coefficients and a few ridge strengths, so the
            model has as many parameters as the profiled subnets support;
 memory   = c0 + c1 · parameter bytes + c2 · largest intermediate tensor, both computed exactly
-           from the gates (the pruned graph's own figures; see ``graph_stats``).
+           from the gates (the pruned graph's own figures, ``graph_stats``, predicted by the
+           passes' own channel regions and op rules: ``cost_analysis``).
 
 Coefficients are fitted by bounded least squares on relative error (scipy). The out-of-fold
 errors give the accuracy (1 − MAPE, shares within ±5 % / ±10 %) and calibrate the safety margin
@@ -85,13 +86,14 @@ def cost_features(structure: CostStructure, gates: Mapping[str, np.ndarray],
 
 def shape_features(structure: CostStructure, gates: Mapping[str, np.ndarray],
                    blocks: Sequence[int] = ALIGN_BLOCKS) -> np.ndarray:
-    """[B, T·(len(blocks)+len(HINGES))] corrections per gated channel set (either sign): is
-    its active count a multiple of each block, and hinges max(0, count − knot·size) — so each
-    layer's cost can bend with its channel count where kernels change speed."""
-    counts = structure.tag_counts(gates)
+    """[B, T·(len(blocks)+len(HINGES))] corrections per gated channel set (a region of the
+    passes; either sign): is its kept count a multiple of each block, and hinges
+    max(0, count − knot·size) — so each layer's cost can bend with its channel count where kernels
+    change speed."""
+    counts = structure.set_counts(gates)
     cols = []
-    for j, tag in enumerate(structure.tags):
-        size = float(structure.sizes[structure.gates.index(tag[0])])
+    for j, channel_set in enumerate(structure.sets):
+        size = float(channel_set.size)
         c = counts[:, j]
         cols += [(c % b == 0).astype(np.float64) for b in blocks]
         cols += [np.maximum(0.0, c - q * size) / size for q in HINGES]

@@ -42,13 +42,14 @@ __all__ = ["apply_gates", "apply_gates_with_report", "gate_passes", "BindGatesPa
            "gates_to_json", "GateReport"]
 
 
-def gate_passes(gates: Mapping[str, np.ndarray]) -> tuple[PassManager, PruneGatedChannelsPass]:
-    """The pass manager :func:`apply_gates` runs, and its pruning pass (for the reports)."""
-    prune = PruneGatedChannelsPass()
-    manager = PassManager([BindGatesPass(gates), FoldGateConstantsPass(), prune,
-                           RemoveIdentityGatesPass(), RemoveUnusedPass(),
-                           ClearIntermediateShapesPass()], steps=1)
-    return manager, prune
+def gate_passes(gates: Mapping[str, np.ndarray]
+                ) -> tuple[PassManager, PruneGatedChannelsPass, RemoveIdentityGatesPass]:
+    """The pass manager :func:`apply_gates` runs, and its pruning and gate-removing passes (for
+    the reports)."""
+    prune, identity = PruneGatedChannelsPass(), RemoveIdentityGatesPass()
+    manager = PassManager([BindGatesPass(gates), FoldGateConstantsPass(), prune, identity,
+                           RemoveUnusedPass(), ClearIntermediateShapesPass()], steps=1)
+    return manager, prune, identity
 
 
 def apply_gates_with_report(model: onnx.ModelProto, gates: Mapping[str, np.ndarray],
@@ -60,7 +61,7 @@ def apply_gates_with_report(model: onnx.ModelProto, gates: Mapping[str, np.ndarr
     checked = validate_gates(model, gates)
     if not any(i.name for i in model.graph.value_info):
         model = onnx.shape_inference.infer_shapes(model)
-    manager, prune = gate_passes(checked)
+    manager, prune, identity = gate_passes(checked)
     try:
         graph_model = ir.from_proto(model)
         manager(graph_model)
@@ -73,6 +74,10 @@ def apply_gates_with_report(model: onnx.ModelProto, gates: Mapping[str, np.ndarr
             proto = onnx.shape_inference.infer_shapes(proto)
         except Exception:  # shapes are a nicety for downstream tools, not a requirement
             pass
+    for report in prune.reports:
+        if report.gate in identity.bypassed:
+            report.notes.append("all off on a residual stream: its Mul and branch are removed "
+                                "(y + 0 = y)")
     return proto, prune.reports
 
 

@@ -144,7 +144,7 @@ def is_gated(value: ir.Value, memo: dict[ir.Value, bool]) -> bool:
         if node.op_type == "Mul" and any(v is not None and v.metadata_props.get(GATE_TAG)
                                          for v in node.inputs):
             result = True
-        elif node.op_type in MERGES and len(data) > 1:
+        elif (node.op_type in MERGES or node.op_type == "Concat") and len(data) > 1:
             result = all(is_gated(v, memo) for v in data)
         elif node.op_type == "Mul" and len(data) > 1:  # x·sigmoid(x): zero where x is
             result = any(is_gated(v, memo) for v in data)
@@ -293,14 +293,14 @@ def split_layouts(node: ir.Node, value: ir.Value, layout: Layout, gated=None
 def _parts(whole: ir.Value, layout: Layout, parts, offsets: np.ndarray, alone: bool = False
            ) -> dict[ir.Value, Layout] | None:
     """``whole``'s layout and each part's window of it (parts holding no region channel are
-    left out). ``alone``: a part also read elsewhere makes it None (see concat_layouts)."""
+    left out). ``alone``: a part that another ``Concat`` also reads makes it None (see
+    concat_layouts)."""
     result = {whole: layout}
     for part, start, stop in zip(parts, offsets[:-1], offsets[1:]):
         window = layout.window(int(start), int(stop))
-        if window is None:
-            return None
         if not window.absent.all():
-            if alone and len(part.uses()) > 1:
+            if alone and any(u.node.op_type == "Concat" and u.node is not whole.producer()
+                             for u in part.uses()):
                 return None
             result[part] = window
     return result
@@ -341,8 +341,6 @@ def slice_layouts(node: ir.Node, value: ir.Value, layout: Layout, gated=None
     if value is out:
         return {x: layout.shifted(window[0], total), out: layout}
     part = layout.window(*window)
-    if part is None:
-        return None
     return {x: layout} if part.absent.all() else {x: layout, out: part}
 
 
@@ -407,8 +405,8 @@ def concat_layouts(node: ir.Node, value: ir.Value, layout: Layout, gated=None
     if value is out:
         if len(set(node.inputs)) != len(node.inputs):
             return None
-        # a part also read elsewhere (DenseNet's features feed every later Concat) keeps its
-        # channels: cut here rather than walk the whole block
+        # a part another Concat also reads (DenseNet's features feed every later Concat) keeps
+        # its channels: cut here rather than walk the whole block
         return _parts(out, layout, node.inputs, offsets, alone=True)
     offset = int(offsets[list(node.inputs).index(value)])
     return {value: layout, out: layout.shifted(offset, int(offsets[-1]))}

@@ -42,8 +42,12 @@ def per_channel(array: np.ndarray, rank: int, layout: Layout, size: int) -> Chan
     arr = np.moveaxis(arr, rank + layout.axis, 0)
     if arr.shape[0] == 1:
         arr = np.broadcast_to(arr, (layout.full,) + arr.shape[1:])
-    flat = arr[np.maximum(layout.positions, 0).ravel()].reshape(size, -1)
-    return ChannelState(np.all(flat == flat[:, :1], axis=1), flat[:, 0].copy())
+    g = layout.positions.shape[1]
+    flat = arr[np.maximum(layout.positions, 0).ravel()].reshape(size, g, -1)
+    valid = (layout.positions >= 0)[:, :, None]   # positions -1 hold nothing
+    first = flat[np.arange(size), np.argmax(valid[:, :, 0], axis=1), 0]
+    const = np.all(~valid | (flat == first[:, None, None]), axis=(1, 2))
+    return ChannelState(const, first.copy())
 
 
 @dataclass

@@ -14,12 +14,18 @@ from nnfc.passes.graph_utils import GATE_TAG, const_array, rank_of
 
 class RemoveIdentityGatesPass(InPlacePass):
     """Remove ``Mul(x, g)`` where ``g`` is a bound gate of all ones that does not broadcast x
-    (after pruning, every gate that had zeros is all ones or gone)."""
+    (after pruning, every gate that had zeros is all ones or gone), and a gate of all zeros whose
+    product only feeds residual ``Add``s: ``y + 0·x = y``, so each ``Add`` becomes ``y`` and the
+    gated branch is left for :class:`RemoveUnusedPass`. ``bypassed`` names those gates."""
+
+    def __init__(self):
+        super().__init__()
+        self.bypassed: list[str] = []
 
     def call(self, model: ir.Model) -> PassResult:
         before = len(model.graph)
         identify_gates(model)
-        _remove_identity_gates(model.graph)
+        self.bypassed = _remove_identity_gates(model.graph)
         return PassResult(model, modified=len(model.graph) != before)
 
 
@@ -46,7 +52,8 @@ def remove_identity_gates(model: ir.Model) -> ir.Model:
     return RemoveIdentityGatesPass()(model).model
 
 
-def _remove_identity_gates(graph: ir.Graph) -> None:
+def _remove_identity_gates(graph: ir.Graph) -> list[str]:
+    bypassed = []
     for node in list(graph):
         if node.op_type != "Mul":
             continue
@@ -56,13 +63,39 @@ def _remove_identity_gates(graph: ir.Graph) -> None:
             gate = const_array(value)
             data = node.inputs[1 - i]
             out = node.outputs[0]
-            if not np.all(gate == 1) or (rank_of(data) or 0) < gate.ndim:
+            if (rank_of(data) or 0) < gate.ndim or out.is_graph_output():
                 continue
-            if out.is_graph_output():
-                continue
-            out.replace_all_uses_with(data)
-            graph.remove(node, safe=True)
+            if np.all(gate == 1):
+                out.replace_all_uses_with(data)
+                graph.remove(node, safe=True)
+            elif np.all(gate == 0) and (adds := zero_bypass_adds(node)):
+                for add in adds:
+                    other = next(v for v in add.inputs if v is not out)
+                    add.outputs[0].replace_all_uses_with(other)
+                    graph.remove(add, safe=True)
+                bypassed.append(value.metadata_props[GATE_TAG])
             break
+    return bypassed
+
+
+def zero_bypass_adds(mul: ir.Node) -> list[ir.Node]:
+    """The residual ``Add``s a gate ``Mul`` of zeros feeds, when those are all its uses and each
+    ``Add``'s other operand has the ``Add``'s own shape (``y + 0 = y`` needs no broadcast);
+    else []."""
+    out = mul.outputs[0]
+    adds = []
+    for use in out.uses():
+        add = use.node
+        if add.op_type != "Add" or len(add.inputs) != 2 or add.inputs[0] is add.inputs[1] \
+                or add.outputs[0].is_graph_output():
+            return []
+        other, result = add.inputs[1 - use.idx], add.outputs[0]
+        if other is None or other.shape is None or result.shape is None \
+                or not all(isinstance(d, int) for d in other.shape) \
+                or list(other.shape) != list(result.shape):
+            return []
+        adds.append(add)
+    return adds
 
 
 def clear_intermediate_shapes(model: ir.Model) -> ir.Model:

@@ -27,9 +27,44 @@ class Layout:
         """[C] bool: region channels this tensor does not hold."""
         return (self.positions < 0).all(axis=1)
 
+    @property
+    def first(self) -> np.ndarray:
+        """[C] the first position of each region channel (-1: absent)."""
+        if self.positions.shape[1] == 1:
+            return self.positions[:, 0]
+        idx = np.argmax(self.positions >= 0, axis=1)
+        return np.where(self.absent, -1, self.positions[np.arange(len(idx)), idx])
+
+    def canonical(self) -> np.ndarray:
+        """Positions with each channel's valid ones sorted first and all-absent columns dropped
+        (two layouts holding the same positions per channel compare equal)."""
+        pos = -np.sort(-self.positions, axis=1)  # descending: valid positions first
+        width = max(1, int((pos >= 0).sum(axis=1).max(initial=0)))
+        return np.sort(np.where(pos[:, :width] < 0, np.iinfo(np.int64).max, pos[:, :width]),
+                       axis=1)
+
     def same(self, other: "Layout") -> bool:
-        return self.axis == other.axis and self.full == other.full and np.array_equal(
-            self.positions, other.positions)
+        if self.axis != other.axis or self.full != other.full:
+            return False
+        if self.positions is other.positions or np.array_equal(self.positions, other.positions):
+            return True
+        return np.array_equal(self.canonical(), other.canonical())
+
+    def union(self, other: "Layout") -> "Layout":
+        """Each channel at the positions either layout puts it."""
+        pos = np.concatenate([self.positions, other.positions], axis=1)
+        return Layout(self.axis, pos, self.full)
+
+    def holders(self) -> np.ndarray | None:
+        """[full] the region channel at each position (-1: none), or None when a position is
+        held by two channels."""
+        owner = np.full(self.full, -1, np.int64)
+        rows, cols = np.nonzero(self.positions >= 0)
+        pos = self.positions[rows, cols]
+        if np.unique(pos).size != pos.size:
+            return None
+        owner[pos] = rows
+        return owner
 
     def with_axis(self, axis: int) -> "Layout":
         return Layout(axis, self.positions, self.full)
@@ -38,12 +73,10 @@ class Layout:
         """The layout inside a tensor where this one starts at ``offset`` (Concat output)."""
         return Layout(self.axis, np.where(self.positions < 0, -1, self.positions + offset), full)
 
-    def window(self, start: int, stop: int) -> "Layout | None":
-        """The layout of positions ``start:stop`` of this axis (Split/Slice output); None when a
-        channel straddles the window's edge."""
+    def window(self, start: int, stop: int) -> "Layout":
+        """The layout of positions ``start:stop`` of this axis (Split/Slice/Concat part): a
+        channel with positions on both sides of an edge holds only those inside."""
         inside = (self.positions >= start) & (self.positions < stop)
-        if np.any(inside.any(axis=1) != (inside | (self.positions < 0)).all(axis=1)):
-            return None
         return Layout(self.axis, np.where(inside, self.positions - start, -1), stop - start)
 
     def flattened(self, inner: int, axis: int) -> "Layout":

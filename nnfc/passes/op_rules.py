@@ -12,9 +12,18 @@ A rule says what the op does to a channel region:
   Concat, moved for Transpose, spread over H·W features for Flatten), or None (cut here).
 - ``transfer(node, out, layout, src, ctx)``: how a constant carried by a removed channel passes
   through it (``ChannelState`` in, ``ChannelState`` out).
-- ``slice(slicer, node, region)``: how to slice its weights / attributes once channels go.
+- ``slice(slicer, node, region)``: how to rewrite its attributes / shape inputs once channels
+  go (a depthwise conv's ``group``, a Reshape's target shape, Split sizes).
+- ``constants(node, layout)``: the per-channel constants a channel-wise op holds, as
+  ``(input index, axis)`` pairs sliced with its output's channels (BN statistics, a bias or scale
+  operand, depthwise weights). The slicer and the predictor's cost analysis both read it.
 - ``source(node, axis)`` / ``sink(node, index, axis)``: for weight ops, the kind of slicing they
-  take as channel creator / consumer (None: not on this axis).
+  take as channel creator / consumer (None: not on this axis); :func:`source_constants` /
+  :func:`sink_constants` say which weight axes each kind slices.
+- ``macs(node)``: its cost in multiply-adds, as the ``(tensor, axis)`` factors whose sizes
+  multiply to it (a Conv: every weight axis times the output's batch and spatial axes). The
+  predictor evaluates the same factors with pruned sizes, so a rule registered for a user's op
+  gets its cost predicted too. None: the op costs no multiply-adds.
 
 Users register a rule for their own op with :func:`register_rule`::
 
@@ -38,6 +47,8 @@ from nnfc.passes.layout import Layout
 LayoutFn = Callable[..., "dict[ir.Value, Layout] | None"]
 TransferFn = Callable[[ir.Node, ir.Value, Layout, ChannelState, TransferContext], ChannelState]
 SliceFn = Callable[..., None]
+ConstantsFn = Callable[[ir.Node, Layout], "list[tuple[int, int]]"]
+MacsFn = Callable[[ir.Node], "list[tuple[ir.Value, int]] | None"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class OpRule:
     slice: SliceFn | None = None
     source: Callable[[ir.Node, int], str | None] | None = None
     sink: Callable[[ir.Node, int, int], str | None] | None = None
+    constants: ConstantsFn | None = None
+    macs: MacsFn | None = None
 
 
 _RULES: dict[tuple[str, str], OpRule] = {}
@@ -92,6 +105,46 @@ def transfer(node: ir.Node, out: ir.Value, ctx: TransferContext) -> ChannelState
     return rule.transfer(node, out, layout, ctx.input_state(node.inputs[0], out), ctx)
 
 
+def sliced_constants(node: ir.Node, layout: Layout) -> list[tuple[int, int]]:
+    """``(input index, axis)`` of the per-channel constants a channel-wise op slices."""
+    rule = rule_for(node)
+    return rule.constants(node, layout) if rule is not None and rule.constants else []
+
+
+def macs_factors(node: ir.Node) -> list[tuple[ir.Value, int]] | None:
+    """The ``(tensor, axis)`` factors of the op's multiply-adds (None: it has none)."""
+    rule = rule_for(node)
+    return rule.macs(node) if rule is not None and rule.macs else None
+
+
+def source_constants(node: ir.Node, kind: str) -> list[tuple[int, int]]:
+    """``(input index, axis)`` a channel-creating weight op of ``kind`` slices."""
+    if kind in ("conv", "gconv", "convtranspose"):
+        found = [(1, 1 if kind == "convtranspose" else 0)]
+        if len(node.inputs) > 2 and node.inputs[2] is not None:
+            found.append((2, 0))
+        return found
+    if kind == "matmul":
+        return [(1, 1)]
+    found = [(1, 0 if attr(node, "transB", 0) else 1)]  # gemm
+    c = node.inputs[2] if len(node.inputs) > 2 else None
+    if c is not None and c.const_value is not None:
+        dims = list(c.const_value.shape)
+        if dims and dims[-1] > 1:
+            found.append((2, len(dims) - 1))
+    return found
+
+
+def sink_constants(node: ir.Node, kind: str) -> tuple[int, int]:
+    """``(input index, axis)`` of the weight a channel-consuming op of ``kind`` slices (for
+    ``gconv``: within each group)."""
+    if kind in ("conv", "gconv"):
+        return 1, 1
+    if kind == "gemm" and attr(node, "transB", 0):
+        return 1, 1
+    return 1, 0
+
+
 def slice_node(slicer, node: ir.Node, region) -> None:
     rule = rule_for(node)
     if rule is not None and rule.slice is not None:
@@ -105,12 +158,38 @@ def _same(node, out, layout, src: ChannelState, ctx) -> ChannelState:
     return ChannelState(src.const.copy(), src.val.copy())
 
 
+def _columns(layout: Layout):
+    """(valid [C] bool, rows [C]) for each position column of a layout (a channel may sit at
+    several positions: after a Flatten, or coupled through a Concat)."""
+    for j in range(layout.positions.shape[1]):
+        col = layout.positions[:, j]
+        yield col >= 0, np.maximum(col, 0)
+
+
+def _agreeing(src: ChannelState, per_column) -> ChannelState:
+    """A channel is constant when every position it holds computes the same constant."""
+    const, val, first = src.const.copy(), np.zeros_like(src.val), None
+    for valid, v in per_column:
+        if first is None:
+            val, first = np.where(valid, v, 0).astype(np.float32), valid.copy()
+            continue
+        const &= ~valid | ~first | (v == val)
+        val = np.where(~first & valid, v, val).astype(np.float32)
+        first |= valid
+    return ChannelState(const, np.where(const, val, 0).astype(np.float32))
+
+
 def _pointwise(node, out, layout, src: ChannelState, ctx) -> ChannelState:
     extra = [const_array(v) if v is not None else None for v in node.inputs[1:]]
-    if node.op_type == "BatchNormalization":  # per-channel parameters at the region's positions
-        extra = [a[np.maximum(layout.positions[:, 0], 0)] for a in extra[:4]]
-    val = ops.eval_pointwise(node, [src.val.reshape(ctx.shape(out)), *extra]).reshape(-1)
-    return ChannelState(src.const.copy(), np.where(src.const, val, 0).astype(np.float32))
+    if node.op_type != "BatchNormalization":
+        val = ops.eval_pointwise(node, [src.val.reshape(ctx.shape(out)), *extra]).reshape(-1)
+        return ChannelState(src.const.copy(), np.where(src.const, val, 0).astype(np.float32))
+
+    def column(rows):  # per-channel parameters at the region's positions
+        args = [src.val.reshape(ctx.shape(out)), *(a[rows] for a in extra[:4])]
+        return ops.eval_pointwise(node, args).reshape(-1)
+
+    return _agreeing(src, ((valid, column(rows)) for valid, rows in _columns(layout)))
 
 
 def _binary(node, out, layout, src, ctx) -> ChannelState:
@@ -124,13 +203,14 @@ def _binary(node, out, layout, src, ctx) -> ChannelState:
 
 
 def _depthwise(node, out, layout, src, ctx) -> ChannelState:
-    rows = np.maximum(layout.positions[:, 0], 0)
-    w = const_array(node.inputs[1]).reshape(layout.full, -1)[rows].astype(np.float64)
-    b = const_array(node.inputs[2])[rows] if len(node.inputs) > 2 and \
-        node.inputs[2] is not None else np.zeros(ctx.size)
-    const = src.const & ((src.val == 0) | (not ops.conv_has_padding(node)))
-    val = (src.val * w.sum(axis=1) + b).astype(np.float32)
-    return ChannelState(const, np.where(const, val, 0).astype(np.float32))
+    w = const_array(node.inputs[1]).reshape(layout.full, -1).sum(axis=1).astype(np.float64)
+    b = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None \
+        else np.zeros(layout.full)
+    state = _agreeing(src, ((valid, (src.val * w[rows] + b[rows]).astype(np.float32))
+                            for valid, rows in _columns(layout)))
+    state.const &= (src.val == 0) | (not ops.conv_has_padding(node))
+    state.val = np.where(state.const, state.val, 0).astype(np.float32)
+    return state
 
 
 def _average_pool(node, out, layout, src, ctx) -> ChannelState:
@@ -174,32 +254,53 @@ def _concat(node, out, layout, src, ctx) -> ChannelState:
 
 # ---- slicing functions
 
-def _slice_per_channel_inputs(first: int, last: int):
-    def slice_(slicer, node, region) -> None:
-        keep = slicer.keep_index(region.layout(node.outputs[0]))
-        for i in range(first, last):
-            slicer.const(node, i, 0, keep)
-    return slice_
+def _per_channel_inputs(first: int, last: int) -> ConstantsFn:
+    def constants(node, layout) -> list[tuple[int, int]]:
+        return [(i, 0) for i in range(first, min(last, len(node.inputs)))
+                if node.inputs[i] is not None]
+    return constants
+
+
+def _depthwise_constants(node, layout) -> list[tuple[int, int]]:
+    return _per_channel_inputs(1, 3)(node, layout)
+
+
+def _binary_constants(node, layout) -> list[tuple[int, int]]:
+    found = []
+    for i, value in enumerate(node.inputs[:2]):
+        if value is None or value.const_value is None:
+            continue
+        dims = list(value.const_value.shape)
+        dim = len(dims) + layout.axis
+        if dim >= 0 and dims[dim] > 1:
+            found.append((i, dim))
+    return found
 
 
 def _slice_depthwise(slicer, node, region) -> None:
     keep = slicer.keep_index(region.layout(node.outputs[0]))
-    slicer.const(node, 1, 0, keep)
-    if len(node.inputs) > 2 and node.inputs[2] is not None:
-        slicer.const(node, 2, 0, keep)
     node.attributes["group"] = ir.AttrInt64("group", int(keep.size))
 
 
-def _slice_binary(slicer, node, region) -> None:
-    layout = region.layout(node.outputs[0])
-    keep = slicer.keep_index(layout)
-    for i, value in enumerate(node.inputs[:2]):
-        arr = const_array(value)
-        if arr is None:
-            continue
-        dim = arr.ndim + layout.axis
-        if dim >= 0 and arr.shape[dim] > 1:
-            slicer.const(node, i, dim, keep)
+# ---- multiply-add factors (FLOPs = 2 x MACs, as ``graph_stats`` counts them)
+
+def _conv_macs(node) -> list[tuple[ir.Value, int]] | None:
+    """Cout·(Cin/groups)·Πk per output position: every weight axis, the output's batch and
+    spatial axes."""
+    w, out = node.inputs[1], node.outputs[0]
+    wr, orank = rank_of(w), rank_of(out)
+    if wr is None or wr < 3 or orank is None:
+        return None
+    return [(w, a) for a in range(wr)] + [(out, 0)] + [(out, a) for a in range(2, orank)]
+
+
+def _matmul_macs(node) -> list[tuple[ir.Value, int]] | None:
+    """M·K·N: every output axis times the reduced one."""
+    a, out = node.inputs[0], node.outputs[0]
+    if rank_of(a) is None or rank_of(out) is None:
+        return None
+    k = 0 if node.op_type == "Gemm" and attr(node, "transA", 0) else rank_of(a) - 1
+    return [(out, i) for i in range(rank_of(out))] + [(a, k)]
 
 
 def _slice_reshape(slicer, node, region) -> None:
@@ -245,9 +346,10 @@ def _register_builtins() -> None:
     for op in ops.UNARY:
         register_rule(op, OpRule("channelwise", ops.unary_layouts, _pointwise))
     for op in ops.BINARY:
-        register_rule(op, OpRule("channelwise", ops.binary_layouts, _binary, _slice_binary))
+        register_rule(op, OpRule("channelwise", ops.binary_layouts, _binary,
+                                 constants=_binary_constants))
     register_rule("BatchNormalization", OpRule("channelwise", ops.batchnorm_layouts, _pointwise,
-                                               _slice_per_channel_inputs(1, 5)))
+                                               constants=_per_channel_inputs(1, 5)))
     for op in _CONST_POOLS:
         register_rule(op, OpRule("channelwise", ops.pool_layouts, _same))
     register_rule("AveragePool", OpRule("channelwise", ops.pool_layouts, _average_pool))
@@ -262,10 +364,13 @@ def _register_builtins() -> None:
         register_rule(op, OpRule("channelwise", ops.reshape_layouts, _same, _slice_reshape))
     # weight ops: create and consume channels; a depthwise Conv is channel-wise
     register_rule("Conv", OpRule("creates", ops.depthwise_layouts, _depthwise, _slice_depthwise,
-                                 ops.weight_source_kind, ops.weight_sink_kind))
-    for op in ("ConvTranspose", "MatMul", "Gemm"):
+                                 ops.weight_source_kind, ops.weight_sink_kind,
+                                 constants=_depthwise_constants, macs=_conv_macs))
+    register_rule("ConvTranspose", OpRule("creates", source=ops.weight_source_kind,
+                                          sink=ops.weight_sink_kind))
+    for op in ("MatMul", "Gemm"):
         register_rule(op, OpRule("creates", source=ops.weight_source_kind,
-                                 sink=ops.weight_sink_kind))
+                                 sink=ops.weight_sink_kind, macs=_matmul_macs))
 
 
 _register_builtins()

@@ -16,8 +16,10 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import InPlacePass, PassResult
 
-from nnfc.passes.channel_ops import conv_has_padding, slice_window, split_sizes
-from nnfc.passes.op_rules import slice_node
+from nnfc.passes.channel_ops import slice_window, split_sizes
+from nnfc.passes.keep_rules import KeepRules, removable_channels
+from nnfc.passes.op_rules import (sink_constants, slice_node, sliced_constants,
+                                  source_constants)
 from nnfc.passes.channel_state import ChannelState, analyze
 from nnfc.passes.errors import PruneError
 from nnfc.passes.gate_tags import identify_gates, require_gates_found
@@ -92,7 +94,7 @@ def _prune(model: ir.Model) -> list[GateReport]:
         for mul, const in muls:
             if mul in done:
                 continue
-            axis = _gate_axis(const, mul)
+            axis = gate_axis(const, mul)
             if axis is None:
                 report.notes.append(f"{mul.name}: gate does not broadcast over one axis; kept")
                 report.kept = report.size
@@ -107,7 +109,7 @@ def _prune(model: ir.Model) -> list[GateReport]:
                 continue
             except Exception as exc:
                 raise _failure(gate, exc) from exc
-            members = _region_gates(region, mul)
+            members = region_gates(region, mul)
             done.update(members)
             if any(n not in order for n in (*region.nodes, *region.cut_producers)):
                 order = {node: i for i, node in enumerate(graph)}
@@ -116,16 +118,22 @@ def _prune(model: ir.Model) -> list[GateReport]:
                 keep, why = _apply(graph, region, analyze(region, order))
             except Exception as exc:
                 raise _failure(gate, exc) from exc
+            drop = np.setdiff1d(np.arange(region.size), keep)
             for member in members:
-                member_report = reports[_gate_tag(member)]
+                member_report = reports[gate_tag(member)]
                 out = member.outputs[0]
-                kept = keep.size if out in region.tensors else member_report.size
+                if out in region.tensors:  # the member gate's own entries that stay
+                    layout = region.tensors[out]
+                    kept_at = layout.keep_index(drop) if drop.size else np.arange(layout.full)
+                    kept = kept_at.size
+                    off_kept = np.intersect1d(offs[member], kept_at)
+                    owner = layout.holders()
+                else:
+                    kept, off_kept, owner = member_report.size, offs[member], None
                 member_report.kept = max(member_report.kept, kept)
-                off_kept = np.intersect1d(offs[member], keep) if out in region.tensors \
-                    else offs[member]
                 if off_kept.size:
-                    reasons = sorted({why.get(int(c), "needed whole elsewhere")
-                                      for c in off_kept})
+                    reasons = sorted({why.get(int(owner[c]) if owner is not None else -1,
+                                              "needed whole elsewhere") for c in off_kept})
                     member_report.notes.append(
                         f"{off_kept.size} gated-off channel(s) kept: {'; '.join(reasons)}")
                 if member is not mul:
@@ -157,23 +165,23 @@ def _off_channels(mul: ir.Node) -> np.ndarray:
     return np.flatnonzero(gate == 0)
 
 
-def _gate_tag(mul: ir.Node) -> str | None:
+def gate_tag(mul: ir.Node) -> str | None:
     for value in mul.inputs:
         if value is not None and value.metadata_props.get(GATE_TAG):
             return value.metadata_props[GATE_TAG]
     return None
 
 
-def _region_gates(region: Region, seed_mul: ir.Node) -> list[ir.Node]:
+def region_gates(region: Region, seed_mul: ir.Node) -> list[ir.Node]:
     """The gate Muls a region holds (more than one when gated tensors are merged)."""
     found = [seed_mul]
     for node in region.nodes:
-        if node is not seed_mul and node.op_type == "Mul" and _gate_tag(node):
+        if node is not seed_mul and node.op_type == "Mul" and gate_tag(node):
             found.append(node)
     return found
 
 
-def _gate_axis(const: ir.Value, mul: ir.Node) -> int | None:
+def gate_axis(const: ir.Value, mul: ir.Node) -> int | None:
     shape = const.const_value.shape.numpy()
     size = int(np.prod(shape))
     big = [i for i, d in enumerate(shape) if d != 1]
@@ -187,31 +195,9 @@ def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]
     """Fold constants into sinks and slice the region to the channels that must stay. Returns
     the kept region channels and, per channel kept although removable elsewhere, why."""
     size = region.size
-    removable = np.ones(size, bool)
-    why: dict[int, str] = {}
-    for sink, kind in region.sinks.items():
-        state = states.get(sink.inputs[0], ChannelState.unknown(size))
-        # a constant through a padded conv or a transposed conv is not uniform: only 0 folds
-        uniform = kind in ("matmul", "gemm") or (
-            kind in ("conv", "gconv") and not conv_has_padding(sink))
-        foldable = state.const if uniform else state.zero
-        name = f"{sink.op_type} {sink.name or '(unnamed)'}"
-        for c in np.flatnonzero(removable & ~foldable):
-            why[int(c)] = (f"a non-zero constant reaches padded {name}" if state.const[c]
-                           else f"data from another operand reaches {name}")
-        removable &= foldable
-    for layout in region.tensors.values():
-        present = np.flatnonzero(~layout.absent)
-        if layout.absent.any() and present.size and removable[present].all():
-            # a Split/Slice part must not become empty: keep one of its channels as it is
-            removable[present[0]] = False
-            why[int(present[0])] = "a Split/Slice part keeps at least one channel"
-    _equal_counts_per_group(region, removable, why)
-    keep = np.flatnonzero(~removable)
-    placeholder = keep.size == 0
-    if placeholder:
-        # Zero-size tensors are not portable: keep one channel whose consumers ignore it.
-        keep = np.array([0])
+    removable, why = removable_channels(region, states)
+    kept, placeholder = KeepRules.of(region).decide(removable, why)
+    keep, placeholder = np.flatnonzero(kept[0]), bool(placeholder[0])
     if keep.size == size:
         return keep, why
     drop = np.setdiff1d(np.arange(size), keep)
@@ -237,37 +223,6 @@ def _apply(graph: ir.Graph, region: Region, states: dict[ir.Value, ChannelState]
             dims[len(dims) + layout.axis] = slicer.keep_index(layout).size
             value.shape = ir.Shape(dims)
     return keep, why
-
-
-def _equal_counts_per_group(region: Region, removable: np.ndarray, why: dict[int, str]) -> None:
-    """One ONNX grouped Conv has the same channel count in every group: each group of a grouped
-    source (output channels) or sink (input channels) loses as many channels as the group that
-    loses fewest, and keeps at least one."""
-    members = []
-    for node, kind in [*region.sinks.items(), *region.sources.items()]:
-        if kind != "gconv":
-            continue
-        is_sink = node in region.sinks
-        layout = region.layout(node.inputs[0] if is_sink else node.outputs[0])
-        members.append((node, layout, is_sink))
-    changed = bool(members)
-    while changed:
-        changed = False
-        for node, layout, is_sink in members:
-            groups = attr(node, "group", 1)
-            per = layout.full // groups
-            present = np.flatnonzero(~layout.absent)
-            group_of = layout.positions[present, 0] // per
-            counts = np.bincount(group_of[removable[present]], minlength=groups)
-            k = min(int(counts.min()), per - 1)
-            for g in range(groups):
-                extra = present[(group_of == g) & removable[present]][k:]
-                if extra.size:
-                    removable[extra] = False
-                    changed = True
-                    for c in extra:
-                        why[int(c)] = (f"grouped {node.op_type} {node.name or '(unnamed)'} "
-                                       "removes equal counts per group")
 
 
 def _fold_into_sink(graph: ir.Graph, sink: ir.Node, kind: str, state: ChannelState | None,
@@ -357,33 +312,15 @@ class _Slicer:
 
     def source(self, node: ir.Node, kind: str, layout: Layout) -> None:
         keep = self.keep_index(layout)
-        if kind in ("conv", "gconv", "convtranspose"):
-            self.const(node, 1, 1 if kind == "convtranspose" else 0, keep)
-            if len(node.inputs) > 2 and node.inputs[2] is not None:
-                self.const(node, 2, 0, keep)
-        elif kind == "matmul":
-            self.const(node, 1, 1, keep)
-        else:  # gemm
-            self.const(node, 1, 0 if attr(node, "transB", 0) else 1, keep)
-            c = const_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-            if c is not None and c.ndim and c.shape[-1] > 1:
-                self.const(node, 2, c.ndim - 1, keep)
-
-    def _sink_axis(self, node: ir.Node, kind: str) -> int:
-        if kind in ("conv", "gconv"):
-            return 1
-        if kind == "convtranspose":
-            return 0
-        if kind == "gemm" and attr(node, "transB", 0):
-            return 1
-        return 0
+        for index, axis in source_constants(node, kind):
+            self.const(node, index, axis, keep)
 
     def sink(self, node: ir.Node, kind: str, layout: Layout) -> None:
         keep = self.keep_index(layout)
         if kind == "gconv":
             self._grouped_sink(node, keep, layout.full)
             return
-        self.const(node, 1, self._sink_axis(node, kind), keep)
+        self.const(node, *sink_constants(node, kind), keep)
 
     def _grouped_sink(self, node: ir.Node, keep: np.ndarray, full: int) -> None:
         """Each output row keeps the input columns its own group still has."""
@@ -403,7 +340,7 @@ class _Slicer:
         """Zero the sink weights that read the placeholder channel(s)."""
         keep = self.keep_index(layout)
         arr = const_array(node.inputs[1]).copy()
-        axis = self._sink_axis(node, kind)
+        axis = sink_constants(node, kind)[1]
         cols = np.flatnonzero(np.isin(keep, layout.positions[channels].ravel()))
         index = [slice(None)] * arr.ndim
         index[axis] = cols
@@ -419,7 +356,12 @@ class _Slicer:
                                                            tag=value.metadata_props[GATE_TAG]))
 
     def channelwise(self, node: ir.Node, region: Region) -> None:
-        """Slice a channel-wise op's per-channel constants / attributes (its rule says how)."""
+        """Slice a channel-wise op's per-channel constants and attributes (its rule says how)."""
+        out = node.outputs[0]
+        if out in region.tensors or out in region.cut:
+            layout = region.layout(out)
+            for index, axis in sliced_constants(node, layout):
+                self.const(node, index, axis, self.keep_index(layout))
         slice_node(self, node, region)
 
     def window(self, node: ir.Node, layout: Layout) -> None:

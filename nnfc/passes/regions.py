@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx_ir as ir
 
 from nnfc.passes.op_rules import channelwise_layouts, sink_kind, source_kind
@@ -21,12 +22,12 @@ from nnfc.passes.layout import Layout
 
 
 class RegionConflict(Exception):
-    """A tensor is reached with two different channel maps (e.g. a channel meets itself in a
-    ``Concat``, as in GhostNet's cheap half); the region is left unpruned."""
+    """A tensor is reached with two channel maps that cannot be reconciled; the region is left
+    unpruned."""
 
-    def __init__(self, value: ir.Value):
+    def __init__(self, value: ir.Value, old: Layout | None = None, new: Layout | None = None):
         super().__init__(value.name)
-        self.value = value
+        self.value, self.old, self.new = value, old, new
 
 
 @dataclass
@@ -49,27 +50,92 @@ class Region:
 def find_region(seed: ir.Value, axis: int, size: int,
                 gated: dict[ir.Value, bool] | None = None) -> Region:
     """The region containing ``seed`` (a gate Mul's output) whose channels lie on ``axis``.
-    ``gated`` memoizes which tensors are gated (shared by the regions of one graph)."""
+    ``gated`` memoizes which tensors are gated (shared by the regions of one graph).
+
+    Coupled channels (Torch-Pruning's dependency groups) are found where a tensor is reached
+    twice: a channel that reaches a tensor at two positions (GhostNet's ``Concat`` of a conv and
+    a cheap depthwise op on it) holds both positions there; two channels that reach one position
+    (a residual stream through such a ``Concat``) become one region channel holding both seed
+    positions. Region channels are then classes of seed positions (``region.size`` may be less
+    than ``size``)."""
     cuts: set[ir.Value] = set()
+    hints: dict[ir.Value, Layout] = {}
     gated = {} if gated is None else gated
-    while True:
-        region, new_cuts = _explore(seed, Layout.plain(axis, size), size, cuts, gated)
+    seed_layout = Layout.plain(axis, size)
+    for _ in range(4 * size + 16):
+        try:
+            region, new_cuts = _explore(seed, seed_layout, cuts, hints, gated)
+        except RegionConflict as exc:
+            if exc.old is None or exc.old.axis != exc.new.axis or exc.old.full != exc.new.full:
+                raise
+            merged = _merge_channels(seed_layout, exc.old, exc.new)
+            if merged is not None:
+                seed_layout, hints, cuts = merged, {}, set()
+            elif _disjoint(exc.old, exc.new) and exc.value not in hints:
+                hints[exc.value] = exc.old.union(exc.new)
+            elif exc.value in hints and _disjoint(hints[exc.value], exc.new):
+                hints[exc.value] = hints[exc.value].union(exc.new)
+            else:
+                raise
+            continue
         if not new_cuts:
             return region
         cuts |= new_cuts
+    raise RegionConflict(seed)
 
 
-def _explore(seed: ir.Value, seed_layout: Layout, size: int, cuts: set[ir.Value],
-             gated: dict[ir.Value, bool]) -> tuple[Region, set[ir.Value]]:
-    region = Region(size)
+def _disjoint(a: Layout, b: Layout) -> bool:
+    pa, pb = a.positions[a.positions >= 0], b.positions[b.positions >= 0]
+    return not np.intersect1d(pa, pb).size
+
+
+def _merge_channels(seed: Layout, old: Layout, new: Layout) -> Layout | None:
+    """The seed layout whose region channels merge those that ``old`` and ``new`` put at one
+    position; None when no position is held by two different channels."""
+    a, b = old.holders(), new.holders()
+    if a is None or b is None:
+        return None
+    both = (a >= 0) & (b >= 0) & (a != b)
+    if not both.any():
+        return None
+    n = seed.positions.shape[0]
+    parent = np.arange(n)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for x, y in zip(a[both], b[both]):
+        rx, ry = root(int(x)), root(int(y))
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+    roots = np.array([root(i) for i in range(n)])
+    classes = [np.flatnonzero(roots == r) for r in np.unique(roots)]
+    rows = [seed.positions[c].ravel() for c in classes]
+    rows = [r[r >= 0] for r in rows]
+    width = max(len(r) for r in rows)
+    pos = np.full((len(rows), width), -1, np.int64)
+    for i, r in enumerate(rows):
+        pos[i, :len(r)] = np.sort(r)
+    return Layout(seed.axis, pos, seed.full)
+
+
+def _explore(seed: ir.Value, seed_layout: Layout, cuts: set[ir.Value],
+             hints: dict[ir.Value, Layout], gated: dict[ir.Value, bool]
+             ) -> tuple[Region, set[ir.Value]]:
+    region = Region(seed_layout.positions.shape[0])
     node_set: dict[ir.Node, dict[ir.Value, Layout]] = {}
     new_cuts: set[ir.Value] = set()
     work: list[tuple[ir.Value, Layout]] = []
 
     def visit(value: ir.Value, layout: Layout) -> None:
+        if value in hints and _within(layout, hints[value]):
+            layout = hints[value]
         if value in region.tensors or value in region.cut:
             if not region.layout(value).same(layout):
-                raise RegionConflict(value)
+                raise RegionConflict(value, region.layout(value), layout)
             return
         (region.cut if value in cuts else region.tensors)[value] = layout
         work.append((value, layout))
@@ -95,7 +161,8 @@ def _explore(seed: ir.Value, seed_layout: Layout, size: int, cuts: set[ir.Value]
             elif producer in region.sources:
                 pass
             elif (kind := source_kind(producer, layout.axis)) is not None \
-                    and layout.positions.shape[1] == 1 and len(producer.outputs) == 1:
+                    and (layout.positions.shape[1] == 1 or layout.axis == -3) \
+                    and len(producer.outputs) == 1:
                 region.sources[producer] = kind
             else:
                 layouts = channelwise_layouts(producer, value, layout, gated)
@@ -108,6 +175,13 @@ def _explore(seed: ir.Value, seed_layout: Layout, size: int, cuts: set[ir.Value]
         for use in value.uses():
             node = use.node
             if node in node_set:
+                out = node.outputs[0]
+                if value not in node_set[node] and node.op_type == "Concat" \
+                        and out in node_set[node] and out not in hints:
+                    # a second input holds region channels too: the output holds them twice
+                    fresh = channelwise_layouts(node, value, layout, gated)
+                    if fresh is not None and out in fresh:
+                        raise RegionConflict(out, node_set[node][out], fresh[out])
                 _check_consistent(node_set[node], value, layout, node, new_cuts)
                 continue
             if node in region.sinks:
@@ -116,13 +190,31 @@ def _explore(seed: ir.Value, seed_layout: Layout, size: int, cuts: set[ir.Value]
             if kind is not None:
                 region.sinks[node] = kind
                 continue
-            layouts = channelwise_layouts(node, value, layout, gated)
+            hinted = next((o for o in node.outputs if o in hints), None)
+            if hinted is not None:  # the output holds channels from several inputs: map back
+                layouts = channelwise_layouts(node, hinted, hints[hinted], gated)
+                if layouts is not None and not (value in layouts
+                                                and layouts[value].same(layout)):
+                    layouts = None
+            else:
+                layouts = channelwise_layouts(node, value, layout, gated)
             if layouts is None or any(o in cuts for o in node.outputs):
                 if sliced:
                     new_cuts.add(value)
                 continue
             add_node(node, layouts)
     return region, new_cuts
+
+
+def _within(layout: Layout, hint: Layout) -> bool:
+    """Whether every position ``layout`` gives a channel is one ``hint`` gives it too."""
+    if layout.axis != hint.axis or layout.full != hint.full:
+        return False
+    for c in range(layout.positions.shape[0]):
+        mine = layout.positions[c][layout.positions[c] >= 0]
+        if not np.isin(mine, hint.positions[c]).all():
+            return False
+    return True
 
 
 def _check_consistent(layouts: dict[ir.Value, Layout], value: ir.Value, layout: Layout,
