@@ -43,7 +43,8 @@ test: install install-android
 test-fast: install
 	$(BIN)/python -m pytest -n $(JOBS) -q -m "not slow"
 
-demo: install
+# one detection model per target (desktop, android, jetson) and out/demo/detections.png
+demo: install install-android
 	$(BIN)/nnfc demo
 
 clean:

@@ -1,7 +1,7 @@
 """False alarms and sensitivity of ``nnfc bench --baseline`` on this machine.
 
     .venv/bin/python benchmarks/bench_regressions.py [--comparisons 100] [--per-step 20]
-        [--bundle factories/default] [--out bench_regressions.json]
+        [--bundle factories/numvqa-resnet] [--out bench_regressions.json]
 
 Artifacts: the factory's supernet pruned to half of every gated layer's channels and lowered with
 the desktop target (``model.ort.onnx``), and wider variants (:data:`WIDER`).
@@ -110,7 +110,7 @@ def summarize(name: str, results: list[tuple[int, dict]]) -> dict:
 
 def main_() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", default="factories/default")
+    ap.add_argument("--bundle", default="factories/numvqa-resnet")
     ap.add_argument("--comparisons", type=int, default=100)
     ap.add_argument("--per-step", type=int, default=10)
     ap.add_argument("--bench-args", default="", help="extra nnfc bench options, e.g. '--rounds 9'")

@@ -11,7 +11,7 @@ measured <= budget x (1 + noise). Budget use = measured / budget, summarised whe
 budget binds (the next grid limit's prediction breaks it). Run it under an intermittent load with
 ``benchmarks/intermittent_load.py ... -- .venv/bin/python benchmarks/budget_sweep.py ...``.
 
-    .venv/bin/python benchmarks/budget_sweep.py --bundle factories/default --target desktop
+    .venv/bin/python benchmarks/budget_sweep.py --bundle factories/numvqa-resnet --target desktop
 """
 
 from __future__ import annotations

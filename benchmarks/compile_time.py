@@ -3,7 +3,7 @@
 The wall time is measured outside the process (spawn to exit); the stages come from each
 report's ``timings_s`` (``startup`` = interpreter + imports until the compile starts).
 
-    .venv/bin/python benchmarks/compile_time.py --bundle factories/default --task only-two,odd \
+    .venv/bin/python benchmarks/compile_time.py --bundle factories/numvqa-resnet --task only-two,odd \
         --lat 1ms --mem 50MB
 """
 

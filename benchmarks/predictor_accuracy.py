@@ -4,7 +4,7 @@ Profiles ``--subnets`` random subnets of a factory (resuming earlier measurement
 layer-wise predictor on 80% and scores the rest (at least 50 held out), writes the predictor JSON
 and the predicted-vs-measured PNG under ``--out``.
 
-    .venv/bin/python benchmarks/predictor_accuracy.py --bundle factories/default
+    .venv/bin/python benchmarks/predictor_accuracy.py --bundle factories/numvqa-resnet
     .venv/bin/python benchmarks/predictor_accuracy.py --standin   # a wider ResNet,
                                                                   # random weights (needs torch)
 """

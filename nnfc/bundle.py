@@ -90,7 +90,17 @@ class Bundle:
         if repeated:
             raise NnfcError(f"attribute(s) {', '.join(map(repr, repeated))} given more than "
                             "once; list each attribute of the task once")
+        self._check_task_structure(attributes)
         return [1.0 if a in attributes else 0.0 for a in vocab]
+
+    def _check_task_structure(self, attributes: list[str]) -> None:
+        """The task family's own check of a task (e.g. a detection task needs one category and
+        a colour), for families that do not take any attribute subset (``partial_tasks``)."""
+        from nnfc.families import family_class, family_from_manifest
+
+        name = (self.manifest.get("task_family") or {}).get("family")
+        if name and not getattr(family_class(str(name)), "partial_tasks", True):
+            family_from_manifest(self.manifest).parse_task(attributes)
 
 
 def default_bundle_path() -> Path:

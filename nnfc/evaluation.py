@@ -63,15 +63,16 @@ def activation_ratio(gates: dict[str, np.ndarray]) -> float:
 
 def evaluate_bundle(bundle: Bundle, tasks: Sequence[Sequence[str]], limits: Iterable[float],
                     samples: int = 200, progress: Callable[[Iterable], Iterable] = lambda x: x,
-                    ) -> list[EvalRow]:
+                    family: TaskFamily | None = None) -> list[EvalRow]:
     """The family's metric and the actual activation ratio of the pruned model per
-    (task, limit); ``samples`` test samples per task."""
+    (task, limit); ``samples`` test samples per task. ``family``: the bundle's task family with
+    other test data (default: the bundle's own)."""
     import onnx
     import onnxruntime as ort
 
     from nnfc.passes import apply_gates
 
-    family = task_family_of(bundle)
+    family = family or task_family_of(bundle)
     limits = [float(x) for x in limits]
     for x in limits:
         if not 0 < x <= 1:

@@ -4,6 +4,7 @@ several artifacts, saved runs, baselines (paired and unpaired), CI reports."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -217,10 +218,10 @@ def test_several_artifacts_one_run(onnx_path, wide_path, capsys):
 def test_eval_runs_the_artifact_on_the_task_test_split(tmp_path, capsys):
     """--eval: the artifact in a compile output directory, run by its target on the factory's
     test split, scores what `nnfc eval` computes for the same pruned model."""
-    from nnfc.bundle import default_bundle_path, read_bundle
+    from nnfc.bundle import read_bundle
     from nnfc.evaluation import evaluate_bundle, run_assembler
     from nnfc.targets import get_target
-    bundle = read_bundle(default_bundle_path())
+    bundle = read_bundle(Path(__file__).resolve().parent.parent / "factories" / "numvqa-resnet")
     task, limit = ["only-two", "odd"], 0.1
     gates = {k: v[0] for k, v in run_assembler(bundle, [task], [limit]).items()}
     out = tmp_path / "compiled"

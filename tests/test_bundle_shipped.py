@@ -11,7 +11,7 @@ from nnfc.training.config import config_from_dict, load_config
 from nnfc.evaluation import activation_ratio, evaluate_bundle, run_assembler
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED = [("default", "numvqa-resnet"), ("numvqa-vit", "numvqa-vit")]
+SHIPPED = [("numvqa-resnet", "numvqa-resnet"), ("numvqa-vit", "numvqa-vit")]
 
 
 @pytest.mark.parametrize("name, config", SHIPPED)
@@ -25,10 +25,13 @@ def test_shipped_factory_valid_small_and_from_config(name, config):
     assert bundle.manifest["training"]["seed"] == cfg.seed
 
 
-def test_default_path_is_the_resnet_factory(monkeypatch):
+def test_default_path_is_the_attrod_resnet_factory(monkeypatch):
+    """Commands without --bundle use the AttrOD ResNet detection factory."""
     monkeypatch.delenv("NNFC_FACTORY", raising=False)
     assert default_bundle_path() == REPO / "factories" / "default"
-    assert read_bundle(default_bundle_path()).manifest["backbone"]["family"] == "resnet"
+    manifest = read_bundle(default_bundle_path()).manifest
+    assert manifest["backbone"]["family"] == "resnet"
+    assert manifest["task_family"]["family"] == "attrod"
 
 
 def assert_limits_kept(bundle, lowest: float) -> None:
@@ -40,27 +43,27 @@ def assert_limits_kept(bundle, lowest: float) -> None:
         assert activation_ratio({k: v[i] for k, v in gates.items()}) <= limit + 1e-6
 
 
-@pytest.mark.parametrize("name", ["default", "numvqa-vit"])
+@pytest.mark.parametrize("name", ["numvqa-resnet", "numvqa-vit"])
 def test_assembler_never_exceeds_limit(name):
     assert_limits_kept(read_bundle(REPO / "factories" / name), 0.01)
 
 
-def test_default_factory_accuracy_after_pruning():
-    bundle = read_bundle(REPO / "factories" / "default")
+def test_numvqa_factory_accuracy_after_pruning():
+    bundle = read_bundle(REPO / "factories" / "numvqa-resnet")
     rows = evaluate_bundle(bundle, [["has", "3"], ["only-one", "even"]], [0.1], samples=100)
     assert all(r.seen and r.value >= 0.9 and r.activation_ratio <= 0.1 for r in rows)
 
 
-def test_default_factory_unseen_tasks_after_pruning():
+def test_numvqa_factory_unseen_tasks_after_pruning():
     """Attribute combinations never trained on still get accurate subnets (additive assembler)."""
-    bundle = read_bundle(REPO / "factories" / "default")
+    bundle = read_bundle(REPO / "factories" / "numvqa-resnet")
     rows = evaluate_bundle(bundle, [["only-one", "2"], ["has", "even"]], [0.1], samples=100)
     assert all(not r.seen and r.value >= 0.9 and r.activation_ratio <= 0.1 for r in rows)
 
 
 def test_attrod_factory_valid_and_from_config():
-    """The trained AttrOD detection factory: hashes, its config, and limits kept."""
-    root = REPO / "factories" / "attrod-resnet"
+    """The default factory, AttrOD detection: hashes, its config, and limits kept."""
+    root = REPO / "factories" / "default"
     bundle = read_bundle(root)
     assert sum(p.stat().st_size for p in root.iterdir()) <= 25 * 2 ** 20
     cfg = load_config(REPO / "configs" / "attrod-resnet.toml")
@@ -70,7 +73,7 @@ def test_attrod_factory_valid_and_from_config():
 
 def test_attrod_factory_detects_after_pruning():
     """Pruned subnets at a 25 % limit find the task's objects, on a seen and an unseen task."""
-    bundle = read_bundle(REPO / "factories" / "attrod-resnet")
+    bundle = read_bundle(REPO / "factories" / "default")
     seen, unseen = bundle.tasks("seen")[0], bundle.tasks("unseen")[0]
     rows = evaluate_bundle(bundle, [seen, unseen], [0.25], samples=24)
     assert [r.metric for r in rows] == ["map50", "map50"]

@@ -13,16 +13,39 @@ def test_demo_profiles_then_compiles(tmp_path, capsys):
     root = tmp_path / "factory"
     shutil.copytree(profiled_bundle(), root, ignore=shutil.ignore_patterns("profiles"))
     code, out, err = run_cli(["demo", "--bundle", str(root), "-o", str(tmp_path / "demo"),
-                              "--subnets", "20"], capsys)
+                              "--subnets", "20", "--target", "desktop", "--target", "jetson"],
+                             capsys)
     assert code == 0, err
     assert "profiling desktop first" in out and "predictor: latency" in out
     assert (root / "profiles" / "desktop.json").is_file()
-    reports = sorted((tmp_path / "demo").glob("scenario*/report.json"))
-    assert len(reports) == 3, out
-    for path in reports:
-        report = json.loads(path.read_text())
+    assert not (root / "profiles" / "jetson.json").exists()  # the roofline estimate
+    for target in ("desktop", "jetson"):
+        report = json.loads((tmp_path / "demo" / target / "report.json").read_text())
+        assert report["request"]["target"] == target and report["request"]["lat_ms"]
         assert report["max_abs_diff_vs_supernet"] < 1e-4
-    assert out.count("nnfc compile --bundle") == 3
+    assert out.count("nnfc compile --bundle") == 2
+    assert not (tmp_path / "demo" / "detections.png").exists()  # not a detection factory
+
+
+def test_demo_on_the_default_detection_factory_draws_boxes(tmp_path, capsys, monkeypatch):
+    """The shipped default factory: `red,car` compiled for jetson (estimated profile, no
+    profiling), the artifact run on test scenes and drawn into a PNG."""
+    from PIL import Image
+
+    monkeypatch.delenv("NNFC_FACTORY", raising=False)
+    code, out, err = run_cli(["demo", "--target", "jetson", "-o", str(tmp_path / "d")], capsys)
+    assert code == 0, err
+    assert "--task red,car --target jetson --lat" in out
+    report = json.loads((tmp_path / "d" / "jetson" / "report.json").read_text())
+    assert report["within_budget_predicted"] and report["max_abs_diff_vs_supernet"] < 1e-4
+    with Image.open(tmp_path / "d" / "detections.png") as png:
+        assert png.size == (3 * 320, 320)  # three scenes, drawn 2x
+
+
+def test_demo_unknown_target(tmp_path, capsys):
+    code, _, err = run_cli(["demo", "--target", "toaster", "-o", str(tmp_path / "d")], capsys)
+    assert code == 2 and "unknown target(s) toaster" in err
+    assert not (tmp_path / "d").exists()
 
 
 def test_default_factory_from_environment(tmp_path, capsys, monkeypatch):

@@ -10,10 +10,10 @@
 #   nnfc-ci.sh trend               (main only) add out/bench.json to history/, plot the trend
 #
 # Environment: NNFC (the nnfc command, default .venv/bin/nnfc), BUNDLE (default
-# factories/default), MAX_REGRESSION (default lat=5%,mem=1%,acc=1pt), SUBNETS (profiling).
+# factories/numvqa-resnet, whose tasks scenarios.txt names), MAX_REGRESSION (default lat=5%,mem=1%,acc=1pt), SUBNETS (profiling).
 set -euo pipefail
 NNFC=${NNFC:-.venv/bin/nnfc}
-BUNDLE=${BUNDLE:-factories/default}
+BUNDLE=${BUNDLE:-factories/numvqa-resnet}
 MAX_REGRESSION=${MAX_REGRESSION:-lat=5%,mem=1%,acc=1pt}
 SCENARIOS=${SCENARIOS:-$(dirname "$0")/scenarios.txt}
 OUT=${OUT:-out} BASELINE=${BASELINE:-baseline} HISTORY=${HISTORY:-history}

@@ -4,6 +4,7 @@ factory's pruned models per task and limit."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -28,15 +29,34 @@ def _split_csv(values: tuple[str, ...]) -> list[str]:
               help="Test samples per task.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per "
                                                        "(task, limit).")
+@click.option("--data", "data", type=click.Path(dir_okay=False), default=None,
+              help="Detection factories: test on this COCO instances JSON instead of the "
+                   "factory's own test split (images: --images; colours: --colours).")
+@click.option("--colours", "colours", type=click.Path(dir_okay=False), default=None,
+              help="With --data: the colour file, {annotation id: [colour, ...]} (default: "
+                   "colours.json beside --data).")
+@click.option("--images", "images", type=click.Path(file_okay=False), default=None,
+              help="With --data: the image folder (default: images/ beside --data).")
 def eval_(bundle_dir: str | None, tasks: tuple[str, ...], limits: tuple[str, ...],
-          samples: int, as_json: bool) -> None:
+          samples: int, as_json: bool, data: str | None, colours: str | None,
+          images: str | None) -> None:
     from tqdm import tqdm
 
     from nnfc.bundle import default_bundle_path, read_bundle
     from nnfc.errors import NnfcError
-    from nnfc.evaluation import DEFAULT_LIMITS, evaluate_bundle, summary_rows
+    from nnfc.evaluation import DEFAULT_LIMITS, evaluate_bundle, summary_rows, task_family_of
 
     bundle = read_bundle(bundle_dir or default_bundle_path())
+    family = None
+    if data is None and (colours or images):
+        raise NnfcError("--colours and --images go with --data (a COCO instances file)")
+    if data is not None:
+        own = task_family_of(bundle)
+        if not hasattr(own, "with_test_data"):
+            raise NnfcError(f"--data: the factory's task family ({own.name}) does not read "
+                            "COCO data; only detection factories do")
+        family = own.with_test_data(data, colours or str(Path(data).with_name("colours.json")),
+                                    images or "")
     task_list = [[a.strip() for a in t.split(",") if a.strip()] for t in tasks]
     if not task_list:
         task_list = bundle.tasks("seen") + bundle.tasks("unseen")
@@ -46,7 +66,8 @@ def eval_(bundle_dir: str | None, tasks: tuple[str, ...], limits: tuple[str, ...
         raise NnfcError(f"--limit: {exc}") from exc
     rows = evaluate_bundle(bundle, task_list, limit_list, samples,
                            progress=lambda it: tqdm(it, desc="eval", unit="model",
-                                                    disable=as_json, leave=False))
+                                                    disable=as_json, leave=False),
+                           family=family)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=1))
         return

@@ -47,6 +47,10 @@ class TaskFamily(Protocol):
     unseen_tasks: list[Task]
     #: Deployed input shape (C, H, W) of the exported supernet.
     image_shape: tuple[int, int, int]
+    #: Whether a compile may ask for any attribute subset (the assembler takes any multi-hot
+    #: vector, e.g. NumVQA's ``odd``); False: every task must pass :meth:`parse_task` (e.g. a
+    #: detection task needs a category). Optional; absent reads as True.
+    partial_tasks: ClassVar[bool]
 
     def parse_task(self, attrs: Sequence[str]) -> Task:
         """Canonical task from attributes in any order; ``NnfcError`` with one clear line (naming

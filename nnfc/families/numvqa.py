@@ -143,6 +143,7 @@ class NumVQA:
     name = "numvqa"
     metric = "accuracy"
     config_defaults = CONFIG_DEFAULTS
+    partial_tasks = True  # e.g. `odd` alone: the assembler takes any attribute subset
 
     def __init__(self, mnist_dir: str | os.PathLike | None = None, test_fraction: float = 0.25,
                  split_seed: int = 0, unseen: Sequence[Sequence[str]] | None = None,

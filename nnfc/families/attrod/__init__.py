@@ -89,6 +89,8 @@ class AttrOD:
 
     name: ClassVar[str] = "attrod"
     metric: ClassVar[str] = "map50"
+    #: a task is colours x one category: `red` or `car,bus` alone is an error
+    partial_tasks: ClassVar[bool] = False
     #: ``[task]`` keys and defaults (colours/categories/seen/unseen None: the built-in lists).
     config_defaults: ClassVar[Mapping[str, Any]] = {
         "source": "procedural", "image_size": 160, "train_size": 96, "stride": 4, "top_k": 50,
@@ -182,6 +184,20 @@ class AttrOD:
             for a in t:
                 out[i, self.attributes.index(a)] = 1.0
         return out
+
+    def with_test_data(self, annotations: str, colours: str, images: str = "") -> "AttrOD":
+        """This family (same tasks and vocabulary) with its test split read from a COCO
+        instances file + colour file (e.g. ``nnfc eval --data``); every image is checked to
+        open at the size its annotations give."""
+        from nnfc.families.attrod.coco import check_images
+
+        config = {**self._config, "source": "coco", "annotations": str(annotations),
+                  "colour_file": str(colours), "images": str(images or ""),
+                  "test_annotations": str(annotations), "test_colour_file": str(colours),
+                  "test_images": str(images or "")}
+        family = type(self).from_config(config)
+        check_images(family._images("test"))
+        return family
 
     # --- data -------------------------------------------------------------------------------
 

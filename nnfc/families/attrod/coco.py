@@ -92,17 +92,42 @@ def load_coco(annotations: str | os.PathLike, colours: str | os.PathLike,
     return out
 
 
+def _size_problem(item: CocoImage, im) -> str | None:
+    if im.size != (item.width, item.height):
+        return (f"image {item.path} is {im.size[0]}x{im.size[1]} pixels but the annotations "
+                f"give it as {item.width}x{item.height} (its boxes would not fit it)")
+    return None
+
+
+def check_images(items: Sequence[CocoImage]) -> None:
+    """Every image opens and has the size its annotations give (headers only: fast)."""
+    from PIL import Image
+
+    for item in items:
+        try:
+            with Image.open(item.path) as im:
+                problem = _size_problem(item, im)
+        except OSError as exc:
+            raise NnfcError(f"cannot read image {item.path}: {exc}") from exc
+        if problem:
+            raise NnfcError(problem)
+
+
 def read_image(item: CocoImage, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The image resized to ``size`` (H, W) as float32 [3, H, W] in [0, 1], and its boxes
-    scaled alike."""
+    scaled alike; an image whose size is not the one its annotations give is an error."""
     from PIL import Image
 
     try:
         with Image.open(item.path) as im:
-            im = im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(im, np.float32) / 255.0
+            problem = _size_problem(item, im)
+            if not problem:
+                im = im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+                arr = np.asarray(im, np.float32) / 255.0
     except OSError as exc:
         raise NnfcError(f"cannot read image {item.path}: {exc}") from exc
+    if problem:
+        raise NnfcError(problem)
     sx, sy = size[1] / item.width, size[0] / item.height
     return arr.transpose(2, 0, 1).copy(), item.boxes * np.array([sx, sy, sx, sy], np.float32)
 

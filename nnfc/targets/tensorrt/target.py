@@ -64,8 +64,9 @@ class TensorRTTarget:
         trt, reason = cuda_runner.tensorrt_status()
         if trt is None:
             recipe = write_recipe(out_dir, reason, self.fp16, self.workspace_mb)
+            # out_dir may be a staging directory renamed into place later: name the files only
             print(f"nnfc: no TensorRT engine built ({reason}); on the Jetson run "
-                  f"`bash {recipe.name}` in {out_dir} "
+                  f"`bash {recipe.name}` beside {onnx_path.name} "
                   f"({trtexec_command(fp16=self.fp16, workspace_mb=self.workspace_mb)})",
                   file=sys.stderr)
             return onnx_path
