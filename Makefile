@@ -4,19 +4,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.installed
+CORE_STAMP := $(VENV)/.installed-core
 ANDROID_STAMP := $(VENV)/.installed-android
 JOBS ?= 2
 
-.PHONY: install install-android test test-fast demo bench clean
+.PHONY: install install-core install-android test test-fast demo bench clean
 
 install: $(STAMP)
+install-core: $(CORE_STAMP)
+
+# The compiler alone (what `make demo` needs): nnfc + onnx/onnxruntime + plots, no torch.
+$(CORE_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[plot]"
+	@touch $@
 
 # torch first, pinned: that takes the local CPU wheel; an unpinned resolve would pull CUDA builds.
 # torch-pruning (`train` extra: Prune&Tune baseline, and the passes' real-architecture tests)
 # --no-deps: it only asks for torch>=2.0 and numpy.
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+$(STAMP): $(CORE_STAMP)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps torch-pruning==1.6.1
 	$(PIP) install -q -e ".[train,test,plot]"
@@ -32,7 +39,7 @@ $(STAMP): pyproject.toml
 # may point it at an isolated interpreter instead.
 install-android: $(ANDROID_STAMP)
 
-$(ANDROID_STAMP): $(STAMP)
+$(ANDROID_STAMP): $(CORE_STAMP)
 	$(PIP) install -q -e ".[android]"
 	$(PIP) install -q --no-deps onnx2tf==1.29.24 tf-keras==2.21.0 tf2onnx==1.17.0
 	@touch $@
@@ -43,8 +50,9 @@ test: install install-android
 test-fast: install
 	$(BIN)/python -m pytest -n $(JOBS) -q -m "not slow"
 
-# one detection model per target (desktop, android, jetson) and out/demo/detections.png
-demo: install install-android
+# one detection model per target (desktop, android, jetson) and out/demo/detections.png;
+# compiling needs no torch, so the demo installs the compiler and the android runtime only
+demo: $(CORE_STAMP) install-android
 	$(BIN)/nnfc demo
 
 clean:
