@@ -172,10 +172,15 @@ def factory_accuracy(bundle: Path, sc: Scenario, out: Path) -> dict[str, Any]:
     from nnfc.baselines.artifact import onnx_runner
     from nnfc.bundle import read_bundle
 
+    import onnx
     b = read_bundle(bundle)
     family = task_data.family_of(task_data.recipe_of(b))
     task = task_data.parse_task(b, family, sc.task.split(","))
-    acc = task_data.task_metric(family, task, onnx_runner(out / "model.onnx"))
+    model = out / "model.onnx"
+    # a detector's model.onnx is the network joined to its decode graph (boxes, scores)
+    outputs = {o.name for o in onnx.load(str(model), load_external_data=False).graph.output}
+    deployed = not {o["name"] for o in b.output_spec} <= outputs
+    acc = task_data.task_metric(family, task, onnx_runner(model), deployed=deployed)
     from nnfc.atomic import write_json_atomic
     write_json_atomic(path, acc)
     return acc
