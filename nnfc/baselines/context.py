@@ -9,21 +9,15 @@ from typing import Any, Sequence
 
 from nnfc.baselines import task_data
 from nnfc.bundle import Bundle, default_bundle_path, read_bundle
+from nnfc.compiler.pipeline import ScenarioRequest
 from nnfc.compiler.predictor import Predictor
 from nnfc.errors import NnfcError
 
 
 @dataclass
-class BaselineRequest:
+class BaselineRequest(ScenarioRequest):
     """What every baseline command takes (the method's own knobs are in its subclass)."""
 
-    task: list[str]
-    target: str
-    out: Path
-    lat_ms: float | None = None
-    mem_mb: float | None = None
-    bundle: Path | None = None
-    profile: Path | None = None
     epochs: int | None = None          # training / fine-tuning epochs (None: the method's default)
     checkpoint: Path | None = None     # None: <out>.ckpt
     resume: bool = False

@@ -106,8 +106,10 @@ def _same_architecture(predictor: Predictor, bundle: Bundle) -> bool:
 
 
 @dataclass
-class CompileRequest:
-    """What to build: task attributes, target, budgets (None = unconstrained), output dir."""
+class ScenarioRequest:
+    """An edge scenario to customise a model for: task attributes, target, budgets (None =
+    unconstrained), output directory, factory and predictor profile (None: the defaults).
+    ``nnfc compile`` and the baselines take it, with their own knobs in a subclass."""
 
     task: list[str]
     target: str
@@ -116,6 +118,12 @@ class CompileRequest:
     mem_mb: float | None = None
     bundle: Path | None = None
     profile: Path | None = None
+
+
+@dataclass
+class CompileRequest(ScenarioRequest):
+    """What to build: the scenario, and how to search, measure and verify."""
+
     device: str | None = None          # jetson module of the estimate (no measured profile)
     method: str = "batched"            # or "algorithm1", "best" (see search.py)
     step: float = 0.01
