@@ -222,3 +222,28 @@ def test_heads_random_gates(seed):
     gates = {g: (rng.random(6) < 0.5).astype(np.float32).tolist() for g in
              ("gate.lat", "gate.top")}
     check_pruned(model, gates, seed)
+
+
+def test_kept_zero_channels_fold_into_the_producing_conv():
+    """A channel off in one FPN operand and on in the other stays; its zero gate goes into the
+    lateral conv's filter and bias (through the Relu), so no gate Mul is left."""
+    model = model_from_text(FPN.replace("ml = Mul (lat, gl)", "rl = Relu (lat)\n ml = Mul (rl, gl)"))
+    gates = {"gate.lat": [1, 0, 0, 1, 0, 1], "gate.top": [0, 0, 1, 1, 0, 0]}
+    pruned, _ = check_pruned(model, gates)
+    assert not [n for n in pruned.graph.node if n.op_type == "Mul"]
+    weights = {i.name: i for i in pruned.graph.initializer}
+    lat = next(n for n in pruned.graph.node if n.output[0] == "lat")
+    from onnx import numpy_helper
+    w, b = (numpy_helper.to_array(weights[name]) for name in lat.input[1:3])
+    # kept channels 0, 2, 3, 5; channel 2 is off in gate.lat: its filter and bias are zeros
+    assert np.all(w[1] == 0) and b[1] == 0 and np.any(w[0] != 0)
+
+
+def test_a_conv_output_read_twice_keeps_its_gate_mul():
+    """The unmultiplied channels are also read elsewhere: zeroing the filters would change
+    that reader, so the gate Mul stays."""
+    model = model_from_text(FPN.replace("=> (float[1,3,16,16] y)",
+                                        "=> (float[1,3,16,16] y, float[1,6,16,16] lat)"))
+    gates = {"gate.lat": [1, 0, 0, 1, 0, 1], "gate.top": [0, 0, 1, 1, 0, 0]}
+    pruned, _ = check_pruned(model, gates)
+    assert [n for n in pruned.graph.node if n.op_type == "Mul"]

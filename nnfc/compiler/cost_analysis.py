@@ -19,7 +19,7 @@ from nnfc.passes import (BindGatesPass, FoldGateConstantsPass, PruneError, Remov
                          gate_inputs)
 from nnfc.passes.channel_ops import is_depthwise_conv
 from nnfc.passes.channel_state import analyze
-from nnfc.passes.cleanup import zero_bypass_adds
+from nnfc.passes.cleanup import zero_bypass_adds, zero_foldable_producer
 from nnfc.passes.graph_utils import GATE_TAG, attr, fresh_names
 from nnfc.passes.keep_rules import KeepRules, removable_channels
 from nnfc.passes.layout import Layout
@@ -303,6 +303,10 @@ class _Builder:
         return st
 
     def _constant(self, value: ir.Value, monomial) -> None:
+        if value.metadata_props.get(GATE_TAG) and any(
+                u.node.op_type == "Mul" and zero_foldable_producer(u.node, value) is not None
+                for u in value.uses()):
+            return  # its zeros go into the producing conv's filters: never in a pruned graph
         dtype = value.const_value.dtype
         shape = list(value.const_value.shape)
         cond = self.gate_conds.get(value)

@@ -16,7 +16,12 @@ class RemoveIdentityGatesPass(InPlacePass):
     """Remove ``Mul(x, g)`` where ``g`` is a bound gate of all ones that does not broadcast x
     (after pruning, every gate that had zeros is all ones or gone), and a gate of all zeros whose
     product only feeds residual ``Add``s: ``y + 0·x = y``, so each ``Add`` becomes ``y`` and the
-    gated branch is left for :class:`RemoveUnusedPass`. ``bypassed`` names those gates."""
+    gated branch is left for :class:`RemoveUnusedPass`. ``bypassed`` names those gates.
+
+    A gate that keeps zeros (channels pruning had to keep, e.g. off in one operand of an FPN
+    ``Add`` and on in the other) goes too where ``x`` is a conv's output through ops that map 0
+    to 0 (``Relu``, ``Resize``, ...): those channels' filters and biases become zeros, which is
+    the same product, so every subnet of a factory has one graph topology."""
 
     def __init__(self):
         super().__init__()
@@ -74,8 +79,63 @@ def _remove_identity_gates(graph: ir.Graph) -> list[str]:
                     add.outputs[0].replace_all_uses_with(other)
                     graph.remove(add, safe=True)
                 bypassed.append(value.metadata_props[GATE_TAG])
+            elif (conv := zero_foldable_producer(node, value)) is not None:
+                _zero_filters(conv, np.flatnonzero(gate.reshape(-1) == 0))
+                out.replace_all_uses_with(data)
+                graph.remove(node, safe=True)
             break
     return bypassed
+
+
+#: ops that keep each channel and map a channel of zeros to zeros (f(0) = 0 elementwise, or a
+#: resampling that only combines values of one channel)
+ZERO_PRESERVING = frozenset({"Relu", "LeakyRelu", "Resize", "Upsample", "Identity"})
+
+
+def zero_foldable_producer(mul: ir.Node, gate: ir.Value) -> ir.Node | None:
+    """The ``Conv`` whose filters can absorb the zeros of ``mul``'s per-channel ``gate``: the
+    gated tensor is that conv's output through :data:`ZERO_PRESERVING` ops, each value on the
+    way used once (nothing else sees the unmultiplied channels), the conv's weight and bias
+    constants used by it alone; None otherwise."""
+    data = next((v for v in mul.inputs if v is not gate), None)
+    g = const_array(gate)
+    if data is None or g is None or len(mul.inputs) != 2 or data.shape is None \
+            or len(data.shape) != 4 or g.ndim > 4:
+        return None
+    shape = (1,) * (4 - g.ndim) + tuple(g.shape)
+    if shape[0] != 1 or shape[2:] != (1, 1):
+        return None
+    value = data
+    while True:
+        if len(value.uses()) != 1 or value.is_graph_output():
+            return None
+        node = value.producer()
+        if node is None:
+            return None
+        if node.op_type == "Conv":
+            break
+        if node.op_type not in ZERO_PRESERVING or not node.inputs or node.inputs[0] is None:
+            return None
+        value = node.inputs[0]  # Resize / Upsample: scales and sizes are the other inputs
+    weight = node.inputs[1] if len(node.inputs) > 1 else None
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    w = const_array(weight)
+    if w is None or w.ndim != 4 or w.shape[0] != shape[1] or len(weight.uses()) != 1:
+        return None
+    if bias is not None and (const_array(bias) is None or len(bias.uses()) != 1):
+        return None
+    return node
+
+
+def _zero_filters(conv: ir.Node, channels: np.ndarray) -> None:
+    """Set output ``channels`` of ``conv`` to zeros: their filters and bias entries."""
+    for index in (1, 2):
+        if index >= len(conv.inputs) or conv.inputs[index] is None:
+            continue
+        value = conv.inputs[index]
+        arr = const_array(value).copy()
+        arr[channels] = 0
+        value.const_value = ir.tensor(arr, name=value.name)
 
 
 def zero_bypass_adds(mul: ir.Node) -> list[ir.Node]:
