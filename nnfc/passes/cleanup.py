@@ -93,14 +93,15 @@ ZERO_PRESERVING = frozenset({"Relu", "LeakyRelu", "Resize", "Upsample", "Identit
 
 
 def zero_foldable_producer(mul: ir.Node, gate: ir.Value) -> ir.Node | None:
-    """The ``Conv`` whose filters can absorb the zeros of ``mul``'s per-channel ``gate``: the
-    gated tensor is that conv's output through :data:`ZERO_PRESERVING` ops, each value on the
-    way used once (nothing else sees the unmultiplied channels), the conv's weight and bias
-    constants used by it alone; None otherwise."""
+    """The 2-D ``Conv`` whose filters can absorb the zeros of ``mul``'s per-channel ``gate``
+    (shape ``[1,C,1,1]`` or ``[C,1,1]``, C = the conv's output channels): the gated tensor is
+    that conv's output through :data:`ZERO_PRESERVING` ops, each value on the way used once
+    (nothing else sees the unmultiplied channels), the conv's weight and bias constants used by
+    it alone; None otherwise. Decided from the graph's structure alone, so the cost analysis
+    knows before pruning which gate ``Mul``s a pruned graph never has."""
     data = next((v for v in mul.inputs if v is not gate), None)
     g = const_array(gate)
-    if data is None or g is None or len(mul.inputs) != 2 or data.shape is None \
-            or len(data.shape) != 4 or g.ndim > 4:
+    if data is None or g is None or len(mul.inputs) != 2 or g.ndim > 4:
         return None
     shape = (1,) * (4 - g.ndim) + tuple(g.shape)
     if shape[0] != 1 or shape[2:] != (1, 1):
