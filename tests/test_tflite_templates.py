@@ -123,3 +123,42 @@ def test_derived_subnet_is_onnx2tfs_model_and_matches_ort(tmp_path):
     m = measure_relative(profiling.runner(derived), profiling.runner(converted), runs=3,
                          warmup=1, rounds=2, clock=clock_for(profiling))
     assert 0.8 < m.relative < 1.25  # the same model twice
+
+
+@pytest.mark.skipif(not converter, reason="android extra not installed (make install-android)")
+def test_template_store_serves_a_later_process(tmp_path):
+    """A conversion kept in a TemplateStore directory (what ``nnfc compile --target android``
+    keeps beside the profile) lets a fresh target — another process — derive a subnet of the
+    same graph instead of converting; a damaged entry is converted again."""
+    from nnfc.passes import apply_gates, gate_inputs
+    from nnfc.targets import get_target
+    from supernets import supernet
+
+    _, model = supernet("resnet-tiny")
+    sizes = gate_inputs(model)
+    rng = np.random.default_rng(3)
+
+    def subnet(ratio: float, name: str):
+        gates = {k: (rng.random(n) < ratio).astype(np.float32) for k, n in sizes.items()}
+        for g in gates.values():
+            g[0] = 1.0
+        return save_onnx(apply_gates(model, gates), tmp_path / f"{name}.onnx")
+
+    store = tmp_path / "android.templates"
+    first = get_target("android", threads=1)
+    first.use_template_store(store)
+    first.lower(subnet(0.6, "a"), tmp_path / "a")
+    assert first.lowered == {"derived": 0, "converted": 1}
+    assert sorted(p.suffix for p in store.iterdir()) == [".json", ".onnx", ".tflite"]
+
+    later = get_target("android", threads=1)
+    later.use_template_store(store)
+    later.lower(subnet(0.3, "b"), tmp_path / "b")
+    assert later.lowered == {"derived": 1, "converted": 0}
+
+    for p in store.glob("*.tflite"):
+        p.write_bytes(b"not a flatbuffer")
+    damaged = get_target("android", threads=1)
+    damaged.use_template_store(store)
+    damaged.lower(subnet(0.4, "c"), tmp_path / "c")
+    assert damaged.lowered == {"derived": 0, "converted": 1}

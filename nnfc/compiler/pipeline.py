@@ -165,6 +165,9 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     predictor = load_predictor_for(bundle, req.target, req.profile, req.device)
     # measure the artifact exactly as the profile measured its subnets (e.g. threads)
     target = make_target(req.target, predictor.meta.get("target_options"))
+    store = getattr(target, "use_template_store", None)  # android: reuse earlier conversions
+    if store is not None:
+        store(_profile_dir(bundle, req) / f"{req.target}.templates")
     assembler = Assembler(bundle.assembler_path, predictor.structure.gates)
     lap("load")
 

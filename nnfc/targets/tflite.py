@@ -173,6 +173,13 @@ class TFLiteTarget:
         if self.templates is None:
             self.templates = TemplateCache()
 
+    def use_template_store(self, directory) -> None:
+        """As :meth:`prepare_profiling`, with the conversions kept in ``directory`` for later
+        processes: ``nnfc compile`` derives a factory's subnets from the conversion an earlier
+        compile made (seconds instead of a TensorFlow start and an onnx2tf run)."""
+        from nnfc.targets.tflite_templates import TemplateStore
+        self.templates = TemplateStore(directory)
+
     # ---- lowering -------------------------------------------------------------------------
     def lower(self, pruned_onnx: str | Path, out_dir: str | Path) -> Path:
         """Convert ``pruned_onnx`` to ``out_dir/model.tflite`` (or ``model.fp16.tflite`` with

@@ -275,3 +275,64 @@ class TemplateCache:
             tflite = template.derive(model)
             if tflite is not None:
                 yield tflite, template
+
+
+def topology_digest(model: onnx.ModelProto) -> str:
+    """A short stable name for the model's :func:`topology_key` (the same in every process)."""
+    import hashlib
+    return hashlib.sha256(repr(topology_key(model)).encode()).hexdigest()[:16]
+
+
+class TemplateStore(TemplateCache):
+    """A :class:`TemplateCache` kept in a directory — per (variant, topology) the converted
+    ONNX, its TFLite file and the converter's info — so that later processes (every ``nnfc
+    compile`` of the factory) derive their TFLite file instead of converting again. Derived
+    files are checked against ONNX Runtime like every conversion, so a stale or damaged entry
+    only costs a conversion; a directory that cannot be written only costs the next one."""
+
+    def __init__(self, directory, limit: int = 4):
+        super().__init__(limit)
+        from pathlib import Path
+        self.directory = Path(directory)
+
+    def _paths(self, variant: str, model: onnx.ModelProto):
+        stem = self.directory / f"{variant}-{topology_digest(model)}"
+        return stem.with_suffix(".onnx"), stem.with_suffix(".tflite"), stem.with_suffix(".json")
+
+    def add(self, model: onnx.ModelProto, tflite: bytes, variant: str = "float32",
+            info: dict | None = None) -> None:
+        import json
+
+        from nnfc.atomic import atomic_file
+        super().add(model, tflite, variant, info)
+        onnx_path, tflite_path, info_path = self._paths(variant, model)
+        try:
+            with atomic_file(onnx_path, suffix=".onnx") as tmp:
+                onnx.save_model(model, str(tmp))
+            with atomic_file(tflite_path, suffix=".tflite") as tmp:
+                tmp.write_bytes(tflite)
+            with atomic_file(info_path, suffix=".json") as tmp:
+                tmp.write_text(json.dumps(info or {}) + "\n", encoding="utf-8")
+        except Exception:  # noqa: BLE001 - a cache: not writing it only costs a conversion
+            pass
+
+    def derive(self, model: onnx.ModelProto, variant: str = "float32"
+               ) -> Iterator[tuple[bytes, Template]]:
+        key = (variant, topology_key(model))
+        if key not in self.templates:
+            self._load(key, *self._paths(variant, model))
+        yield from super().derive(model, variant)
+
+    def _load(self, key: tuple, onnx_path, tflite_path, info_path) -> None:
+        import json
+        if not (onnx_path.is_file() and tflite_path.is_file() and info_path.is_file()):
+            return
+        try:
+            model = onnx.load(str(onnx_path))
+            if topology_key(model) != key[1]:
+                return
+            template = Template.build(model, tflite_path.read_bytes(),
+                                      json.loads(info_path.read_text(encoding="utf-8")))
+        except Exception:  # noqa: BLE001 - a damaged entry: convert as if it were not there
+            return
+        self.templates[key] = [template]
