@@ -319,7 +319,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
                            marker=style[m][0], color=style[m][1], label=LABELS[m], s=40,
                            alpha=0.85)
         ax.set_xlabel("measured latency (µs, batch 1)")
-        ax.set_ylabel("accuracy on the task (%)")
+        ax.set_ylabel(("mAP@0.5" if rows[0]["metric"] == "map50" else "accuracy")
+                      + " on the task (%)")
         ax.set_title(target)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
