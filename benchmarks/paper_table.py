@@ -117,7 +117,12 @@ def run(cmd: list[str], log) -> None:
         [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     proc = subprocess.run(cmd, cwd=ROOT, env=env)
     if proc.returncode != 0:
-        raise SystemExit(f"paper_table: command failed ({proc.returncode}): {' '.join(cmd)}")
+        raise MethodFailed(f"command failed ({proc.returncode}): {' '.join(cmd)}")
+
+
+class MethodFailed(Exception):
+    """One method's command failed on one scenario (e.g. a budget it cannot meet): the table
+    goes on with the other scenarios and methods and lists the failure."""
 
 
 def ensure_profile(bundle: Path, target: str, subnets: int, log) -> float:
@@ -375,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     log = tqdm.write
     prep_profiles = 0.0
-    rows = []
+    rows, failed = [], []
     jobs = [(sc, m) for sc in scenarios for m in methods]
     bar = tqdm(jobs, desc="paper table", unit="run", dynamic_ncols=True)
     for sc, m in bar:
@@ -383,9 +388,14 @@ def main(argv: list[str] | None = None) -> int:
         out = method_dir(results, sc, m, epochs)
         if args.table_only and not (out / "report.json").is_file():
             continue
-        if not args.table_only:
-            prep_profiles += ensure_profile(bundle, sc.target, args.profile_subnets, log)
-        report = run_method(bundle, results, sc, m, epochs, log)
+        try:
+            if not args.table_only:
+                prep_profiles += ensure_profile(bundle, sc.target, args.profile_subnets, log)
+            report = run_method(bundle, results, sc, m, epochs, log)
+        except MethodFailed as exc:
+            log(f"paper_table: {LABELS[m]} on {sc.task} / {sc.target}: {exc}")
+            failed.append(f"{LABELS[m]} on {{{sc.task}}} {sc.target} {sc.lat} {sc.mem}")
+            continue
         if m == "nn-factory":
             report = {**report, "accuracy": factory_accuracy(bundle, sc, out)}
         rows.append(row_of(sc, m, report, seen))
@@ -419,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
            + (f", of which target profiling {_dur(prep_profiles)}" if prep_profiles else "")
            + "; cached results are not re-run."),
     ]
+    if failed:
+        notes.append("Failed (the command's error line is in the run's log; e.g. a budget below "
+                     "what the method can reach on this machine): " + "; ".join(failed) + ".")
     results.mkdir(parents=True, exist_ok=True)
     from nnfc.atomic import write_json_atomic
     write_json_atomic(results / "results.json", {"rows": rows, "notes": notes})

@@ -47,3 +47,19 @@ def test_table_runs_all_methods_then_only_what_is_missing(paper_table, tmp_path,
     monkeypatch.setattr(paper_table, "run", lambda *a, **k: pytest.fail("re-ran a command"))
     assert paper_table.main(args) == 0
     assert json.loads((tmp_path / "results.json").read_text())["rows"] == rows
+
+
+def test_a_failing_method_is_listed_and_the_table_goes_on(paper_table, tmp_path, monkeypatch):
+    """A command that fails on one scenario (e.g. a budget the method cannot reach) does not
+    end a run of hours: the other scenarios and methods go on and the table lists it."""
+    bundle = ROOT / "factories" / "numvqa-resnet"
+
+    def fails(*args, **kwargs):
+        raise paper_table.MethodFailed("command failed (2): nnfc compile ...")
+
+    monkeypatch.setattr(paper_table, "ensure_profile", lambda *a, **k: 0.0)
+    monkeypatch.setattr(paper_table, "run_method", fails)
+    args = ["--bundle", str(bundle), "--results", str(tmp_path), "--targets", "desktop"]
+    assert paper_table.main(args) == 0
+    notes = json.loads((tmp_path / "results.json").read_text())["notes"]
+    assert any("Failed" in n and "{has,0} desktop 0.5ms 15KB" in n for n in notes)
