@@ -169,24 +169,21 @@ def run_method(bundle: Path, results: Path, sc: Scenario, method: str,
 
 
 def factory_accuracy(bundle: Path, sc: Scenario, out: Path) -> dict[str, Any]:
-    """The compiled model's accuracy on the test split, by the baselines' protocol (cached)."""
+    """The compiled model's accuracy on the test split, by the baselines' protocol (cached):
+    ``nnfc bench --eval``'s scoring of a compile output (a detector's ``model.onnx`` is the
+    network joined to its decode graph), on the baselines' samples and seed."""
     path = out / "accuracy.json"
     if path.is_file():
         return json.loads(path.read_text())
-    from nnfc.baselines import task_data
-    from nnfc.baselines.artifact import onnx_runner
-    from nnfc.bundle import read_bundle
-
-    import onnx
-    b = read_bundle(bundle)
-    family = task_data.family_of(task_data.recipe_of(b))
-    task = task_data.parse_task(b, family, sc.task.split(","))
-    model = out / "model.onnx"
-    # a detector's model.onnx is the network joined to its decode graph (boxes, scores)
-    outputs = {o.name for o in onnx.load(str(model), load_external_data=False).graph.output}
-    deployed = not {o["name"] for o in b.output_spec} <= outputs
-    acc = task_data.task_metric(family, task, onnx_runner(model), deployed=deployed)
     from nnfc.atomic import write_json_atomic
+    from nnfc.baselines.task_data import EVAL_SAMPLES, EVAL_SEED
+    from nnfc.benchmarking.evaluate import evaluate_artifact
+    from nnfc.targets import get_target
+
+    report = json.loads((out / "report.json").read_text())
+    report["bundle"] = {**report.get("bundle", {}), "path": str(bundle)}
+    acc = evaluate_artifact(report, get_target("desktop"), out / "model.onnx", out,
+                            EVAL_SAMPLES, EVAL_SEED)
     write_json_atomic(path, acc)
     return acc
 

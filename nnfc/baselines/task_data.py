@@ -101,12 +101,9 @@ def batch_loss(net, family, batch: Mapping[str, Any]):
 
 def task_metric(family, task: Sequence[str],
                 run: Callable[[np.ndarray], Mapping[str, np.ndarray]],
-                samples: int = EVAL_SAMPLES, deployed: bool = False) -> dict[str, Any]:
+                samples: int = EVAL_SAMPLES) -> dict[str, Any]:
     """The family's metric of a model (``run``: images -> named outputs) on ``task``'s test
-    samples — the numbers ``nnfc eval`` gives for the factory's own models. ``deployed``: the
-    model is a deployed artifact (a detector joined to its decode graph, batch 1), scored by
-    the family's ``evaluate_deployed`` on the same samples."""
-    evaluate = family.evaluate_deployed if deployed else family.evaluate
-    value = evaluate(tuple(task), run, samples, EVAL_SEED)
+    samples — the numbers ``nnfc eval`` gives for the factory's own models."""
+    value = family.evaluate(tuple(task), run, samples, EVAL_SEED)
     return {"metric": family.metric, "value": float(value), "samples": int(samples),
             "split": "test", "seed": EVAL_SEED}

@@ -22,8 +22,11 @@ rather than copied, a failed check) is converted with onnx2tf and becomes a temp
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -279,7 +282,6 @@ class TemplateCache:
 
 def topology_digest(model: onnx.ModelProto) -> str:
     """A short stable name for the model's :func:`topology_key` (the same in every process)."""
-    import hashlib
     return hashlib.sha256(repr(topology_key(model)).encode()).hexdigest()[:16]
 
 
@@ -292,7 +294,6 @@ class TemplateStore(TemplateCache):
 
     def __init__(self, directory, limit: int = 4):
         super().__init__(limit)
-        from pathlib import Path
         self.directory = Path(directory)
 
     def _paths(self, variant: str, model: onnx.ModelProto):
@@ -301,8 +302,6 @@ class TemplateStore(TemplateCache):
 
     def add(self, model: onnx.ModelProto, tflite: bytes, variant: str = "float32",
             info: dict | None = None) -> None:
-        import json
-
         from nnfc.atomic import atomic_file
         super().add(model, tflite, variant, info)
         onnx_path, tflite_path, info_path = self._paths(variant, model)
@@ -324,7 +323,6 @@ class TemplateStore(TemplateCache):
         yield from super().derive(model, variant)
 
     def _load(self, key: tuple, onnx_path, tflite_path, info_path) -> None:
-        import json
         if not (onnx_path.is_file() and tflite_path.is_file() and info_path.is_file()):
             return
         try:
