@@ -30,10 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mem", default="50MB")
     ap.add_argument("--profile", default=None, help="predictor JSON (default: the bundle's)")
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--refine-rounds", type=int, default=None,
+                    help="passed to nnfc compile (default: compile's own)")
     ap.add_argument("--nnfc", default=str(Path(sys.executable).with_name("nnfc")),
                     help="the nnfc executable")
     args = ap.parse_args(argv)
-    walls, stages, cpus, loads = [], [], [], []
+    walls, stages, cpus, loads, measured, use = [], [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="nnfc-ctime-") as tmp:
         for i in range(args.repeats):
             out = Path(tmp) / f"o{i}"
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd[2:2] = ["--bundle", args.bundle]
             if args.profile:
                 cmd[2:2] = ["--profile", args.profile]
+            if args.refine_rounds is not None:
+                cmd[2:2] = ["--refine-rounds", str(args.refine_rounds)]
             t0 = time.perf_counter()
             c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
@@ -53,14 +57,19 @@ def main(argv: list[str] | None = None) -> int:
             if res.returncode != 0:
                 print(res.stderr, file=sys.stderr)
                 return res.returncode
-            stages.append(json.loads((out / "report.json").read_text())["timings_s"])
+            report = json.loads((out / "report.json").read_text())
+            stages.append(report["timings_s"])
+            measured.append(len(report["search"]["measured_rounds"]))
+            use.append((report.get("budget_use") or {}).get("latency", {}).get("utilisation"))
     print("command: " + " ".join(cmd[:-2]) + " -o OUT")
     print(f"wall time, process start to exit: median {statistics.median(walls):.3f} s over "
           f"{len(walls)} runs ({', '.join(f'{w:.2f}' for w in walls)})")
     print(f"CPU time of the process (user + sys): median {statistics.median(cpus):.3f} s "
           f"({', '.join(f'{c:.2f}' for c in cpus)}); 1-min load average {min(loads):.1f}-"
           f"{max(loads):.1f} on {os.cpu_count()} cores")
-    keys = [k for k in stages[0] if k != "total"]
+    print(f"measured subnets per compile: {', '.join(map(str, measured))}; latency budget use: "
+          + ", ".join("-" if u is None else f"{u:.1%}" for u in use))
+    keys = list(dict.fromkeys(k for s in stages for k in s if k != "total"))
     for k in keys:
         print(f"  {k:8s} {statistics.median(s.get(k, 0.0) for s in stages):.3f} s")
     sp = statistics.median(s["search"] + s["prune"] for s in stages)

@@ -65,8 +65,9 @@ def full_supernet_latency(bundle, target, meter, work: Path) -> tuple[float, flo
 def main(argv: list[str] | None = None) -> int:
     from nnfc.bundle import default_bundle_path, read_bundle
     from nnfc.compiler.assembler_runtime import Assembler
-    from nnfc.compiler.pipeline import (CompileRequest, Meter, compile_model,
-                                        default_profile_path, load_predictor_for, make_target)
+    from nnfc.compiler.measured_rounds import Meter
+    from nnfc.compiler.pipeline import (CompileRequest, compile_model, default_profile_path,
+                                        load_predictor_for, make_target)
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", default=None, help="factory (default: the shipped default)")

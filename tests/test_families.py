@@ -137,7 +137,7 @@ class _FirstOutputOnly:
 
 
 def test_equivalence_compares_every_output(tmp_path):
-    from nnfc.compiler.pipeline import _equivalence
+    from nnfc.compiler.measured_rounds import equivalence as _equivalence
     from nnfc.passes import apply_gates
 
     model = _two_output_model()

@@ -333,10 +333,10 @@ def test_gate_not_feeding_a_mul_is_reported(tmp_path, capsys):
 
 # ---- 7. CI semantics: compile over budget exits 3 -----------------------------------------
 def test_compile_over_budget_exits_3_and_still_writes(bundle, tmp_path, capsys, monkeypatch):
-    import nnfc.compiler.pipeline as pipeline
+    import nnfc.compiler.measured_rounds as rounds
     from nnfc.errors import EXIT_OVER_BUDGET
 
-    monkeypatch.setattr(pipeline.Meter, "__call__", lambda self, artifact: pipeline.Measured(
+    monkeypatch.setattr(rounds.Meter, "__call__", lambda self, artifact: rounds.Measured(
         999.0, 999.0, 1.0, [999.0], 1, 0.0, {}, "test stand-in"))
     out = tmp_path / "out"
     code, stdout, err = run_cli(compile_args(bundle, out), capsys)

@@ -125,7 +125,8 @@ def measure_like_compile(ctx, artifact: Path, out: Path):
     """Measure ``artifact`` exactly as ``nnfc compile`` measures its own (drift-cancelled against
     the profile's reference subnet where it can); a target that cannot measure here gives the
     reason as a string."""
-    from nnfc.compiler.pipeline import CompileRequest, Meter
+    from nnfc.compiler.measured_rounds import Meter
+    from nnfc.compiler.pipeline import CompileRequest
     req = CompileRequest(task=list(ctx.task), target=ctx.target_name, out=out)
     return Meter(ctx.target, ctx.predictor, req, ctx.profile_dir)(artifact)
 

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from nnfc.bundle import Bundle, read_bundle
 from nnfc.compiler.assembler_runtime import Assembler
-from nnfc.compiler.graph_stats import graph_stats
+from nnfc.compiler.measured_rounds import (Round, RoundBuilder, candidates_for, keep,
+                                           next_candidate, settle)
 from nnfc.compiler.predictor import Predictor, host_info
 from nnfc.compiler.search import SEARCHES, SearchResult
 from nnfc.errors import NnfcError
-from nnfc.families.attrod.decode import deployable
-from nnfc.onnx_io import shapes_only
 from nnfc.outputs import check_output_dir, output_dir
 from nnfc.units import format_mb, format_ms
 
@@ -141,7 +138,6 @@ class CompileRequest(ScenarioRequest):
 def compile_model(req: CompileRequest) -> dict[str, Any]:
     """Run the whole compile and return the report (also written to ``out/report.json``)."""
     from nnfc.bundle import default_bundle_path
-    from nnfc.passes import apply_gates, gates_to_json
     from nnfc.targets import get_target
 
     timings: dict[str, float] = {}
@@ -168,6 +164,18 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     store = getattr(target, "use_template_store", None)  # android: reuse earlier conversions
     if store is not None:
         store(_profile_dir(bundle, req) / f"{req.target}.templates")
+    builder = RoundBuilder(bundle, target, predictor, req, _profile_dir(bundle, req))
+    builder.start_warm_up()  # sessions open on another core while the search runs
+    try:
+        return _compile(req, bundle, task_vec, predictor, target, builder, timings, lap)
+    finally:
+        builder.join_warm_up(quiet=True)  # an error of the compile's own wins
+
+
+def _compile(req: CompileRequest, bundle: Bundle, task_vec, predictor: Predictor, target,
+             builder: RoundBuilder, timings: dict[str, float], lap) -> dict[str, Any]:
+    """Search, build and measure the rounds, verify, write the report."""
+    from nnfc.passes import gates_to_json
     assembler = Assembler(bundle.assembler_path, predictor.structure.gates)
     lap("load")
 
@@ -179,227 +187,55 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
                                  step=req.step, margins=margins)
     lap("search")
 
-    supernet = onnx.load(str(bundle.supernet_path))
-    pruned = apply_gates(supernet, found.gates)
-    lap("prune")
-
+    builder.supernet = onnx.load(str(bundle.supernet_path))
+    builder.join_warm_up()
     with output_dir(req.out, "compile", force=req.force,
                     inputs=[bundle.root, req.profile]) as tmp:
-        # detection bundles: the target runs the network joined to its decode graph
-        artifact = _lower(target, pruned, tmp, bundle.manifest)
-        lap("lower")
-
-        meter = Meter(target, predictor, req, _profile_dir(bundle, req))
-        bench = meter(artifact)
-        lap("measure")
-        rounds = [_round(found, bench)]
-        if isinstance(bench, Measured) and req.lat_ms is not None and req.refine_rounds > 1:
-            found, pruned, artifact, bench, rounds = _refine(
-                req, assembler, predictor, task_vec, margins, supernet, apply_gates, target,
-                meter, found, pruned, artifact, bench, tmp, bundle.manifest)
-            lap("refine")
+        kept, rounds = _measured_rounds(req, builder, assembler, predictor, task_vec, margins,
+                                        found, tmp, lap)
+        if req.verify and not kept.verified:
+            builder.verify(kept)
+            lap("verify")
+        found, bench = kept.found, kept.bench
         (tmp / "gates.json").write_text(json.dumps(gates_to_json(found.gates)) + "\n",
                                         encoding="utf-8")
-
-        diff = _equivalence(bundle, supernet, found.gates, target, artifact) if req.verify \
-            else None
-        stats = graph_stats(shapes_only(pruned))  # sizes from dims: no weight bytes copied
-        lap("verify")
         # total: from process start when known (one compile per process), else from the call;
         # the swap into place that follows takes milliseconds
         timings["total"] = sum(timings.values())
-        report = _report(req, bundle, found, predictor, margins, bench, stats, diff,
-                         artifact.name, timings, target, rounds)
+        report = _report(req, bundle, found, predictor, margins, bench, kept.stats, kept.diff,
+                         kept.artifact.name, timings, target, [r.entry() for r in rounds])
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         (tmp / "summary.txt").write_text(summary(report) + "\n", encoding="utf-8")
     return report
 
 
-@dataclass
-class Measured:
-    """A compile-time latency measurement (ms) and how it was made."""
-
-    latency_ms: float
-    p90_ms: float | None
-    runtime_memory_mb: float | None
-    round_values: list[float]
-    runs: int
-    spread: float
-    details: dict
-    definition: str
-    relative: float | None = None
-    load: float | None = None
+def _measured_rounds(req, builder: RoundBuilder, assembler, predictor, task_vec, margins,
+                     found: SearchResult, tmp: Path, lap) -> tuple[Round, list[Round]]:
+    """The search's pick, measured; then (within ``refine_rounds``) candidates chosen from
+    what was measured. Returns the kept round and every round."""
+    rounds = [builder.build(found, tmp, 1, lap)]
+    if req.lat_ms is not None and req.refine_rounds > 1 and rounds[0].latency_ms is not None:
+        cands = candidates_for(assembler, predictor, task_vec, req, margins)
+        tried = {cands.index(found.limit)}
+        for number in range(2, req.refine_rounds + 1):
+            i = next_candidate(cands, rounds, req.lat_ms, tried, req.step_up_below)
+            if i is None:
+                break
+            tried.add(i)
+            work = tmp / f"round{number}"
+            work.mkdir()
+            r = builder.build(cands.result(i, found), work, number)
+            if r.latency_ms is None:
+                break
+            rounds.append(r)
+        if len(rounds) > 1:
+            lap("refine")
+    return settle(keep(rounds, req.lat_ms), tmp), rounds
 
 
 def _profile_dir(bundle: Bundle, req: CompileRequest) -> Path:
     return Path(req.profile).parent if req.profile else default_profile_path(
         bundle.root, req.target).parent
-
-
-class Meter:
-    """Measures artifacts as the profile measured its subnets: call by call against the
-    profile's reference subnet where the target and profile allow (drift-cancelling, see
-    ``measure_relative``), else the best of several rounds' medians."""
-
-    def __init__(self, target, predictor: Predictor, req: CompileRequest, profile_dir: Path):
-        from nnfc.compiler.measure import runner
-        self.target, self.req = target, req
-        prof = predictor.meta.get("profile", {})
-        self.ref = predictor.meta.get("reference")
-        self.ref_run = None
-        self.note = None
-        if self.ref and getattr(target, "runner", None) is not None:
-            path = profile_dir / self.ref["artifact"]
-            if path.is_file():
-                self.ref_run = runner(target, path)
-            else:
-                self.note = (f"reference subnet {path} is missing: measured without drift "
-                             "correction")
-        relative = self.ref_run is not None
-        # relative timing pairs every run with the reference: fewer, interleaved runs suffice
-        self.runs = req.runs or (5 if relative else prof.get("runs") or 10)
-        self.rounds = req.rounds or (3 if relative else prof.get("rounds") or 10)
-        self.warmup = req.warmup if req.warmup is not None else (
-            1 if relative else (prof.get("warmup") if prof.get("warmup") is not None else 3))
-
-    def __call__(self, artifact: Path) -> "Measured | str":
-        from nnfc.compiler.measure import (clock_for, clock_name, measure, measure_relative,
-                                           runner)
-        if self.ref_run is not None:
-            clock = clock_for(self.target)
-            m = measure_relative(runner(self.target, artifact), self.ref_run, runs=self.runs,
-                                 warmup=self.warmup, rounds=self.rounds, clock=clock)
-            ref_ms = float(self.ref["latency_ms"])
-            return Measured(m.relative * ref_ms, None, None,
-                            [r * ref_ms for r in m.round_ratios], m.runs, m.spread,
-                            {"reference_ms_now": m.reference_ms,
-                             "candidate_ms_now": m.candidate_ms},
-                            "candidate / reference subnet (timed call by call, median over "
-                            "rounds of median ratios) x the reference's calibrated latency "
-                            f"{ref_ms:.4g} ms; batch 1; clock: {clock_name(clock)}",
-                            m.relative, m.load)
-        try:
-            b = measure(self.target, artifact, runs=self.runs, warmup=self.warmup,
-                        rounds=self.rounds)
-        except NnfcError as exc:  # e.g. jetson without TensorRT here: the artifact still ships
-            return str(exc)
-        return Measured(b.latency_ms, b.p90_ms, b.runtime_memory_mb, b.round_medians, b.runs,
-                        b.spread, dict(b.details), "best of the rounds' medians, batch 1"
-                        + (f" ({self.note})" if self.note else ""), None, os.getloadavg()[0])
-
-
-def _lower(target, pruned: onnx.ModelProto, work: Path, manifest: dict) -> Path:
-    """Save what the target runs (``deployable``) as ``work/model.onnx`` and lower it."""
-    onnx.save_model(deployable(pruned, manifest), str(work / "model.onnx"))
-    return Path(target.lower(work / "model.onnx", work))
-
-
-def _round(found: SearchResult, bench) -> dict[str, Any]:
-    return {"limit": found.limit, "predicted_ms": found.latency_ms,
-            "measured_ms": bench.latency_ms if isinstance(bench, Measured) else None}
-
-
-def _refine(req, assembler, predictor, task_vec, margins, supernet, apply_gates, target, meter,
-            found, pruned, artifact, bench, tmp: Path, manifest: dict):
-    """Measure-and-adjust rounds (the paper's Algorithm 1 measures every round): while the
-    measured latency breaks the budget, or lands below ``step_up_below`` of it, move to the
-    grid limit whose prediction, rescaled by this artifact's measured / predicted ratio, fits
-    best; keep the largest measured subnet within the budget. At most ``refine_rounds``."""
-    from nnfc.compiler.assembler_runtime import select
-    from nnfc.compiler.search import candidates
-    limits, gates, lat, mem = candidates(assembler, predictor, task_vec, step=req.step)
-    ratio = predictor.structure.activation_ratio(gates)
-    mem_ok = np.ones(len(limits), bool) if req.mem_mb is None else \
-        mem * (1.0 + margins[1]) <= req.mem_mb
-    tried = {int(np.argmin(np.abs(limits - found.limit)))}
-    cur = (found, pruned, artifact, bench)
-    best = cur if bench.latency_ms <= req.lat_ms else None
-    rounds = [_round(found, bench)]
-    budget = req.lat_ms
-    for r in range(1, req.refine_rounds):
-        f, _, _, b = cur
-        use = b.latency_ms / budget
-        if use <= 1.0 and use >= req.step_up_below:
-            break
-        scale = b.latency_ms / max(f.latency_ms, 1e-9)   # this subnet's measured / predicted
-        noise = max(0.01, b.spread / 2)
-        ok = (lat * scale * (1.0 + noise) <= budget) & mem_ok
-        ok[list(tried)] = False
-        if use > 1.0:  # over budget: the largest smaller subnet that fits after rescaling
-            ok &= ratio < f.activation_ratio
-        else:          # far inside: a larger one that still fits after rescaling
-            ok &= ratio > f.activation_ratio
-        if not ok.any():
-            if use > 1.0 and best is None:  # nothing fits the rescaled prediction: smallest
-                ok = (ratio < f.activation_ratio) & mem_ok
-                ok[list(tried)] = False
-                if not ok.any():
-                    break
-                i = int(np.flatnonzero(ok)[np.argmin(ratio[ok])])
-            else:
-                break
-        else:
-            i = int(np.flatnonzero(ok)[np.argmax(ratio[ok])])
-        tried.add(i)
-        chosen = select(gates, i)
-        nf = SearchResult(float(limits[i]), chosen, float(lat[i]), float(mem[i]),
-                          float(ratio[i]), f.assembler_calls, f.candidates,
-                          f"{f.method}+measured", found.trace)
-        work = tmp / f"round{r + 1}"
-        work.mkdir()
-        npruned = apply_gates(supernet, chosen)
-        nart = _lower(target, npruned, work, manifest)
-        nb = meter(nart)
-        if not isinstance(nb, Measured):
-            break
-        cur = (nf, npruned, nart, nb)
-        rounds.append(_round(nf, nb))
-        if nb.latency_ms <= budget and (best is None or nf.activation_ratio
-                                        > best[0].activation_ratio):
-            best = cur
-    keep = best or cur
-    if keep[2].parent != tmp:  # move the kept round's artifact into the output directory
-        for old in list(tmp.iterdir()):
-            if old.is_file():
-                old.unlink()
-        for f in keep[2].parent.iterdir():
-            if f.is_file():
-                os.replace(f, tmp / f.name)
-        keep = (keep[0], keep[1], tmp / keep[2].name, keep[3])
-    for d in tmp.iterdir():
-        if d.is_dir() and d.name.startswith("round"):
-            shutil.rmtree(d, ignore_errors=True)
-    return (*keep, rounds)
-
-
-def _equivalence(bundle: Bundle, supernet: onnx.ModelProto, gates: dict, target, artifact
-                 ) -> float:
-    """Largest |difference| between the artifact and the gated supernet on one random input,
-    over every graph output (compared in order, shapes must agree)."""
-    from nnfc.targets.onnxruntime import open_reference_session
-    manifest = bundle.manifest if bundle is not None else {}
-    run = deployable(supernet, manifest)
-    # the bundle's file as loaded where nothing is joined to it (no re-serialising a large
-    # supernet), else the deployable model itself
-    session = open_reference_session(bundle.supernet_path if bundle is not None
-                                     and run is supernet else run.SerializeToString())
-    main = next(i for i in session.get_inputs() if not i.name.startswith("gate."))
-    shape = [d if isinstance(d, int) else 1 for d in main.shape]
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    feeds = {main.name: x, **{k: np.asarray(v, np.float32) for k, v in gates.items()}}
-    names = [o.name for o in session.get_outputs()]
-    wants = session.run(None, feeds)
-    gots = target.run(artifact, {main.name: x})
-    if len(gots) != len(wants):
-        raise NnfcError(f"the artifact has {len(gots)} output(s), the supernet {len(wants)} "
-                        f"({', '.join(names)})")
-    diff = 0.0
-    for name, got, want in zip(names, gots, wants):
-        if np.shape(got) != np.shape(want):
-            raise NnfcError(f"the artifact's output {name} has shape {np.shape(got)}, the "
-                            f"supernet's {np.shape(want)}")
-        diff = max(diff, float(np.max(np.abs(np.asarray(got, np.float64) - want), initial=0.0)))
-    return diff
 
 
 def _measured(bench, mem: float) -> dict[str, Any]:

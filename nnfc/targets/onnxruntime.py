@@ -49,10 +49,11 @@ def open_session(model: str | Path | bytes, threads: int | None = None,
         raise NnfcError(f"onnxruntime cannot load {where}: {str(exc).splitlines()[0]}") from exc
 
 
-def open_reference_session(model: str | Path | bytes) -> ort.InferenceSession:
+def open_reference_session(model: str | Path | bytes, threads: int | None = None
+                           ) -> ort.InferenceSession:
     """A session that evaluates the model as written (no graph rewrites), for equivalence
     checks that run it once: it opens in a third of the time an optimizing session takes."""
-    return open_session(model, level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    return open_session(model, threads, level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
 
 
 def random_inputs(session: ort.InferenceSession, batch: int = 1, seed: int = 0
