@@ -57,6 +57,17 @@ def test_resume_errors(tmp_path):
     cfg = config_from_dict(tiny_config(epochs=1, samples_per_epoch=640))
     with pytest.raises(NnfcError, match="no checkpoint"):
         train_factory(cfg, tmp_path / "x", resume=True, progress=False)
+    ck = tmp_path / "ck"
+    two = dict(epochs=2, samples_per_epoch=640)
+    assert train_factory(config_from_dict(tiny_config(**two)), tmp_path / "y", checkpoint_dir=ck,
+                         progress=False, log=lambda m: None, stop_after=1) is None
+    with pytest.raises(NnfcError, match="different config"):  # another recipe
+        train_factory(config_from_dict(tiny_config(**two, lr=0.5)), tmp_path / "y",
+                      checkpoint_dir=ck, resume=True, progress=False, log=lambda m: None)
+    # where and how fast it runs is not the recipe: another thread count resumes
+    root = train_factory(config_from_dict(tiny_config(**two, threads=2)), tmp_path / "y",
+                         checkpoint_dir=ck, resume=True, progress=False, log=lambda m: None)
+    assert read_bundle(root).manifest["training"]["metrics"]["history"][-1]["epoch"] == 2
 
 
 def test_config_errors(tmp_path):

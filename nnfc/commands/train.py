@@ -21,6 +21,9 @@ from nnfc.outputs import nonempty_path
               help="Where checkpoints go (default: <out>.ckpt beside the bundle).")
 @click.option("--epochs", type=int, default=None, help="Override train.epochs.")
 @click.option("--seed", type=int, default=None, help="Override the config's seed.")
+@click.option("--threads", type=click.IntRange(1, None), default=None,
+              help="Override train.threads (CPU threads; a run may resume with another "
+                   "count).")
 @click.option("--stop-after", type=click.IntRange(1, None), default=None,
               help="Stop after this epoch, leaving a checkpoint (continue with --resume).")
 @click.option("--no-progress", is_flag=True, help="One JSON line per epoch instead of a bar.")
@@ -28,12 +31,13 @@ from nnfc.outputs import nonempty_path
               help="Also write into a non-empty directory that is not an nnfc bundle (adds "
                    "nnfc's files; never deletes or overwrites files nnfc did not write).")
 def train(config_path: str, out: str, resume: bool, checkpoint_dir: str | None,
-          epochs: int | None, seed: int | None, stop_after: int | None,
-          no_progress: bool, force: bool) -> None:
+          epochs: int | None, seed: int | None, threads: int | None,
+          stop_after: int | None, no_progress: bool, force: bool) -> None:
     from nnfc.training.config import load_config
     from nnfc.training.trainer import train_factory
 
-    cfg = load_config(config_path, {"train.epochs": epochs, "seed": seed})
+    cfg = load_config(config_path, {"train.epochs": epochs, "seed": seed,
+                                    "train.threads": threads})
     root = train_factory(cfg, out, resume=resume, checkpoint_dir=checkpoint_dir,
                          progress=not no_progress, log=lambda m: click.echo(m, err=True),
                          stop_after=stop_after, force=force)

@@ -181,6 +181,14 @@ def summarize(results: list[dict[str, Any]], seen: Sequence[Sequence[str]],
     return out
 
 
+def recipe(cfg: FactoryConfig) -> dict:
+    """The config without the settings that only decide where and how fast it runs (device,
+    threads): what a resumed run must share with the checkpoint."""
+    d = cfg.to_dict()
+    d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "threads")}
+    return d
+
+
 def train_factory(cfg: FactoryConfig, out: str | os.PathLike, *, resume: bool = False,
                   checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
                   log: Callable[[str], None] = print,
@@ -229,7 +237,7 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
         except TypeError as exc:
             raise NnfcError(f"--resume: {ckpt}/state.json holds a config this nnfc cannot read "
                             f"({exc}); start afresh without --resume") from exc
-        if saved.to_dict() != cfg.to_dict():
+        if recipe(saved) != recipe(cfg):
             raise NnfcError(f"--resume: the checkpoint at {ckpt} was made with a different "
                             "config; use the same config or start afresh")
         start_epoch, history = int(meta["epoch"]) + 1, list(meta.get("history", []))
