@@ -9,6 +9,11 @@ U_l·sinusoidal(limit) + b_l``, so each attribute shifts the scores by the same 
 is combined with. On NumVQA that is what carries trained attributes over to unseen combinations
 (unseen-task accuracy 81 % → 98 % at a 100 % limit, same ResNet and epochs), and the shipped
 ResNet config uses it; the FC+BN+ReLU stacks learn attribute interactions that do not transfer.
+*Factorized* (``attribute_groups``, additive only): every gate entry listens to one group of
+attributes (entry ``i`` to group ``i mod G``; AttrOD: colours, categories), its weights for the
+others held at zero. No entry can then single out one colour-category pair: the network has to
+combine colour channels and category channels itself, and an unseen pair is a new combination of
+trained ones.
 ``weight_l = clamp(1.2σ(v_l) − 0.1, 0, 1)`` and gates ``= weight_l > 0.5`` (i.e. ``v_l > 0``);
 training uses improved SemHash (see semhash.py). At inference ``cap_at_limit`` (default on) keeps
 at most ``floor(limit · total)`` active entries per request — the highest-scoring ones across all
@@ -47,7 +52,8 @@ def _fc_bn_relu(cin: int, cout: int) -> nn.Sequential:
 class Gater(nn.Module):
     """FC+BN+ReLU then a linear score per gate entry; ``experts`` of them mixed by softmax."""
 
-    def __init__(self, cin: int, hidden: int, size: int, experts: int = 1):
+    def __init__(self, cin: int, hidden: int, size: int, experts: int = 1,
+                 mask: torch.Tensor | None = None):
         super().__init__()
         # hidden = 0: a plain linear score per gate entry (additive in the task attributes,
         # which helps unseen attribute combinations)
@@ -56,8 +62,17 @@ class Gater(nn.Module):
             else nn.Sequential(nn.Linear(cin, size))
             for _ in range(experts))
         self.mix = nn.Linear(cin, experts) if experts > 1 else None
+        if mask is not None:  # [size, cin] 0/1: which inputs each score may read
+            if hidden or experts > 1:
+                raise ValueError("a factorized gater is additive: hidden = 0, experts = 1")
+            self.register_buffer("mask", mask.to(torch.float32))
+        else:
+            self.mask = None
 
     def forward(self, enc: torch.Tensor) -> torch.Tensor:
+        if self.mask is not None:
+            linear = self.experts[0][0]
+            return nn.functional.linear(enc, linear.weight * self.mask, linear.bias)
         if self.mix is None:
             return self.experts[0](enc)
         weights = torch.softmax(self.mix(enc), dim=1)  # [B, E]
@@ -71,11 +86,14 @@ class Assembler(nn.Module):
     def __init__(self, num_attributes: int, gate_layers: Sequence[GateLayer], hidden: int = 128,
                  depth: int = 1, gater_hidden: int = 64, experts: int = 1,
                  limit_dim: int = 20, limit_scale: float = 100.0, init_bias: float = 1.0,
-                 cap_at_limit: bool = True):
+                 cap_at_limit: bool = True,
+                 attribute_groups: Sequence[Sequence[int]] | None = None):
         super().__init__()
+        groups = [list(map(int, g)) for g in attribute_groups] if attribute_groups else None
         self.config = dict(hidden=hidden, depth=depth, gater_hidden=gater_hidden,
                            experts=experts, limit_dim=limit_dim, limit_scale=limit_scale,
-                           init_bias=init_bias, cap_at_limit=cap_at_limit)
+                           init_bias=init_bias, cap_at_limit=cap_at_limit,
+                           **({"attribute_groups": groups} if groups else {}))
         self.cap_at_limit = cap_at_limit
         self.num_attributes = num_attributes
         self.layers = list(gate_layers)
@@ -86,8 +104,12 @@ class Assembler(nn.Module):
             enc.append(_fc_bn_relu(cin, hidden))
             cin = hidden
         self.encoder = nn.Sequential(*enc)
-        self.gaters = nn.ModuleList(Gater(cin, gater_hidden, g.size, experts)
-                                    for g in self.layers)
+        if groups and depth:
+            raise ValueError("a factorized assembler is additive: depth = 0")
+        self.gaters = nn.ModuleList(
+            Gater(cin, gater_hidden, g.size, experts,
+                  factor_mask(groups, g.size, num_attributes, cin) if groups else None)
+            for g in self.layers)
         for g in self.gaters:  # init_bias > 0 starts with most gates on, 0 with task-dependent ones
             for e in g.experts:
                 nn.init.constant_(e[-1].bias, init_bias)
@@ -122,6 +144,19 @@ class Assembler(nn.Module):
                                                        self.discrete_gates(task, limit))}
         return {layer.name: semhash(v, self.training, generator)
                 for layer, v in zip(self.layers, self.scores(task, limit))}
+
+
+def factor_mask(groups: Sequence[Sequence[int]], size: int, num_attributes: int,
+                cin: int) -> torch.Tensor:
+    """[size, cin] 0/1: entry ``i`` reads the attributes of group ``i mod len(groups)`` and
+    every non-attribute input (the limit's encoding)."""
+    mask = torch.ones(size, cin)
+    for i in range(size):
+        own = set(groups[i % len(groups)])
+        for a in range(num_attributes):
+            if a not in own:
+                mask[i, a] = 0.0
+    return mask
 
 
 def active_ratio(gates: dict[str, torch.Tensor], layers: Sequence[GateLayer]) -> torch.Tensor:

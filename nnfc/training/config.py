@@ -40,6 +40,8 @@ class AssemblerConfig:
     limit_scale: float = 100.0
     init_bias: float = 1.0
     cap_at_limit: bool = True  # inference: never more than floor(limit * total) active gates
+    factorized: bool = False   # each gate entry reads one attribute group (AttrOD: colours or
+                               # categories), never both: unseen pairs are new combinations
 
 
 @dataclass

@@ -113,10 +113,18 @@ def build_models(cfg: FactoryConfig, family) -> tuple[FamilyModel, Assembler]:
         raise NnfcError(f"[head]: {exc}") from exc
     supernet = FamilyModel(backbone, head)
     a = cfg.assembler
-    assembler = Assembler(len(family.attributes), supernet.gate_layers(), hidden=a.hidden,
-                          depth=a.depth, gater_hidden=a.gater_hidden, experts=a.experts,
-                          limit_dim=a.limit_dim, limit_scale=a.limit_scale,
-                          init_bias=a.init_bias, cap_at_limit=a.cap_at_limit)
+    groups = getattr(family, "attribute_groups", None) if a.factorized else None
+    if a.factorized and not groups:
+        raise NnfcError(f"[assembler] factorized: the {family.name} task family has no "
+                        "attribute groups")
+    try:
+        assembler = Assembler(len(family.attributes), supernet.gate_layers(), hidden=a.hidden,
+                              depth=a.depth, gater_hidden=a.gater_hidden, experts=a.experts,
+                              limit_dim=a.limit_dim, limit_scale=a.limit_scale,
+                              init_bias=a.init_bias, cap_at_limit=a.cap_at_limit,
+                              attribute_groups=groups)
+    except ValueError as exc:
+        raise NnfcError(f"[assembler]: {exc}") from exc
     return supernet, assembler
 
 

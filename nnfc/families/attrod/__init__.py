@@ -125,6 +125,9 @@ class AttrOD:
                 raise NnfcError(f"the procedural scenes have no {', '.join(bad)}; colours: "
                                 f"{', '.join(S.COLOURS)}; categories: {', '.join(S.CATEGORIES)}")
         self.attributes = self.colours + self.categories
+        #: attribute index groups a factorized assembler gates by (colours, categories)
+        self.attribute_groups = [list(range(len(self.colours))),
+                                 list(range(len(self.colours), len(self.attributes)))]
         pairs = UNSEEN_PAIRS if unseen is None else [tuple(t) for t in unseen]
         if unseen is None:
             pairs = [p for p in pairs if p[0] in self.colours and p[1] in self.categories]
