@@ -73,6 +73,16 @@ def test_attrod_factory_valid_and_from_config():
     assert_limits_kept(bundle, 0.05)
 
 
+def test_attrod_mobilenet_factory_valid_and_from_config():
+    """The MobileNetV2 AttrOD factory: hashes, its config's recipe, and limits kept."""
+    root = REPO / "factories" / "attrod-mobilenet"
+    bundle = read_bundle(root)
+    assert sum(p.stat().st_size for p in root.iterdir()) <= 25 * 2 ** 20
+    cfg = load_config(REPO / "configs" / "attrod-mobilenet.toml")
+    assert recipe(config_from_dict(bundle.manifest["training"]["config"])) == recipe(cfg)
+    assert_limits_kept(bundle, 0.05)
+
+
 def test_attrod_factory_detects_after_pruning():
     """Pruned subnets at a 25 % limit find the task's objects, on a seen and an unseen task."""
     bundle = read_bundle(REPO / "factories" / "default")
