@@ -62,23 +62,16 @@ def test_numvqa_factory_unseen_tasks_after_pruning():
     assert all(not r.seen and r.value >= 0.9 and r.activation_ratio <= 0.1 for r in rows)
 
 
-def test_attrod_factory_valid_and_from_config():
-    """The default factory, AttrOD detection: hashes, its config, and limits kept."""
-    root = REPO / "factories" / "default"
+@pytest.mark.parametrize("name, config", [("default", "attrod-resnet"),
+                                          ("attrod-mobilenet", "attrod-mobilenet")])
+def test_attrod_factory_valid_and_from_config(name, config):
+    """The AttrOD detection factories (the default ResNet one and MobileNetV2): hashes, their
+    config's recipe (trained with --threads 1 beside other jobs: where it ran may differ), and
+    limits kept."""
+    root = REPO / "factories" / name
     bundle = read_bundle(root)
     assert sum(p.stat().st_size for p in root.iterdir()) <= 25 * 2 ** 20
-    cfg = load_config(REPO / "configs" / "attrod-resnet.toml")
-    # the same recipe (trained with --threads 1 beside other jobs: where it ran may differ)
-    assert recipe(config_from_dict(bundle.manifest["training"]["config"])) == recipe(cfg)
-    assert_limits_kept(bundle, 0.05)
-
-
-def test_attrod_mobilenet_factory_valid_and_from_config():
-    """The MobileNetV2 AttrOD factory: hashes, its config's recipe, and limits kept."""
-    root = REPO / "factories" / "attrod-mobilenet"
-    bundle = read_bundle(root)
-    assert sum(p.stat().st_size for p in root.iterdir()) <= 25 * 2 ** 20
-    cfg = load_config(REPO / "configs" / "attrod-mobilenet.toml")
+    cfg = load_config(REPO / "configs" / f"{config}.toml")
     assert recipe(config_from_dict(bundle.manifest["training"]["config"])) == recipe(cfg)
     assert_limits_kept(bundle, 0.05)
 
