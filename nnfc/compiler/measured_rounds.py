@@ -153,8 +153,7 @@ class Round:
     artifact: Path
     bench: "Measured | str"
     stats: GraphStats
-    diff: float | None = None
-    verified: bool = False
+    diff: float | None = None             # max |artifact - gated supernet|; None: unverified
     number: int = 1                       # the measured round
 
     @property
@@ -272,7 +271,6 @@ class RoundBuilder:
     def verify(self, r: Round) -> None:
         r.diff = equivalence(self.bundle, self.supernet, r.found.gates, self.target,
                              r.artifact, self.reference())
-        r.verified = True
 
 
 def next_candidate(cands: Candidates, rounds: list[Round], budget: float, tried: set[int],

@@ -193,7 +193,7 @@ def _compile(req: CompileRequest, bundle: Bundle, task_vec, predictor: Predictor
                     inputs=[bundle.root, req.profile]) as tmp:
         kept, rounds = _measured_rounds(req, builder, assembler, predictor, task_vec, margins,
                                         found, tmp, lap)
-        if req.verify and not kept.verified:
+        if req.verify and kept.diff is None:
             builder.verify(kept)
             lap("verify")
         found, bench = kept.found, kept.bench

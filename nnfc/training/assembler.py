@@ -151,11 +151,9 @@ def factor_mask(groups: Sequence[Sequence[int]], size: int, num_attributes: int,
     """[size, cin] 0/1: entry ``i`` reads the attributes of group ``i mod len(groups)`` and
     every non-attribute input (the limit's encoding)."""
     mask = torch.ones(size, cin)
+    mask[:, :num_attributes] = 0.0
     for i in range(size):
-        own = set(groups[i % len(groups)])
-        for a in range(num_attributes):
-            if a not in own:
-                mask[i, a] = 0.0
+        mask[i, list(groups[i % len(groups)])] = 1.0
     return mask
 
 
