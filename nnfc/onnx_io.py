@@ -12,16 +12,18 @@ from nnfc.atomic import atomic_file
 from nnfc.errors import NnfcError
 
 
-def load_onnx(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
-    """Read and structurally check an ONNX model; one NnfcError for anything wrong.
+def load_onnx(path: str | os.PathLike | bytes, check: bool = True) -> onnx.ModelProto:
+    """Read (a file, or a serialized model's bytes) and structurally check an ONNX model; one
+    NnfcError for anything wrong.
 
     ``check=False`` skips ``onnx.checker`` (it re-serializes the whole model: about a second for
     ResNet-50) where the caller's own work validates what it reads."""
-    path = Path(path)
-    if not path.is_file():
+    data = path if isinstance(path, bytes) else None
+    path = Path("<model bytes>") if data is not None else Path(path)
+    if data is None and not path.is_file():
         raise NnfcError(f"ONNX file {path} does not exist")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load_from_string(data) if data is not None else onnx.load(str(path))
         if check:
             onnx.checker.check_model(model)
         elif not model.graph.node:

@@ -60,3 +60,20 @@ def test_single_threaded_targets_use_thread_cpu_time():
     assert clock_for(T()) is time.thread_time
     T.threads = None
     assert clock_for(T()) is time.perf_counter
+
+
+def test_a_settled_figure_ends_after_two_rounds():
+    clock = FakeClock()
+    cand, ref = clock.call(lambda: 0.6), clock.call(lambda: 1.2)
+    asked = []
+
+    def settled(ratio, spread):
+        asked.append((ratio, spread))
+        return True
+
+    m = measure_relative(cand, ref, runs=4, warmup=1, rounds=3, clock=clock, settled=settled)
+    assert len(m.round_ratios) == 2 and m.runs == 8
+    assert asked == [(pytest.approx(0.5), pytest.approx(0.0))]
+    never = measure_relative(cand, ref, runs=4, warmup=1, rounds=3, clock=clock,
+                             settled=lambda ratio, spread: False)
+    assert len(never.round_ratios) == 3

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 
 from nnfc.compiler.graph_stats import GraphStats
-from nnfc.compiler.measured_rounds import Candidates, Measured, Round, keep, next_candidate
+from nnfc.compiler.measured_rounds import (Candidates, Measured, Round, clear_of, keep,
+                                           next_candidate, settle)
 from nnfc.compiler.search import SearchResult
 
 BUDGET = 10.0
@@ -60,3 +61,26 @@ def test_keeps_the_largest_within_budget():
     assert keep(r, BUDGET) is r[2]
     over = [measured(c, 6, 10.2), measured(c, 7, 11.0)]
     assert keep(over, BUDGET) is over[-1]  # none within: the last measured
+
+
+def test_clear_of_every_threshold_ends_a_measurement():
+    assert clear_of(9.0, 0.002, (10.0, 9.7))          # 7 % and 10 % below the lines
+    assert not clear_of(9.65, 0.002, (10.0, 9.7))     # 0.5 % from the step-up line
+    assert not clear_of(9.0, 0.06, (10.0,))           # a noisy figure: 2 x spread > 10 %
+    assert clear_of(12.0, 0.0, ())                    # nothing to decide
+
+
+def test_settle_writes_the_kept_rounds_model(tmp_path):
+    c = grid([5, 6, 7, 8])
+    first, second = measured(c, 1, 6.0), measured(c, 2, 7.0)
+    work = tmp_path / "round2"
+    work.mkdir()
+    for r, where, model in ((first, tmp_path, b"one"), (second, work, b"two")):
+        r.artifact = where / "model.ort.onnx"
+        r.artifact.write_bytes(model + b"-lowered")
+        r.model = model
+    kept = settle(keep([first, second], BUDGET), tmp_path)
+    assert kept is second and kept.artifact == tmp_path / "model.ort.onnx"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.ort.onnx"]
+    assert (tmp_path / "model.onnx").read_bytes() == b"two"
+    assert kept.artifact.read_bytes() == b"two-lowered"

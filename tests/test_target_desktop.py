@@ -30,6 +30,14 @@ def test_lower_run_matches_the_pruned_model(pruned_path, tmp_path):
     np.testing.assert_allclose(out, run(pruned, {"input": x}), atol=1e-5)
 
 
+def test_lowers_a_serialized_model_as_it_lowers_the_file(pruned_path, tmp_path):
+    path, pruned = pruned_path
+    target = get_target("desktop")
+    from_file = target.lower(path, tmp_path / "file")
+    from_bytes = target.lower(pruned.SerializeToString(), tmp_path / "bytes")
+    assert from_bytes.read_bytes() == from_file.read_bytes()
+
+
 def test_benchmark_reports_latency_and_memory(pruned_path):
     result = get_target("desktop", threads=1).benchmark(pruned_path[0], runs=5, warmup=1)
     assert result.runs == 5
@@ -46,3 +54,11 @@ def test_unknown_target_and_broken_model_are_clear_errors(tmp_path):
     with pytest.raises(NnfcError, match="onnxruntime cannot load"):
         get_target("desktop").lower(bad, tmp_path / "out")
     assert not (tmp_path / "out" / "model.ort.onnx").exists()
+
+
+def test_load_onnx_reads_bytes_with_the_same_checks(pruned_path):
+    from nnfc.onnx_io import load_onnx
+    path, pruned = pruned_path
+    assert load_onnx(pruned.SerializeToString()) == load_onnx(path)
+    with pytest.raises(NnfcError, match="<model bytes> is not a valid ONNX model"):
+        load_onnx(b"not a model")

@@ -9,6 +9,8 @@ every round's median is kept so the spread (the measurement's own noise) can be 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from statistics import median
+from typing import Callable
 from pathlib import Path
 
 
@@ -93,12 +95,17 @@ def clock_name(clock) -> str:
 
 def measure_relative(candidate, reference, runs: int = 10, warmup: int = 3, rounds: int = 5,
                      max_extra: int | None = None, outlier: float = 0.03,
-                     clock=None) -> RelativeMeasurement:
+                     clock=None, settled: Callable[[float, float], bool] | None = None
+                     ) -> RelativeMeasurement:
     """Time ``candidate()`` and ``reference()`` alternately (``runs`` pairs per round, after
     ``warmup`` pairs) with ``clock`` (default: wall time); each round gives
     median(candidate) / median(reference). A round whose ratio is more than ``outlier``
     (relative) and 3 median absolute deviations away from the median ratio is re-measured (at
-    most ``max_extra`` extra rounds, default ``rounds``)."""
+    most ``max_extra`` extra rounds, default ``rounds``).
+
+    ``settled(ratio, spread)``: asked after each round from the second on (before ``rounds``
+    are done); True ends the measurement there — the caller's decision no longer depends on
+    the rounds left (e.g. the figure lies far from every budget it is compared with)."""
     import os
     import time
 
@@ -125,7 +132,14 @@ def measure_relative(candidate, reference, runs: int = 10, warmup: int = 3, roun
             ts.append((t2 - t1) * 1e3)
         return float(np.median(c)), float(np.median(r))
 
-    rows = [one_round() for _ in range(max(1, rounds))]
+    rows = [one_round()]
+    while len(rows) < max(1, rounds):
+        rows.append(one_round())
+        if settled is not None and len(rows) < rounds:
+            ratios = [c / r for c, r in rows]
+            mid = median(ratios)
+            if settled(mid, (max(ratios) - min(ratios)) / mid):
+                break
     outliers = 0
     while True:
         ratios = np.array([c / r for c, r in rows])

@@ -74,14 +74,20 @@ class Meter:
         self.warmup = req.warmup if req.warmup is not None else (
             1 if relative else (prof.get("warmup") if prof.get("warmup") is not None else 3))
 
-    def __call__(self, artifact: Path) -> "Measured | str":
+    def __call__(self, artifact: Path, decides: tuple[float, ...] = ()) -> "Measured | str":
+        """``decides``: the latencies (ms) the figure is compared with; a drift-cancelled
+        measurement ends after two rounds when it lies clearly apart from each of them
+        (:func:`clear_of`), the third round could not change a decision."""
         from nnfc.compiler.measure import (clock_for, clock_name, measure, measure_relative,
                                            runner)
         if self.ref_run is not None:
             clock = clock_for(self.target)
-            m = measure_relative(runner(self.target, artifact), self.ref_run, runs=self.runs,
-                                 warmup=self.warmup, rounds=self.rounds, clock=clock)
             ref_ms = float(self.ref["latency_ms"])
+            settled = ((lambda ratio, spread: clear_of(ratio * ref_ms, spread, decides))
+                       if decides and self.req.rounds is None else None)
+            m = measure_relative(runner(self.target, artifact), self.ref_run, runs=self.runs,
+                                 warmup=self.warmup, rounds=self.rounds, clock=clock,
+                                 settled=settled)
             return Measured(m.relative * ref_ms, None, None,
                             [r * ref_ms for r in m.round_ratios], m.runs, m.spread,
                             {"reference_ms_now": m.reference_ms,
@@ -100,10 +106,19 @@ class Meter:
                         + (f" ({self.note})" if self.note else ""), None, os.getloadavg()[0])
 
 
-def lower(target, pruned: onnx.ModelProto, work: Path, manifest: dict) -> Path:
-    """Save what the target runs (``deployable``) as ``work/model.onnx`` and lower it."""
-    onnx.save_model(deployable(pruned, manifest), str(work / "model.onnx"))
-    return Path(target.lower(work / "model.onnx", work))
+def clear_of(latency_ms: float, spread: float, thresholds: tuple[float, ...],
+             gap: float = 0.01) -> bool:
+    """Whether ``latency_ms`` lies more than ``gap`` and twice the measurement's ``spread``
+    (relative) away from every threshold: on the same side of each as more rounds would put
+    it."""
+    return all(abs(latency_ms / t - 1.0) > max(gap, 2.0 * spread) for t in thresholds)
+
+
+def lower(target, pruned: onnx.ModelProto, work: Path, manifest: dict) -> tuple[Path, bytes]:
+    """Lower what the target runs (``deployable``) into ``work``; returns the artifact and the
+    serialized model, which :func:`settle` writes as ``model.onnx`` for the kept round only."""
+    data = deployable(pruned, manifest).SerializeToString()
+    return Path(target.lower(data, work)), data
 
 
 def reference_session(bundle: Bundle | None, supernet: onnx.ModelProto | None):
@@ -153,6 +168,7 @@ class Round:
     artifact: Path
     bench: "Measured | str"
     stats: GraphStats
+    model: bytes = field(default=b"", repr=False)  # the serialized pruned model (model.onnx)
     diff: float | None = None             # max |artifact - gated supernet|; None: unverified
     number: int = 1                       # the measured round
 
@@ -222,6 +238,15 @@ class RoundBuilder:
             self._meter = Meter(self.target, self.predictor, self.req, self.profile_dir)
         return self._meter
 
+    def decides(self, number: int) -> tuple[float, ...]:
+        """The latencies round ``number``'s figure is compared with: the budget, and the
+        step-up line while rounds are left."""
+        lat = self.req.lat_ms
+        if lat is None:
+            return ()
+        more = number < self.req.refine_rounds
+        return (lat, lat * self.req.step_up_below) if more else (lat,)
+
     def reference(self):
         """The gated supernet's session for verifying, opened once."""
         if self._reference is None:
@@ -261,12 +286,12 @@ class RoundBuilder:
         from nnfc.passes import apply_gates
         pruned = apply_gates(self.supernet, found.gates)
         lap("prune")
-        artifact = lower(self.target, pruned, work, self.bundle.manifest)
+        artifact, model = lower(self.target, pruned, work, self.bundle.manifest)
         lap("lower")
-        bench = self.meter()(artifact)
+        bench = self.meter()(artifact, self.decides(number))
         lap("measure")
         stats = graph_stats(shapes_only(pruned))  # sizes from dims: no weight bytes copied
-        return Round(found, artifact, bench, stats, number=number)
+        return Round(found, artifact, bench, stats, model, number=number)
 
     def verify(self, r: Round) -> None:
         r.diff = equivalence(self.bundle, self.supernet, r.found.gates, self.target,
@@ -315,8 +340,8 @@ def keep(rounds: list[Round], budget: float | None) -> Round:
 
 
 def settle(kept: Round, out: Path) -> Round:
-    """Move the kept round's files into ``out`` (replacing another round's) and remove every
-    round's work directory."""
+    """Move the kept round's files into ``out`` (replacing another round's), write its
+    ``model.onnx`` and remove every round's work directory."""
     if kept.artifact.parent != out:
         for old in list(out.iterdir()):
             if old.is_file():
@@ -328,4 +353,6 @@ def settle(kept: Round, out: Path) -> Round:
     for d in out.iterdir():
         if d.is_dir() and d.name.startswith("round"):
             shutil.rmtree(d, ignore_errors=True)
+    if kept.model:
+        (out / "model.onnx").write_bytes(kept.model)
     return kept

@@ -230,7 +230,9 @@ def _measured_rounds(req, builder: RoundBuilder, assembler, predictor, task_vec,
             rounds.append(r)
         if len(rounds) > 1:
             lap("refine")
-    return settle(keep(rounds, req.lat_ms), tmp), rounds
+    kept = settle(keep(rounds, req.lat_ms), tmp)
+    lap("write")
+    return kept, rounds
 
 
 def _profile_dir(bundle: Bundle, req: CompileRequest) -> Path:

@@ -50,7 +50,8 @@ class Target(Protocol):
     #: options that make timings repeatable on a shared machine (profiling, comparisons)
     repeatable_options: ClassVar[Mapping[str, Any]]
 
-    def lower(self, pruned_onnx: str | Path, out_dir: str | Path) -> Path: ...
+    def lower(self, pruned_onnx: str | Path | bytes, out_dir: str | Path) -> Path:
+        """The artifact made from an ONNX file or a serialized model (``bytes``)."""
 
     def run(self, artifact: str | Path, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
 

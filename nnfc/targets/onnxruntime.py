@@ -84,8 +84,9 @@ class OnnxRuntimeTarget:
         # (file key, session, feeds, memory MB) of the last artifact benchmarked
         self._last: tuple | None = None
 
-    def lower(self, pruned_onnx: str | Path, out_dir: str | Path) -> Path:
-        """Optimize with ORT (portable 'extended' level) and save ``out_dir/model.ort.onnx``."""
+    def lower(self, pruned_onnx: str | Path | bytes, out_dir: str | Path) -> Path:
+        """Optimize with ORT (portable 'extended' level) and save ``out_dir/model.ort.onnx``
+        (``pruned_onnx``: a file or a serialized model)."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         final = out_dir / "model.ort.onnx"
@@ -93,9 +94,12 @@ class OnnxRuntimeTarget:
             opts = session_options(self.threads, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
             opts.optimized_model_filepath = str(tmp)
             try:
-                ort.InferenceSession(str(pruned_onnx), opts, providers=["CPUExecutionProvider"])
+                ort.InferenceSession(pruned_onnx if isinstance(pruned_onnx, bytes)
+                                     else str(pruned_onnx), opts,
+                                     providers=["CPUExecutionProvider"])
             except Exception as exc:
-                raise NnfcError(f"onnxruntime cannot load {pruned_onnx}: "
+                where = "the model" if isinstance(pruned_onnx, bytes) else pruned_onnx
+                raise NnfcError(f"onnxruntime cannot load {where}: "
                                 f"{str(exc).splitlines()[0]}") from exc
         return final
 

@@ -181,7 +181,7 @@ class TFLiteTarget:
         self.templates = TemplateStore(directory)
 
     # ---- lowering -------------------------------------------------------------------------
-    def lower(self, pruned_onnx: str | Path, out_dir: str | Path) -> Path:
+    def lower(self, pruned_onnx: str | Path | bytes, out_dir: str | Path) -> Path:
         """Convert ``pruned_onnx`` to ``out_dir/model.tflite`` (or ``model.fp16.tflite`` with
         precision float16); checked against onnxruntime before it is kept."""
         python = converter_python()
@@ -190,7 +190,8 @@ class TFLiteTarget:
         out_dir.mkdir(parents=True, exist_ok=True)
         model = load_onnx(pruned_onnx)
         if any(i.name.startswith("gate.") for i in model.graph.input):
-            raise NnfcError(f"{pruned_onnx} still has gate inputs; prune it first "
+            raise NnfcError(f"{'the model' if isinstance(pruned_onnx, bytes) else pruned_onnx} "
+                            "still has gate inputs; prune it first "
                             f"(nnfc prune, or nnfc.passes.apply_gates)")
         static = with_static_batch(model, 1)
         static, rewrites = tokens_after_nhwc(static)

@@ -54,7 +54,7 @@ class TensorRTTarget:
         self.fp16 = fp16
         self.workspace_mb = workspace_mb
 
-    def lower(self, pruned_onnx: str | Path, out_dir: str | Path) -> Path:
+    def lower(self, pruned_onnx: str | Path | bytes, out_dir: str | Path) -> Path:
         """Write ``model.trt.onnx``; build ``model.engine`` where TensorRT and a GPU exist
         (returned), else write ``build_engine.sh``, say so on stderr and return the ONNX."""
         out_dir = Path(out_dir)
