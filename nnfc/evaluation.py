@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
@@ -14,6 +15,7 @@ from nnfc.errors import NnfcError
 from nnfc.families import TaskFamily, family_from_manifest
 
 DEFAULT_LIMITS = (0.03, 0.05, 0.1, 0.25, 1.0)
+KEPT_SESSIONS = 4  # pruned models' sessions kept for reuse while evaluating
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,9 @@ def evaluate_bundle(bundle: Bundle, tasks: Sequence[Sequence[str]], limits: Iter
     supernet = onnx.load(str(bundle.supernet_path))
     in_name = bundle.input_spec.get("name", "input")
     out_names = [o["name"] for o in bundle.output_spec]
-    sessions: dict[str, Any] = {}
+    # identical gates (e.g. two limits the assembler answers alike) share a session; a few are
+    # kept, not all: each holds its weights and activation arena (hundreds of MB at 160x160)
+    sessions: OrderedDict[str, Any] = OrderedDict()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     rows = []
@@ -96,9 +100,12 @@ def evaluate_bundle(bundle: Bundle, tasks: Sequence[Sequence[str]], limits: Iter
         key = hashlib.sha1(b"".join(np.ascontiguousarray(g[k], np.float32).tobytes()
                                     for k in sorted(g))).hexdigest()
         if key not in sessions:
+            while len(sessions) >= KEPT_SESSIONS:
+                sessions.popitem(last=False)
             pruned = apply_gates(supernet, g)
             sessions[key] = ort.InferenceSession(pruned.SerializeToString(), opts,
                                                  providers=["CPUExecutionProvider"])
+        sessions.move_to_end(key)
         session = sessions[key]
 
         def run(x: np.ndarray, session=session) -> dict[str, np.ndarray]:

@@ -60,6 +60,31 @@ def test_evaluate_bundle_rows(bundle):
     assert max(r.value for r in rows[:2]) >= 0.7
 
 
+def test_evaluation_keeps_a_bounded_number_of_sessions(bundle, monkeypatch):
+    """Each pruned model's session holds its weights and arena: evaluating many (task, limit)
+    pairs must not keep them all (a 52-task detection eval grew past 20 GB)."""
+    import gc
+    import weakref
+
+    import nnfc.evaluation as evaluation
+    live = weakref.WeakSet()
+    opened = []
+
+    class Counted(ort.InferenceSession):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            live.add(self)
+            gc.collect()
+            opened.append(len(live))
+
+    monkeypatch.setattr(ort, "InferenceSession", Counted)
+    monkeypatch.setattr(evaluation, "KEPT_SESSIONS", 2)
+    limits = [0.2, 0.4, 0.6, 0.8, 1.0]
+    evaluate_bundle(bundle, [["has", "0"], ["has", "1"]], limits, samples=2)
+    assert len(opened) >= 5  # distinct gates: a session each
+    assert max(opened) <= 2 + 1  # the kept ones (+ the assembler's, released after its call)
+
+
 def test_cli_json_and_table(bundle):
     runner = CliRunner()
     res = runner.invoke(cli, ["eval", "--bundle", str(bundle.root), "--task", "only-four,odd",
