@@ -179,3 +179,35 @@ def test_factorized_assembler_entries_read_one_attribute_group(tmp_path):
         assert np.array_equal(o, ref[l.name].numpy())
     with pytest.raises(ValueError, match="additive"):
         Assembler(17, LAYERS, depth=1, gater_hidden=0, attribute_groups=groups)
+
+
+def test_cap_in_training_trains_the_capped_subnet():
+    """train.cap_in_training: the supernet sees the gates inference's cap leaves (every sample
+    within its limit), the gate loss still sees the assembler's uncapped choice, and gradients
+    reach only the scores of kept entries."""
+    from nnfc.training.trainer import FactoryNet
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x, gates):
+            self.gates = gates
+            return {"out": sum(g.sum(1) for g in gates.values()) * x.sum()}
+
+    torch.manual_seed(3)
+    # additive (no BatchNorm): training and eval scores agree
+    asm = Assembler(17, LAYERS, depth=0, gater_hidden=0, init_bias=3.0)  # most gates on
+    task, _ = _inputs(4)
+    limit = torch.tensor([0.05, 0.1, 0.3, 1.0])
+    total = sum(l.size for l in LAYERS)
+    net = FactoryNet(Recorder(), asm, hard_fraction=1.0, cap=True)
+    net.train()
+    out, ratio = net(torch.ones(4, 1), task, limit)
+    active = sum(g.sum(1) for g in net.supernet.gates.values())
+    assert torch.equal(active, torch.floor(limit * total))  # exactly inference's cap
+    assert bool((ratio[:3] > limit[:3]).all())  # uncapped: the gate loss still applies
+    asm.eval()
+    inference = torch.cat(list(asm(task, limit).values()), 1)
+    trained = torch.cat([g.detach() for g in net.supernet.gates.values()], 1)
+    assert torch.equal(inference, trained)
+    out["out"].sum().backward()
+    last = [p for p in asm.parameters() if p.grad is not None]
+    assert last, "the kept entries' scores get gradients"

@@ -129,12 +129,7 @@ class Assembler(nn.Module):
         gates = [hard_gate(v) for v in scores]
         if not self.cap_at_limit:
             return gates
-        flat = torch.cat(scores, dim=1)  # [B, total]
-        total = flat.shape[1]
-        k = torch.clamp(torch.floor(limit.to(torch.float32) * total + 1e-4), 1, total)
-        ranked = torch.sort(flat, dim=1, descending=True).values
-        kth = torch.gather(ranked, 1, (k.to(torch.int64) - 1).unsqueeze(1))  # [B, 1]
-        return [g * (v >= kth).to(g.dtype) for g, v in zip(gates, scores)]
+        return [g * m for g, m in zip(gates, cap_masks(scores, limit))]
 
     def forward(self, task: torch.Tensor, limit: torch.Tensor,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -144,6 +139,17 @@ class Assembler(nn.Module):
                                                        self.discrete_gates(task, limit))}
         return {layer.name: semhash(v, self.training, generator)
                 for layer, v in zip(self.layers, self.scores(task, limit))}
+
+
+def cap_masks(scores: Sequence[torch.Tensor], limit: torch.Tensor) -> list[torch.Tensor]:
+    """Per layer, 0/1 [B, size]: the ``floor(limit · total)`` highest scores of each sample
+    across all layers (the inference cap; ``train.cap_in_training`` applies it in training)."""
+    flat = torch.cat([v.detach() for v in scores], dim=1)  # [B, total]
+    total = flat.shape[1]
+    k = torch.clamp(torch.floor(limit.to(torch.float32) * total + 1e-4), 1, total)
+    ranked = torch.sort(flat, dim=1, descending=True).values
+    kth = torch.gather(ranked, 1, (k.to(torch.int64) - 1).unsqueeze(1))  # [B, 1]
+    return [(v.detach() >= kth).to(v.dtype) for v in scores]
 
 
 def factor_mask(groups: Sequence[Sequence[int]], size: int, num_attributes: int,

@@ -10,7 +10,8 @@ Sections (all optional except ``[backbone] family``)::
     [assembler] hidden, depth, gater_hidden, experts, limit_dim, limit_scale, init_bias,
                 cap_at_limit
     [train]     epochs, samples_per_epoch, batch_size, optimizer, lr, momentum, weight_decay,
-                warmup_epochs, lambda_gate, gate_loss, limit_margin, gate_warmup_epochs, limit_min, limit_max, limit_sampling, hard_fraction,
+                warmup_epochs, lambda_gate, gate_loss, limit_margin, gate_warmup_epochs, limit_min,
+                limit_max, limit_sampling, hard_fraction, cap_in_training,
                 eval_per_task, eval_limits, device, threads
     [export]    opset
 
@@ -62,6 +63,8 @@ class TrainConfig:
     limit_max: float = 1.0
     limit_sampling: str = "uniform"  # uniform | loguniform
     hard_fraction: float = 0.5  # SemHash: share of samples using discrete (straight-through) gates
+    cap_in_training: bool = False  # the network sees the gates inference's cap leaves (top
+                                   # floor(limit x total) scores), so small limits train what runs
     eval_per_task: int = 100  # test samples per task for the metrics in the manifest
     eval_limits: list[float] = field(default_factory=lambda: [0.03, 0.05, 0.1, 0.25, 1.0])
     # also checkpoint every this many steps inside an epoch (0: after each epoch only); a run

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from nnfc.errors import NnfcError
 from nnfc.families import family_class
-from nnfc.training.assembler import Assembler, active_ratio, gate_loss
+from nnfc.training.assembler import Assembler, active_ratio, cap_masks, gate_loss
 from nnfc.training.backbones import build_backbone
 from nnfc.training.checkpoint import load_checkpoint, save_checkpoint
 from nnfc.training.config import FactoryConfig, config_from_dict
@@ -44,19 +44,23 @@ from nnfc.training.semhash import semhash, straight_through
 class FactoryNet(nn.Module):
     """Supernet + assembler as one module (what DDP wraps)."""
 
-    def __init__(self, supernet: GatedSupernet, assembler: Assembler, hard_fraction: float = 0.5):
+    def __init__(self, supernet: GatedSupernet, assembler: Assembler, hard_fraction: float = 0.5,
+                 cap: bool = False):
         super().__init__()
         self.supernet, self.assembler = supernet, assembler
         self.hard_fraction = hard_fraction
+        self.cap = cap  # train the subnets inference's cap leaves (train.cap_in_training)
 
     def forward(self, x: torch.Tensor, task: torch.Tensor,
                 limit: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The model's named outputs and the per-sample discrete active ratio [B]
-        (straight-through gradient)."""
+        (straight-through gradient; uncapped, so the gate loss still pushes the assembler's
+        own choice under the limit)."""
         layers = self.assembler.layers
         scores = self.assembler.scores(task, limit)
-        gates = {l.name: semhash(v, self.training, hard_fraction=self.hard_fraction)
-                 for l, v in zip(layers, scores)}
+        masks = cap_masks(scores, limit) if self.cap else [1.0] * len(scores)
+        gates = {l.name: semhash(v, self.training, hard_fraction=self.hard_fraction) * m
+                 for l, v, m in zip(layers, scores, masks)}
         hard = {l.name: straight_through(v) for l, v in zip(layers, scores)}
         return self.supernet(x, gates), active_ratio(hard, layers)
 
@@ -229,7 +233,7 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
     family = build_task_family(cfg)
     trainer_half = training_family(family.name)
     supernet, assembler = build_models(cfg, family)
-    net = FactoryNet(supernet, assembler, t.hard_fraction).to(device)
+    net = FactoryNet(supernet, assembler, t.hard_fraction, t.cap_in_training).to(device)
     if t.optimizer == "sgd":
         opt = torch.optim.SGD(net.parameters(), lr=t.lr, momentum=t.momentum,
                               weight_decay=t.weight_decay, nesterov=True)
