@@ -52,7 +52,8 @@ from nnfc.errors import EXIT_OVER_BUDGET
 @click.option("--refine-rounds", default=3, show_default=True, type=click.IntRange(1, 10),
               help="Measured rounds at most: when the artifact breaks the latency budget or "
                    "lands below 97% of it, step to the limit the measurement suggests and "
-                   "measure again (1: measure once).")
+                   "measure again (1: measure once, the fastest compile; each further measured "
+                   "subnet costs a prune, a lowering and a measurement).")
 @click.option("--device", default=None,
               type=click.Choice(["orin-nano", "orin-nx", "agx-orin", "agx-xavier"]),
               help="jetson without a measured profile: estimate latency for this module "
