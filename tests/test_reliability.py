@@ -174,11 +174,11 @@ def test_full_disk_keeps_the_previous_output(bundle, tmp_path, capsys, monkeypat
     out = tmp_path / "out"
     assert run_cli(compile_args(bundle, out), capsys)[0] == 0
     before = snapshot(out)
-    import nnfc.compiler.pipeline as pipeline
+    from pathlib import Path
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(pipeline.onnx, "save_model", full)
+    monkeypatch.setattr(Path, "write_bytes", full)  # compile writes model.onnx with it
     code, _, err = run_cli(compile_args(bundle, out, "only-two,even"), capsys)
     assert code == 2
     one_error(err, "No space left on device")
@@ -336,7 +336,7 @@ def test_compile_over_budget_exits_3_and_still_writes(bundle, tmp_path, capsys, 
     import nnfc.compiler.measured_rounds as rounds
     from nnfc.errors import EXIT_OVER_BUDGET
 
-    monkeypatch.setattr(rounds.Meter, "__call__", lambda self, artifact: rounds.Measured(
+    monkeypatch.setattr(rounds.Meter, "__call__", lambda self, artifact, decides=(): rounds.Measured(
         999.0, 999.0, 1.0, [999.0], 1, 0.0, {}, "test stand-in"))
     out = tmp_path / "out"
     code, stdout, err = run_cli(compile_args(bundle, out), capsys)
