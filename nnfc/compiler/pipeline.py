@@ -214,7 +214,9 @@ def _measured_rounds(req, builder: RoundBuilder, assembler, predictor, task_vec,
     """The search's pick, measured; then (within ``refine_rounds``) candidates chosen from
     what was measured. Returns the kept round and every round."""
     rounds = [builder.build(found, tmp, 1, lap)]
-    if req.lat_ms is not None and req.refine_rounds > 1 and rounds[0].latency_ms is not None:
+    first = rounds[0].latency_ms
+    if (req.lat_ms is not None and req.refine_rounds > 1 and first is not None
+            and not req.step_up_below * req.lat_ms <= first <= req.lat_ms):  # else: done
         cands = candidates_for(assembler, predictor, task_vec, req, margins)
         tried = {cands.index(found.limit)}
         for number in range(2, req.refine_rounds + 1):
