@@ -19,7 +19,7 @@ def load_onnx(path: str | os.PathLike | bytes, check: bool = True) -> onnx.Model
     ``check=False`` skips ``onnx.checker`` (it re-serializes the whole model: about a second for
     ResNet-50) where the caller's own work validates what it reads."""
     data = path if isinstance(path, bytes) else None
-    path = Path("<model bytes>") if data is not None else Path(path)
+    path = Path(source_name(path))
     if data is None and not path.is_file():
         raise NnfcError(f"ONNX file {path} does not exist")
     try:
@@ -32,6 +32,11 @@ def load_onnx(path: str | os.PathLike | bytes, check: bool = True) -> onnx.Model
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NnfcError(f"{path} is not a valid ONNX model: {first}") from exc
     return model
+
+
+def source_name(model: str | os.PathLike | bytes) -> str:
+    """How messages name a model given as a file or as serialized bytes."""
+    return "<model bytes>" if isinstance(model, bytes) else str(model)
 
 
 def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:

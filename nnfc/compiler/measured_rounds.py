@@ -298,6 +298,11 @@ class RoundBuilder:
                              r.artifact, self.reference())
 
 
+def uses_budget_well(latency_ms: float, budget: float, step_up_below: float) -> bool:
+    """Within the budget and at or above ``step_up_below`` of it: no round follows."""
+    return step_up_below * budget <= latency_ms <= budget
+
+
 def next_candidate(cands: Candidates, rounds: list[Round], budget: float, tried: set[int],
                    step_up_below: float) -> int | None:
     """The grid index the next round measures, or None when the rounds are done: the largest
@@ -311,7 +316,7 @@ def next_candidate(cands: Candidates, rounds: list[Round], budget: float, tried:
     over = [r for r in measured if r.latency_ms > budget]
     best = max(within, key=lambda r: r.found.activation_ratio, default=None)
     ceiling = min((r.found.activation_ratio for r in over), default=np.inf)
-    if best is not None and best.latency_ms / budget >= step_up_below:
+    if best is not None and uses_budget_well(best.latency_ms, budget, step_up_below):
         return None
     base = best or min(over, key=lambda r: r.found.activation_ratio)
     scale = base.latency_ms / max(base.found.latency_ms, 1e-9)  # measured / predicted

@@ -18,7 +18,7 @@ import onnx
 from nnfc.bundle import Bundle, read_bundle
 from nnfc.compiler.assembler_runtime import Assembler
 from nnfc.compiler.measured_rounds import (Round, RoundBuilder, candidates_for, keep,
-                                           next_candidate, settle)
+                                           next_candidate, settle, uses_budget_well)
 from nnfc.compiler.predictor import Predictor, host_info
 from nnfc.compiler.search import SEARCHES, SearchResult
 from nnfc.errors import NnfcError
@@ -216,7 +216,7 @@ def _measured_rounds(req, builder: RoundBuilder, assembler, predictor, task_vec,
     rounds = [builder.build(found, tmp, 1, lap)]
     first = rounds[0].latency_ms
     if (req.lat_ms is not None and req.refine_rounds > 1 and first is not None
-            and not req.step_up_below * req.lat_ms <= first <= req.lat_ms):  # else: done
+            and not uses_budget_well(first, req.lat_ms, req.step_up_below)):
         cands = candidates_for(assembler, predictor, task_vec, req, margins)
         tried = {cands.index(found.limit)}
         for number in range(2, req.refine_rounds + 1):

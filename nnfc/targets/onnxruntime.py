@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from nnfc.atomic import atomic_file
 from nnfc.errors import NnfcError
+from nnfc.onnx_io import source_name
 from nnfc.targets.base import BenchResult, summarize, time_calls
 from nnfc.targets.memory import rss_mb
 
@@ -45,8 +46,8 @@ def open_session(model: str | Path | bytes, threads: int | None = None,
         return ort.InferenceSession(src, session_options(threads, level),
                                     providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-        where = "model bytes" if isinstance(model, bytes) else str(model)
-        raise NnfcError(f"onnxruntime cannot load {where}: {str(exc).splitlines()[0]}") from exc
+        raise NnfcError(f"onnxruntime cannot load {source_name(model)}: "
+                        f"{str(exc).splitlines()[0]}") from exc
 
 
 def open_reference_session(model: str | Path | bytes, threads: int | None = None
@@ -98,8 +99,7 @@ class OnnxRuntimeTarget:
                                      else str(pruned_onnx), opts,
                                      providers=["CPUExecutionProvider"])
             except Exception as exc:
-                where = "the model" if isinstance(pruned_onnx, bytes) else pruned_onnx
-                raise NnfcError(f"onnxruntime cannot load {where}: "
+                raise NnfcError(f"onnxruntime cannot load {source_name(pruned_onnx)}: "
                                 f"{str(exc).splitlines()[0]}") from exc
         return final
 

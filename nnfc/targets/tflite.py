@@ -43,7 +43,7 @@ import numpy as np
 import onnx
 
 from nnfc.errors import NnfcError
-from nnfc.onnx_io import load_onnx
+from nnfc.onnx_io import load_onnx, source_name
 from nnfc.targets.base import BenchResult, summarize, time_calls
 from nnfc.targets.onnx_rewrites import tokens_after_nhwc
 from nnfc.targets.peak_rss import PeakRss
@@ -190,8 +190,7 @@ class TFLiteTarget:
         out_dir.mkdir(parents=True, exist_ok=True)
         model = load_onnx(pruned_onnx)
         if any(i.name.startswith("gate.") for i in model.graph.input):
-            raise NnfcError(f"{'the model' if isinstance(pruned_onnx, bytes) else pruned_onnx} "
-                            "still has gate inputs; prune it first "
+            raise NnfcError(f"{source_name(pruned_onnx)} still has gate inputs; prune it first "
                             f"(nnfc prune, or nnfc.passes.apply_gates)")
         static = with_static_batch(model, 1)
         static, rewrites = tokens_after_nhwc(static)
