@@ -14,7 +14,7 @@ from nnfc.bundle import Bundle
 from nnfc.errors import NnfcError
 from nnfc.families import TaskFamily, family_from_manifest
 
-DEFAULT_LIMITS = (0.03, 0.05, 0.1, 0.25, 1.0)
+DEFAULT_LIMITS = (0.05, 0.1, 0.25, 0.5, 1.0)
 KEPT_SESSIONS = 4  # pruned models' sessions kept for reuse while evaluating
 
 

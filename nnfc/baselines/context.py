@@ -59,7 +59,7 @@ def open_context(bundle_path: str | Path | None, task: Sequence[str], target: st
     from nnfc.targets import get_target
 
     if not task:
-        raise NnfcError("--task needs at least one attribute, e.g. --task only-two,odd")
+        raise NnfcError("--task needs at least one attribute, e.g. --task red,car")
     get_target(target)  # an unknown target is the first error
     bundle = read_bundle(bundle_path or default_bundle_path())
     if out is not None:  # a bad -o fails before any training

@@ -13,7 +13,7 @@ _COMMON = [
                  help="Factory bundle directory (default: the shipped default factory)."),
     click.option("--task", required=True,
                  help="Comma-separated attributes from the factory's vocabulary, e.g. "
-                      "only-two,odd."),
+                      "red,car."),
     click.option("--target", default="desktop", show_default=True, help="Deployment target."),
     click.option("-o", "--output", required=True, type=click.Path(),
                  help="Output directory (written atomically at the end)."),

@@ -17,7 +17,7 @@ from nnfc.errors import EXIT_OVER_BUDGET
 @click.option("--bundle", "bundle_path", type=click.Path(), default=None,
               help="Factory bundle directory (default: the shipped default factory).")
 @click.option("--task", required=True,
-              help="Comma-separated attributes from the factory's vocabulary, e.g. only-two,odd.")
+              help="Comma-separated attributes from the factory's vocabulary, e.g. red,car.")
 @click.option("--target", default="desktop", show_default=True, help="Deployment target.")
 @click.option("--lat", default=None, help="Latency budget at batch 1, e.g. 5ms, 0.5s, 800us.")
 @click.option("--mem", default=None,
@@ -74,7 +74,7 @@ def compile_(bundle_path, task, target, lat, mem, output, force, profile_path, m
 
     attrs = [a.strip() for a in task.split(",") if a.strip()]
     if not attrs:
-        raise NnfcError("--task needs at least one attribute, e.g. --task only-two,odd")
+        raise NnfcError("--task needs at least one attribute, e.g. --task red,car")
     req = CompileRequest(task=attrs, target=target, out=Path(output),
                          lat_ms=parse_latency_ms(lat) if lat is not None else None,
                          mem_mb=parse_memory_mb(mem) if mem is not None else None,

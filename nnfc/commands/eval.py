@@ -21,10 +21,10 @@ def _split_csv(values: tuple[str, ...]) -> list[str]:
 @click.option("--bundle", "bundle_dir", type=click.Path(file_okay=False), default=None,
               help="Factory bundle directory (default: the shipped factory).")
 @click.option("--task", "tasks", multiple=True,
-              help="Task as comma-separated attributes, e.g. only-two,odd (repeatable).")
+              help="Task as comma-separated attributes, e.g. red,car (repeatable).")
 @click.option("--limit", "limits", multiple=True,
-              help="Activation limit(s) as fractions, e.g. 0.03,0.1 (default "
-                   "0.03,0.05,0.1,0.25,1).")
+              help="Activation limit(s) as fractions, e.g. 0.05,0.25 (default "
+                   "0.05,0.1,0.25,0.5,1).")
 @click.option("--samples", type=click.IntRange(2, None), default=200, show_default=True,
               help="Test samples per task.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per "
