@@ -132,3 +132,17 @@ def summary_rows(rows: Sequence[EvalRow]) -> list[dict[str, Any]]:
                             "activation_ratio": float(np.mean([r.activation_ratio for r in rs])),
                             "max_activation_ratio": float(max(r.activation_ratio for r in rs))})
     return out
+
+
+def unseen_gaps(rows: Sequence[EvalRow]) -> list[dict[str, Any]]:
+    """Per limit with both groups: how far the unseen tasks' mean metric trails the seen tasks'
+    (``gap``), and the standard error of the unseen mean over its tasks (``unseen_sem``)."""
+    out = []
+    for limit in sorted({r.limit for r in rows}):
+        seen = [r.value for r in rows if r.limit == limit and r.seen]
+        unseen = [r.value for r in rows if r.limit == limit and not r.seen]
+        if seen and unseen:
+            sem = float(np.std(unseen, ddof=1) / np.sqrt(len(unseen))) if len(unseen) > 1 else 0.0
+            out.append({"limit": limit, "gap": float(np.mean(seen) - np.mean(unseen)),
+                        "unseen_sem": sem})
+    return out

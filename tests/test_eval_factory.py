@@ -15,7 +15,8 @@ from factory_fixtures import train_tiny
 from nnfc.bundle import read_bundle
 from nnfc.cli import cli, main
 from nnfc.passes import apply_gates
-from nnfc.evaluation import activation_ratio, evaluate_bundle, run_assembler, task_family_of
+from nnfc.evaluation import (EvalRow, activation_ratio, evaluate_bundle, run_assembler,
+                             task_family_of, unseen_gaps)
 from nnfc.training.config import config_from_dict
 from nnfc.training.trainer import build_models
 
@@ -101,6 +102,16 @@ def test_cli_json_and_table(bundle):
                                "--limit", "1"], catch_exceptions=False)
     assert res.exit_code == 0
     assert "{has, 1}" in res.output and "unseen" in res.output and "seen" in res.output
+    assert "unseen tasks trail seen ones by" in res.output and "100%: " in res.output
+
+
+def test_unseen_gaps():
+    rows = [EvalRow(["a"], 1.0, "map50", v, 0.1, True) for v in (0.9, 0.8)] + \
+        [EvalRow(["b"], 1.0, "map50", v, 0.1, False) for v in (0.7, 0.5)] + \
+        [EvalRow(["a"], 0.5, "map50", 0.9, 0.1, True)]  # no unseen row at 50 %: no gap
+    (gap,) = unseen_gaps(rows)
+    assert gap["limit"] == 1.0 and gap["gap"] == pytest.approx(0.25)
+    assert gap["unseen_sem"] == pytest.approx(0.1)  # std 0.1414 / sqrt(2)
 
 
 @pytest.mark.parametrize("args, message", [

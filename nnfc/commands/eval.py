@@ -44,7 +44,8 @@ def eval_(bundle_dir: str | None, tasks: tuple[str, ...], limits: tuple[str, ...
 
     from nnfc.bundle import default_bundle_path, read_bundle
     from nnfc.errors import NnfcError
-    from nnfc.evaluation import DEFAULT_LIMITS, evaluate_bundle, summary_rows, task_family_of
+    from nnfc.evaluation import (DEFAULT_LIMITS, evaluate_bundle, summary_rows, task_family_of,
+                                 unseen_gaps)
 
     bundle = read_bundle(bundle_dir or default_bundle_path())
     family = None
@@ -82,3 +83,10 @@ def eval_(bundle_dir: str | None, tasks: tuple[str, ...], limits: tuple[str, ...
     for s in summary_rows(rows):
         click.echo(f"{s['group']:8s} {s['limit']:6.0%} {s['tasks']:6d} {s[s['metric']]:9.3f} "
                    f"{s['activation_ratio']:11.3f} {s['max_activation_ratio']:9.3f}")
+    gaps = unseen_gaps(rows)
+    if gaps:
+        click.echo("")
+        click.echo("unseen tasks trail seen ones by (seen − unseen mean; ± standard error of the "
+                   "unseen mean):")
+        click.echo("  " + ", ".join(f"{g['limit']:.0%}: {g['gap']:+.3f} ± {g['unseen_sem']:.3f}"
+                                    for g in gaps))
