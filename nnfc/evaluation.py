@@ -136,13 +136,15 @@ def summary_rows(rows: Sequence[EvalRow]) -> list[dict[str, Any]]:
 
 def unseen_gaps(rows: Sequence[EvalRow]) -> list[dict[str, Any]]:
     """Per limit with both groups: how far the unseen tasks' mean metric trails the seen tasks'
-    (``gap``), and the standard error of the unseen mean over its tasks (``unseen_sem``)."""
+    (``gap``), and the standard error of the unseen mean over its tasks (``unseen_sem``; None
+    for one unseen task)."""
     out = []
     for limit in sorted({r.limit for r in rows}):
         seen = [r.value for r in rows if r.limit == limit and r.seen]
         unseen = [r.value for r in rows if r.limit == limit and not r.seen]
         if seen and unseen:
-            sem = float(np.std(unseen, ddof=1) / np.sqrt(len(unseen))) if len(unseen) > 1 else 0.0
+            sem = float(np.std(unseen, ddof=1) / np.sqrt(len(unseen))) if len(unseen) > 1 \
+                else None
             out.append({"limit": limit, "gap": float(np.mean(seen) - np.mean(unseen)),
                         "unseen_sem": sem})
     return out

@@ -112,6 +112,8 @@ def test_unseen_gaps():
     (gap,) = unseen_gaps(rows)
     assert gap["limit"] == 1.0 and gap["gap"] == pytest.approx(0.25)
     assert gap["unseen_sem"] == pytest.approx(0.1)  # std 0.1414 / sqrt(2)
+    (one,) = unseen_gaps(rows[:3])
+    assert one["gap"] == pytest.approx(0.15) and one["unseen_sem"] is None
 
 
 @pytest.mark.parametrize("args, message", [

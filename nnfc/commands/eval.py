@@ -88,5 +88,7 @@ def eval_(bundle_dir: str | None, tasks: tuple[str, ...], limits: tuple[str, ...
         click.echo("")
         click.echo("unseen tasks trail seen ones by (seen − unseen mean; ± standard error of the "
                    "unseen mean):")
-        click.echo("  " + ", ".join(f"{g['limit']:.0%}: {g['gap']:+.3f} ± {g['unseen_sem']:.3f}"
-                                    for g in gaps))
+        click.echo("  " + ", ".join(
+            f"{g['limit']:.0%}: {g['gap']:+.3f}"
+            + (f" ± {g['unseen_sem']:.3f}" if g["unseen_sem"] is not None else "")
+            for g in gaps))
