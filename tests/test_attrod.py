@@ -83,6 +83,30 @@ def test_procedural_training_never_draws_an_unseen_pair(fam):
             assert not {(c[0], k) for k, c in zip(sc.categories, sc.colours)} & unseen
 
 
+def test_background_only_pairs_are_never_chosen_as_distractors():
+    """draw_unseen = 'background': an unseen pair never is a task's chosen distractor (same
+    category in another colour, same colour on another category), only a random object."""
+    pair = ("black", "bicycle")
+    counts = {}
+    for mode in (frozenset(), frozenset({pair})):
+        rng = np.random.default_rng(0)
+        scenes = [S.task_scene(rng, 96, 96, ["black"], "car", n_objects=(0, 0),
+                               background_only=mode) for _ in range(60)]
+        scenes += [S.task_scene(rng, 96, 96, ["red"], "bicycle", n_objects=(0, 0),
+                                background_only=mode) for _ in range(60)]
+        counts[mode] = sum((c[0], k) == pair for sc in scenes
+                           for k, c in zip(sc.categories, sc.colours))
+    assert counts[frozenset()] > 10 and counts[frozenset({pair})] == 0
+    fam = AttrOD(draw_unseen="background")  # random objects may still be unseen pairs
+    rng = np.random.default_rng(1)
+    unseen = {(t[0], t[1]) for t in fam.unseen_tasks}
+    drawn = [(c[0], k) for t in fam.seen_tasks for sc in [fam.scene(t, "train", rng, 160)]
+             for k, c in zip(sc.categories, sc.colours)]
+    assert set(drawn) & unseen
+    with pytest.raises(NnfcError, match="draw_unseen must be true, false or 'background'"):
+        AttrOD(draw_unseen="yes")
+
+
 def test_box_targets_peak_at_the_centre():
     t = box_targets(np.array([[8, 8, 24, 40]], np.float32), np.array([True]), 64, 64, 4)
     assert t["heatmap"].shape == (1, 16, 16)

@@ -108,7 +108,10 @@ class AttrOD:
                  annotations: str = "", colour_file: str = "", images: str = "",
                  test_annotations: str = "", test_colour_file: str = "", test_images: str = "",
                  objects: Sequence[int] = (3, 7), split_seed: int = 0,
-                 draw_unseen: bool = False):
+                 draw_unseen: bool | str = False):
+        if draw_unseen not in (True, False, "background"):
+            raise NnfcError(f"task.draw_unseen must be true, false or 'background', not "
+                            f"{draw_unseen!r}")
         if source not in ("procedural", "coco"):
             raise NnfcError(f"task.source must be 'procedural' or 'coco', not {source!r}")
         if image_size % stride or train_size % stride:
@@ -147,13 +150,15 @@ class AttrOD:
                             test_annotations=test_annotations,
                             test_colour_file=test_colour_file, test_images=test_images,
                             objects=list(self.objects), split_seed=split_seed,
-                            draw_unseen=bool(draw_unseen))
+                            draw_unseen=draw_unseen)
         # pairs that no seen task asks for are not drawn in procedural training scenes, unless
         # draw_unseen: then they occur as negatives only (as in COCO, where every colour-category
-        # pair occurs in the images and an unseen task is one never asked for in training)
+        # pair occurs in the images and an unseen task is one never asked for in training);
+        # 'background': only among a scene's random objects, never as a task's chosen distractor
         asked = {(c, t[-1]) for t in self.seen_tasks for c in t[:-1]}
-        self._hidden = set() if draw_unseen else \
-            {(c, k) for t in self.unseen_tasks for c in t[:-1] for k in t[-1:]} - asked
+        unasked = {(c, k) for t in self.unseen_tasks for c in t[:-1] for k in t[-1:]} - asked
+        self._hidden = set() if draw_unseen else unasked
+        self._background_only = unasked if draw_unseen == "background" else set()
         self._coco: dict[str, list] = {}
         if source == "coco":
             if not annotations or not colour_file:
@@ -229,7 +234,8 @@ class AttrOD:
         if self.source == "procedural":
             forbid = self._hidden if split == "train" else set()
             sc = S.task_scene(rng, size, size, task[:-1], task[-1], n_objects=self.objects,
-                              forbid=forbid)
+                              forbid=forbid,
+                              background_only=self._background_only if split == "train" else set())
             if split == "train" and self.train_size < size:
                 sc = S.crop(sc, rng, self.train_size)
             return sc

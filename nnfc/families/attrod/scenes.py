@@ -302,17 +302,20 @@ def render(rng: np.random.Generator, H: int, W: int, objects: Sequence[SceneObje
 
 def task_scene(rng: np.random.Generator, H: int, W: int, colours: Sequence[str], category: str,
                n_objects: tuple[int, int] = (3, 7), p_positive: float = 0.9,
-               forbid: set[tuple[str, str]] | frozenset = frozenset()) -> Scene:
+               forbid: set[tuple[str, str]] | frozenset = frozenset(),
+               background_only: set[tuple[str, str]] | frozenset = frozenset()) -> Scene:
     """A scene drawn for the task ``colours × category``: usually 1-3 matching objects, plus
     distractors of the same category in other colours and of the same colours on other
-    categories, plus random objects. No object is a (colour, category) pair in ``forbid``."""
+    categories, plus random objects. No object is a (colour, category) pair in ``forbid``; pairs
+    in ``background_only`` are never chosen as distractors, only among the random objects."""
     objs: list[SceneObject] = []
-    other_cols = [c for c in COLOURS if c not in colours and (c, category) not in forbid] \
+    avoid = set(forbid) | set(background_only)  # pairs a distractor may not be
+    other_cols = [c for c in COLOURS if c not in colours and (c, category) not in avoid] \
         or [c for c in COLOURS if c not in colours]
     other_cats = [c for c in CATEGORIES if c != category]
 
-    def colour_for(cat: str, choices: Sequence[str]) -> str:
-        ok = [c for c in choices if (c, cat) not in forbid] or \
+    def colour_for(cat: str, choices: Sequence[str], banned: set | frozenset = forbid) -> str:
+        ok = [c for c in choices if (c, cat) not in banned] or \
             [c for c in COLOURS if (c, cat) not in forbid]
         return str(rng.choice(ok))
 
@@ -322,9 +325,9 @@ def task_scene(rng: np.random.Generator, H: int, W: int, colours: Sequence[str],
     for _ in range(int(rng.integers(1, 3))):
         objs.append(random_object(rng, H, W, category, str(rng.choice(other_cols))))
     for _ in range(int(rng.integers(1, 3))):
-        cats = [k for k in other_cats if any((c, k) not in forbid for c in colours)]
+        cats = [k for k in other_cats if any((c, k) not in avoid for c in colours)]
         cat = str(rng.choice(cats or other_cats))
-        objs.append(random_object(rng, H, W, cat, colour_for(cat, colours)))
+        objs.append(random_object(rng, H, W, cat, colour_for(cat, colours, avoid)))
     total = int(rng.integers(n_objects[0], n_objects[1] + 1))
     while len(objs) < total:
         cat = str(rng.choice(CATEGORIES))
