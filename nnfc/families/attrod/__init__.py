@@ -232,11 +232,11 @@ class AttrOD:
         five contain an object of the task's category)."""
         size = size or self.image_size
         if self.source == "procedural":
-            forbid = self._hidden if split == "train" else set()
+            train = split == "train"  # test scenes may hold any pair, in any role
             sc = S.task_scene(rng, size, size, task[:-1], task[-1], n_objects=self.objects,
-                              forbid=forbid,
-                              background_only=self._background_only if split == "train" else set())
-            if split == "train" and self.train_size < size:
+                              forbid=self._hidden if train else set(),
+                              background_only=self._background_only if train else set())
+            if train and self.train_size < size:
                 sc = S.crop(sc, rng, self.train_size)
             return sc
         from nnfc.families.attrod.coco import read_image
