@@ -104,12 +104,10 @@ class Bundle:
 
 
 def default_bundle_path() -> Path:
-    """The factory used when a command gets no ``--bundle``: ``$NNFC_FACTORY`` if set, else the
-    default factory shipped in the repository (``factories/default``)."""
-    env = os.environ.get("NNFC_FACTORY")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "factories" / "default"
+    """The factory used when a command gets no ``--bundle`` (:func:`nnfc.factories.default_factory`:
+    ``$NNFC_FACTORY``, else the default factory of the checkout or of the installed package)."""
+    from nnfc.factories import default_factory
+    return default_factory()
 
 
 def read_bundle(root: str | os.PathLike, verify_hashes: bool = True) -> Bundle:

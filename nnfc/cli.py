@@ -6,6 +6,7 @@ Verbs are imported lazily so that ``nnfc compile`` never imports torch.
 from __future__ import annotations
 
 import importlib
+import importlib.util  # not loaded by `import importlib` alone (a wheel install has no hook that loads it)
 import os
 import sys
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     if not sys.stderr.isatty():  # logs, CI: progress bars update once a second, not 10 times
         os.environ.setdefault("TQDM_MININTERVAL", "1")
     try:
-        cli.main(args=argv, standalone_mode=False)
+        cli.main(args=argv, prog_name="nnfc", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -53,10 +53,9 @@ def build_network(cfg, family):
 
 def load_weights(net, path) -> None:
     """Load a bundle's ``supernet.safetensors`` (older bundles' names mapped) into ``net``."""
-    from safetensors.torch import load_file
-
+    from nnfc.bundle_weights import torch_state
     from nnfc.training.trainer import legacy_state_dict
-    state = legacy_state_dict(load_file(str(path)), net.family)
+    state = legacy_state_dict(torch_state(path), net.family)
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise NnfcError(f"{path} does not fit the network the manifest's config builds "

@@ -3,6 +3,8 @@
 ``supernet.onnx`` (gate inputs, from export.export_supernet), ``assembler.onnx`` (task [B,A],
 limit [B] -> ``gate.<layer>`` [B,size] of 0/1 float, positional encoding and threshold inside the
 graph, dynamic batch), ``supernet.safetensors`` / ``assembler.safetensors`` and the manifest.
+Each network's weights are stored once: the ONNX file points into its safetensors file
+(:mod:`nnfc.bundle_weights`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import Any
 
 import onnx
 import torch
-from safetensors.torch import save_file
 
 from nnfc.bundle import ASSEMBLER, SUPERNET, WEIGHTS, Bundle, write_bundle
+from nnfc.bundle_weights import store_once
 from nnfc.training.assembler import Assembler, _ExportAssembler
 from nnfc.families.base import TaskFamily
 from nnfc.training.export import (DEFAULT_OPSET, INPUT_NAME, batch_dim, export_dynamo,
@@ -42,6 +44,10 @@ def export_assembler(assembler: Assembler, path: str | os.PathLike,
     return model
 
 
+def _numpy_state(module: torch.nn.Module) -> dict[str, Any]:
+    return {k: v.detach().cpu().contiguous().numpy() for k, v in module.state_dict().items()}
+
+
 def export_factory(root: str | os.PathLike, supernet: GatedSupernet, assembler: Assembler,
                    family: TaskFamily, *, training: dict[str, Any],
                    opset: int = DEFAULT_OPSET, force: bool = False,
@@ -62,10 +68,8 @@ def export_factory(root: str | os.PathLike, supernet: GatedSupernet, assembler: 
             raise ValueError(f"the supernet's outputs {names} differ from the family's output "
                              f"spec {[o['name'] for o in spec]}")
         export_assembler(assembler, tmp / ASSEMBLER, opset=opset)
-        save_file({k: v.detach().contiguous() for k, v in supernet.state_dict().items()},
-                  str(tmp / WEIGHTS))
-        save_file({k: v.detach().contiguous() for k, v in assembler.state_dict().items()},
-                  str(tmp / ASSEMBLER_WEIGHTS))
+        store_once(tmp / SUPERNET, _numpy_state(supernet), tmp / WEIGHTS)
+        store_once(tmp / ASSEMBLER, _numpy_state(assembler), tmp / ASSEMBLER_WEIGHTS)
         layers = supernet.gate_layers()
         manifest = {
             "backbone": {"family": supernet.family, "config": supernet.config},

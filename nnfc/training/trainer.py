@@ -367,7 +367,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     """Write a bundle from a training checkpoint, or re-export an existing bundle (its
     manifest's config and its safetensors weights), e.g. after an exporter change. ``out`` may
     not be, contain or lie inside ``checkpoint``."""
-    from safetensors.torch import load_file
 
     from nnfc.outputs import check_output_dir
     src = Path(checkpoint)
@@ -378,6 +377,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     check_output_dir(out, "bundle", force=force, inputs=[src], option="--out")
     if (src / "manifest.json").is_file():
         from nnfc.bundle import WEIGHTS, read_bundle
+        from nnfc.bundle_weights import torch_state
         from nnfc.training.bundle_export import ASSEMBLER_WEIGHTS
 
         bundle = read_bundle(src)
@@ -385,9 +385,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
         cfg = config_from_dict(training.get("config", {}), f"{src}/manifest.json")
         family = build_task_family(cfg)
         supernet, assembler = build_models(cfg, family)
-        supernet.load_state_dict(legacy_state_dict(load_file(str(src / WEIGHTS)),
+        supernet.load_state_dict(legacy_state_dict(torch_state(src / WEIGHTS),
                                                    supernet.family))
-        assembler.load_state_dict(load_file(str(src / ASSEMBLER_WEIGHTS)))
+        assembler.load_state_dict(torch_state(src / ASSEMBLER_WEIGHTS))
         history = list(training.get("metrics", {}).get("history", []))
         return finish_factory(cfg, family, supernet, assembler, out, history,
                               {k: v for k, v in training.items()
