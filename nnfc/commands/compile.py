@@ -58,15 +58,33 @@ from nnfc.errors import EXIT_OVER_BUDGET
               type=click.Choice(["orin-nano", "orin-nx", "agx-orin", "agx-xavier"]),
               help="jetson without a measured profile: estimate latency for this module "
                    "(roofline; default orin-nano). A measured profile always wins.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "auto"]),
+              default="fp32", show_default=True,
+              help="Numeric precision of the artifact. int8: static quantization calibrated on "
+                   "the factory's own samples of the task, held to --max-drop of the family's "
+                   "metric against the float artifact of the same subnet (the noisiest layers go "
+                   "back to float one at a time); auto: the fastest precision the target builds "
+                   "within --max-drop. Which precisions a target builds: see the README.")
+@click.option("--max-drop", default=1.0, show_default=True, type=click.FloatRange(0.0, 100.0),
+              help="Points of the family's metric (mAP@0.5 x 100, accuracy %) a reduced "
+                   "precision may lose against float; beyond it compile exits 3.")
 @click.option("--no-verify", is_flag=True, help="Skip the equivalence check vs the supernet.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 def compile_(bundle_path, task, target, lat, mem, output, force, profile_path, method, step,
-             margin, runs, rounds, warmup, refine_rounds, device, no_verify, as_json):
+             margin, runs, rounds, warmup, refine_rounds, device, precision, max_drop,
+             no_verify, as_json):
     """Build the model for TASK within --lat/--mem on a target: search, prune, lower, measure.
 
     Writes OUT/model.onnx (pruned), the target artifact, gates.json and report.json. Exit codes:
-    0 within budget, 3 the measured artifact misses its budget (the output is still written),
-    2 bad input or any other error (nothing written).
+    0 within budget, 3 the measured artifact misses its budget or its precision loses more
+    than --max-drop (the output is still written), 2 bad input or any other error (nothing
+    written).
+
+    \b
+    Examples:
+      nnfc compile --task red,car --lat 3ms -o out/red-car
+      nnfc compile --task red,car --lat 3ms --precision int8 -o out/red-car-int8
+      nnfc compile --task red,car --lat 2ms --precision auto --max-drop 0.5 -o out/auto
     """
     from nnfc.compiler.pipeline import CompileRequest, compile_model, summary
     from nnfc.errors import NnfcError
@@ -82,7 +100,8 @@ def compile_(bundle_path, task, target, lat, mem, output, force, profile_path, m
                          profile=Path(profile_path) if profile_path else None,
                          method=method, step=step, margin=margin, runs=runs, rounds=rounds,
                          warmup=warmup, device=device, refine_rounds=refine_rounds,
-                         verify=not no_verify, force=force)
+                         verify=not no_verify, force=force, precision=precision,
+                         max_drop=max_drop)
     report = compile_model(req)
     if as_json:
         click.echo(json.dumps(report, indent=1))
@@ -90,6 +109,13 @@ def compile_(bundle_path, task, target, lat, mem, output, force, profile_path, m
         click.echo(summary(report))
         click.echo(f"  wrote {output}/ (model.onnx, {report['artifact']}, gates.json, "
                    "report.json)")
+    prec = report.get("precision") or {}
+    if prec.get("within_max_drop") is False:
+        click.echo(f"nnfc: the {prec['built']} artifact loses {prec['metric']['drop_points']:.2f} "
+                   f"points of {prec['metric']['name']} against float, more than --max-drop "
+                   f"{max_drop:g}, with {len(prec['kept_float'])} layer(s) kept float "
+                   f"(exit {EXIT_OVER_BUDGET}); {output}/ was still written", err=True)
+        sys.exit(EXIT_OVER_BUDGET)
     if report.get("within_budget") is False:
         click.echo(f"nnfc: the measured artifact misses its budget (exit {EXIT_OVER_BUDGET}); "
                    f"{output}/ was still written", err=True)

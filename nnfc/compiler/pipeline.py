@@ -131,6 +131,8 @@ class CompileRequest(ScenarioRequest):
     warmup: int | None = None
     rounds: int | None = None
     verify: bool = True
+    precision: str = "fp32"            # fp32, fp16, int8 or auto (nnfc.precision)
+    max_drop: float = 1.0              # points of the family's metric the precision may lose
     force: bool = False                # --force: write into a non-empty foreign directory
     count_startup: bool = True         # report time since process start (one compile per run)
 
@@ -161,6 +163,8 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     predictor = load_predictor_for(bundle, req.target, req.profile, req.device)
     # measure the artifact exactly as the profile measured its subnets (e.g. threads)
     target = make_target(req.target, predictor.meta.get("target_options"))
+    from nnfc.precision.stage import check as check_precision
+    check_precision(req.precision, target)  # a precision the target refuses: before any work
     store = getattr(target, "use_template_store", None)  # android: reuse earlier conversions
     if store is not None:
         store(_profile_dir(bundle, req) / f"{req.target}.templates")
@@ -196,6 +200,11 @@ def _compile(req: CompileRequest, bundle: Bundle, task_vec, predictor: Predictor
         if req.verify and kept.diff is None:
             builder.verify(kept)
             lap("verify")
+        from nnfc.precision.stage import run_stage
+        precision = run_stage(req, bundle, builder.target, builder.meter(), kept, tmp,
+                              kept.stats)
+        if req.precision != "fp32":
+            lap("precision")
         found, bench = kept.found, kept.bench
         (tmp / "gates.json").write_text(json.dumps(gates_to_json(found.gates)) + "\n",
                                         encoding="utf-8")
@@ -203,7 +212,8 @@ def _compile(req: CompileRequest, bundle: Bundle, task_vec, predictor: Predictor
         # the swap into place that follows takes milliseconds
         timings["total"] = sum(timings.values())
         report = _report(req, bundle, found, predictor, margins, bench, kept.stats, kept.diff,
-                         kept.artifact.name, timings, target, [r.entry() for r in rounds])
+                         kept.artifact.name, timings, target, [r.entry() for r in rounds],
+                         precision)
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         (tmp / "summary.txt").write_text(summary(report) + "\n", encoding="utf-8")
     return report
@@ -274,8 +284,9 @@ def _utilisation(req, found, predictor, margins, lat, mem, measured: bool,
 
 
 def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact, timings,
-            target, rounds=None):
-    mem = stats.memory_mb
+            target, rounds=None, precision=None):
+    precision = precision or {"requested": "fp32", "built": "fp32"}
+    mem = precision.get("memory_mb", stats.memory_mb)
     measured = not isinstance(bench, str)
     lat = bench.latency_ms if measured else found.latency_ms
     within = ((req.lat_ms is None or lat <= req.lat_ms)
@@ -296,6 +307,7 @@ def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact
         "latency_estimated": estimate,
         "max_abs_diff_vs_supernet": diff,
         "artifact": artifact,
+        "precision": precision,
         "timings_s": dict(timings),
         "search": {"method": found.method, "assembler_calls": found.assembler_calls,
                    "candidates": found.candidates, "step": req.step,
@@ -321,6 +333,25 @@ def report_provenance(bundle, predictor, bench, target) -> dict[str, Any]:
         "runtime": {**(bench.details if not isinstance(bench, str) else {}),
                     "target_options": getattr(target, "options", {})},
     }
+
+
+def precision_lines(prec: dict | None) -> list[str]:
+    """The summary's lines about a reduced precision (none for fp32)."""
+    if not prec or prec.get("requested", "fp32") == "fp32":
+        return []
+    lines = []
+    for t in prec.get("tried", []):
+        m = t["metric"]
+        speed = (f", {t['speedup_vs_float']:.2f}x the float artifact's speed"
+                 if t.get("speedup_vs_float") else "")
+        lines.append(f"  {t['precision']}: {m['name']} {m['quantized']:.4f} against float "
+                     f"{m['float']:.4f} ({m['drop_points']:+.2f} points lost, max "
+                     f"{prec['max_drop_points']:g}){speed}; "
+                     f"{len(t['kept_float'])} layer(s) kept float")
+    lines.append(f"  precision {prec['requested']} -> built {prec['built']} "
+                 f"({'within' if prec.get('within_max_drop', True) else 'BEYOND'} the drop "
+                 f"bound); the equivalence check is of the float artifact")
+    return lines
 
 
 def summary(report: dict[str, Any]) -> str:
@@ -362,6 +393,7 @@ def summary(report: dict[str, Any]) -> str:
         *([f"  uses {use_line}"] if use_line else []),
         f"  {verdict}; "
         + (f"max |diff| vs gated supernet {diff:.2g}" if diff is not None else "not verified"),
+        *precision_lines(report.get("precision")),
         "  time " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()),
     ]
     return "\n".join(lines)

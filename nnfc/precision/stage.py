@@ -1,0 +1,188 @@
+"""The precision stage of ``nnfc compile``: the kept subnet's float artifact, then (``--precision
+int8|fp16|auto``) its quantized artifact, accuracy-controlled and measured beside it.
+
+Files in the output directory: ``model.onnx`` and the float artifact as for fp32, the quantized
+ONNX model (``model.int8.onnx``: QDQ, what TensorRT and other QDQ runtimes take) and the
+target's artifact of it with the precision in its name (``model.int8.ort.onnx``,
+``model.int8.tflite``...). The report's ``artifact`` is the one the precision chose; its
+``precision`` section holds both metrics, both latencies, the layers kept float and every
+attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import onnx
+
+from nnfc.errors import NnfcError
+from nnfc.precision import DEFAULT_MAX_DROP, check_precision
+from nnfc.precision.accuracy import Controlled, control, drop_points
+
+
+def supported(target) -> tuple[str, ...]:
+    """The precisions ``target`` builds (fp32 only for a target that declares none)."""
+    return tuple(getattr(type(target), "precisions", ("fp32",)))
+
+
+def check(precision: str, target) -> str:
+    """``precision`` when the target builds it (``auto`` always), else one clear error."""
+    return check_precision(precision, target.name, supported(target),
+                           getattr(type(target), "precision_refusals", {}))
+
+
+def precision_name(name: str, precision: str) -> str:
+    """``model.ort.onnx`` -> ``model.int8.ort.onnx``; other names get the precision first."""
+    stem, dot, rest = name.partition(".")
+    return f"{stem}.{precision}.{rest}" if stem == "model" and dot else f"{precision}.{name}"
+
+
+class PrecisionStage:
+    """Builds, checks and measures the quantized artifacts of one compile's kept round."""
+
+    def __init__(self, bundle, task: list[str], target, meter, out: Path,
+                 max_drop: float = DEFAULT_MAX_DROP, samples: int | None = None,
+                 progress: Callable[[str], None] = lambda msg: None):
+        from nnfc.benchmarking.evaluate import DEFAULT_SAMPLES
+        self.bundle, self.task, self.target, self.meter = bundle, task, target, meter
+        self.out, self.max_drop, self.progress = out, max_drop, progress
+        self.samples = samples or DEFAULT_SAMPLES
+        self._metrics: dict[Path, float] = {}
+
+    # ---- metric ---------------------------------------------------------------------------
+    def metric(self, artifact: Path, outputs: list[str]) -> float:
+        """The family's metric of ``artifact`` on the target's runtime (as ``nnfc bench
+        --eval`` measures it: same samples, same seed)."""
+        from nnfc.benchmarking.evaluate import DEFAULT_SEED, family_metric
+        if artifact not in self._metrics:
+            _, value = family_metric(self.bundle, self.task, self.target, artifact, outputs,
+                                     self.samples, DEFAULT_SEED)
+            self._metrics[artifact] = float(value)
+        return self._metrics[artifact]
+
+    # ---- int8 -----------------------------------------------------------------------------
+    def int8(self, float_model: bytes, float_artifact: Path) -> tuple[Controlled, dict]:
+        """The accuracy-controlled int8 artifact of ``float_model`` (the deployable float
+        graph the float artifact was lowered from)."""
+        from nnfc.precision import ort_quantize as oq
+        from nnfc.precision.calibration import calibration_for
+        model = oq.prepared(onnx.load_from_string(float_model))
+        outputs = [o.name for o in model.graph.output]
+        calibration = calibration_for(self.bundle, self.task)
+        raw = [o["name"] for o in self.bundle.output_spec]
+        # the layers that write the network's outputs stay float: their quantization coarsens
+        # the scores the metric ranks (red,car: mAP@0.5 0.905 with them int8, 0.926 float)
+        heads = oq.output_producers(model, raw)
+        nodes = [n for n in oq.network_nodes(model, raw) if n not in heads]
+        quantize = getattr(self.target, "quantize_int8", None)
+        symmetric = bool(getattr(type(self.target), "int8_symmetric", False))
+        built: dict[tuple[str, ...], onnx.ModelProto] = {}
+
+        def build(kept: list[str]) -> Path:
+            self.progress(f"int8: calibrating on {len(calibration.images)} samples"
+                          + (f", {len(kept)} layer(s) float" if kept else ""))
+            q = oq.quantize_qdq(model, calibration, nodes, kept, symmetric=symmetric)
+            built[tuple(kept)] = q
+            work = self.out / f".int8-{len(built)}"
+            work.mkdir()
+            if quantize is not None:  # a target with its own int8 path (TFLite)
+                return Path(quantize(model, calibration, kept, work))
+            return Path(self.target.lower(q.SerializeToString(), work))
+
+        float_metric = self.metric(float_artifact, outputs)
+        result = control(build, lambda a: self.metric(a, outputs), float_metric,
+                         lambda: oq.sensitivity(model, built[()], calibration, nodes),
+                         self.max_drop, progress=self.progress)
+        best = result.best
+        qdq = built[tuple(best.kept_float)]
+        final = self._settle(best.artifact, "int8")
+        for a in result.attempts:
+            a.artifact = final if a is best else a.artifact
+        onnx.save(qdq, str(self.out / "model.int8.onnx"))
+        self._cleanup()
+        return result, {"calibration": calibration.describe(), "qdq_model": "model.int8.onnx",
+                        "qdq_param_bytes": _param_bytes(qdq)}
+
+    def _settle(self, artifact: Path, precision: str) -> Path:
+        """Move the artifact's directory's files to the output with the precision in their
+        names (a TFLite sidecar follows its model)."""
+        final = None
+        for f in sorted(artifact.parent.iterdir()):
+            if f.is_file():
+                dest = self.out / precision_name(f.name, precision)
+                os.replace(f, dest)
+                if f.name == artifact.name:
+                    final = dest
+        if final is None:
+            raise NnfcError(f"the {precision} lowering wrote no {artifact.name}")
+        return final
+
+    def _cleanup(self) -> None:
+        for d in self.out.iterdir():
+            if d.is_dir() and d.name.startswith(".int8-"):
+                shutil.rmtree(d, ignore_errors=True)
+
+
+def _param_bytes(model: onnx.ModelProto) -> int:
+    from nnfc.compiler.graph_stats import _ELEM_BYTES
+    total = 0
+    for init in model.graph.initializer:
+        n = 1
+        for d in init.dims:
+            n *= d
+        total += n * _ELEM_BYTES.get(init.data_type, 4)
+    return total
+
+
+def run_stage(req, bundle, target, meter, kept, tmp: Path, stats,
+              progress: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+    """Quantize ``kept`` (the measured float round) as ``req.precision`` asks; update
+    ``kept.artifact``/``kept.bench`` to the chosen artifact; return the report's
+    ``precision`` section."""
+    precision = check(req.precision, target)
+    float_ms = kept.latency_ms
+    section: dict[str, Any] = {"requested": precision, "built": "fp32",
+                               "max_drop_points": req.max_drop,
+                               "float_artifact": kept.artifact.name,
+                               "float_latency_ms": float_ms}
+    if precision == "fp32":
+        return section
+    options = [p for p in ("int8", "fp16") if p in supported(target)] \
+        if precision == "auto" else [precision]
+    stage = PrecisionStage(bundle, list(req.task), target, meter, tmp, req.max_drop,
+                           progress=progress)
+    tried = []
+    for p in options:
+        if p != "int8":
+            raise NnfcError(f"{p} on {target.name} is not built yet")
+        result, info = stage.int8(kept.model, kept.artifact)
+        best = result.best
+        bench = meter(best.artifact)
+        ms = bench.latency_ms if not isinstance(bench, str) else None
+        entry = {"precision": p, "artifact": best.artifact.name, "latency_ms": ms,
+                 "metric": {"name": bundle_metric(bundle), "float": result.float_metric,
+                            "quantized": best.metric,
+                            "drop_points": round(drop_points(result.float_metric,
+                                                             best.metric), 2)},
+                 "within_max_drop": result.within(),
+                 "kept_float": best.kept_float,
+                 "attempts": [a.entry(result.float_metric) for a in result.attempts],
+                 "speedup_vs_float": (float_ms / ms) if ms and float_ms else None,
+                 "memory_mb": (info["qdq_param_bytes"] + stats.peak_tensor_bytes) / 1e6,
+                 **info}
+        tried.append(entry)
+        faster = ms is None or float_ms is None or ms < float_ms
+        if precision != "auto" or (result.within() and faster):
+            kept.artifact, kept.bench = best.artifact, bench
+            section.update(entry, built=p)
+            break
+    section["tried"] = tried
+    return section
+
+
+def bundle_metric(bundle) -> str:
+    from nnfc.evaluation import task_family_of
+    return task_family_of(bundle).metric

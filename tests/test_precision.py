@@ -1,0 +1,177 @@
+"""Precision (nnfc.precision): int8 QDQ models with onnxruntime's quantizer, the accuracy
+control that returns layers to float, and ``nnfc compile --precision`` on the default factory."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from cli_runner import run_cli
+from nnfc.errors import NnfcError
+from nnfc.precision import check_precision
+from nnfc.precision import ort_quantize as oq
+from nnfc.precision.accuracy import control, drop_points
+from nnfc.precision.calibration import Calibration
+from nnfc.precision.stage import precision_name
+from nnfc.targets.onnxruntime import open_reference_session
+
+
+def conv_net(seed: int = 0) -> onnx.ModelProto:
+    """input [1,3,16,16] -> conv/relu -> conv/relu -> conv ``raw`` -> Sigmoid ``out`` (a
+    post-network op, as a detector's decode graph), nodes unnamed, opset listed twice."""
+    rng = np.random.default_rng(seed)
+    inits, nodes, prev, c = [], [], "input", 3
+    for i, width in enumerate((8, 8, 4)):
+        w = rng.standard_normal((width, c, 3, 3)).astype(np.float32) * 0.3
+        inits += [numpy_helper.from_array(w, f"w{i}"),
+                  numpy_helper.from_array(rng.standard_normal(width).astype(np.float32) * 0.1,
+                                          f"b{i}")]
+        out = "raw" if i == 2 else f"c{i}"
+        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [out], pads=[1] * 4))
+        if i < 2:
+            nodes.append(helper.make_node("Relu", [out], [f"r{i}"]))
+            out = f"r{i}"
+        prev, c = out, width
+    nodes.append(helper.make_node("Sigmoid", ["raw"], ["out"]))
+    graph = helper.make_graph(nodes, "net",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                             [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18),
+                                                    helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    return model
+
+
+def calibration(n: int = 16) -> Calibration:
+    images = np.random.default_rng(1).random((n, 3, 16, 16), dtype=np.float32)
+    return Calibration("input", images, "test images")
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return open_reference_session(model.SerializeToString()).run(None, {"input": x})[0]
+
+
+def test_prepared_lists_each_domain_once_and_names_every_node():
+    model = conv_net()
+    prepared = oq.prepared(model)
+    assert [(o.domain, o.version) for o in prepared.opset_import] == [("", 18)]
+    names = [n.name for n in prepared.graph.node]
+    assert all(names) and len(set(names)) == len(names)
+    assert len(model.opset_import) == 2  # the input is left alone
+
+
+def test_int8_model_quantizes_the_network_only_and_stays_close_to_float():
+    model = oq.prepared(conv_net())
+    nodes = oq.network_nodes(model, ["raw"])
+    assert "Sigmoid_6" not in nodes and len(nodes) == 5
+    q = oq.quantize_qdq(model, calibration(), nodes)
+    ops = [n.op_type for n in q.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    # int8 weights stored per output channel
+    weights = [i for i in q.graph.initializer if i.data_type == TensorProto.INT8]
+    assert weights and any(len(i.dims) == 4 for i in weights)
+    # the tail after the network stays float: nothing quantizes the Sigmoid's output
+    assert not [n for n in q.graph.node if "out" in n.input]
+    x = calibration(4).images[:1]
+    want, got = run(model, x), run(q, x)
+    assert np.all(np.isfinite(got))
+    assert float(np.max(np.abs(got - want))) < 0.05  # sigmoid outputs in [0, 1]
+    assert float(np.max(np.abs(got - want))) > 0  # it is quantized
+
+
+def test_kept_float_layers_are_not_quantized():
+    model = oq.prepared(conv_net())
+    nodes = oq.network_nodes(model, ["raw"])
+    first = nodes[0]
+    q = oq.quantize_qdq(model, calibration(), nodes, exclude=[first])
+    conv = next(n for n in q.graph.node if n.name == first)
+    assert conv.input[1] == "w0"  # its float weight, not a dequantized one
+
+
+def test_sensitivity_ranks_every_quantized_layer_with_finite_figures():
+    model = oq.prepared(conv_net())
+    nodes = oq.network_nodes(model, ["raw"])
+    q = oq.quantize_qdq(model, calibration(), nodes)
+    ranked = oq.sensitivity(model, q, calibration(), nodes, samples=4)
+    assert ranked and all(np.isfinite(db) for _, db in ranked)
+    assert [db for _, db in ranked] == sorted((db for _, db in ranked), reverse=True)
+    assert {n for group, _ in ranked for n in group} <= set(nodes)
+
+
+def test_quantizer_error_is_one_clear_line():
+    model = oq.prepared(conv_net())
+    bad = Calibration("nope", calibration().images, "wrong input name")
+    with pytest.raises(NnfcError, match="could not quantize"):
+        oq.quantize_qdq(model, bad, oq.network_nodes(model, ["raw"]))
+
+
+def test_control_returns_layers_to_float_in_rank_order_until_within():
+    metrics = {(): 0.90, ("a",): 0.93, ("a", "b"): 0.948}
+    builds = []
+
+    def build(kept):
+        builds.append(tuple(kept))
+        return Path("/".join(kept) or "none")
+
+    result = control(build, lambda art: metrics[builds[-1]], 0.95,
+                     lambda: [(("a",), 9.0), (("b",), 5.0), (("c",), 1.0)], max_drop=1.0)
+    assert builds == [(), ("a",), ("a", "b")]
+    assert result.within() and result.best.kept_float == ["a", "b"]
+    assert drop_points(0.95, 0.948) == pytest.approx(0.2)
+
+
+def test_control_gives_up_after_the_ranking_and_says_so():
+    result = control(lambda kept: Path("x"), lambda art: 0.5, 0.95,
+                     lambda: [(("a",), 1.0)], max_drop=1.0)
+    assert not result.within() and len(result.attempts) == 2
+
+
+def test_control_does_not_rank_when_the_first_build_is_within():
+    ranked = []
+    result = control(lambda kept: Path("x"), lambda art: 0.949, 0.95,
+                     lambda: ranked.append(1) or [], max_drop=1.0)
+    assert result.within() and not ranked
+
+
+def test_precision_names_and_refusals():
+    assert precision_name("model.ort.onnx", "int8") == "model.int8.ort.onnx"
+    assert precision_name("model.tflite.json", "int8") == "model.int8.tflite.json"
+    assert precision_name("build_engine.sh", "int8") == "int8.build_engine.sh"
+    with pytest.raises(NnfcError, match="does not build fp16: slow; it builds fp32, int8"):
+        check_precision("fp16", "desktop", ("fp32", "int8"), {"fp16": "slow"})
+    with pytest.raises(NnfcError, match="unknown precision"):
+        check_precision("int4", "desktop", ("fp32",))
+
+
+@pytest.mark.slow
+def test_compile_int8_on_the_default_factory(tmp_path, capsys):
+    prof = tmp_path / "prof" / "desktop.json"
+    code, _, err = run_cli(["profile", "--target", "desktop", "--subnets", "10", "--runs", "3",
+                            "--rounds", "2", "-o", str(prof)], capsys)
+    assert code == 0, err
+    out = tmp_path / "int8"
+    code, stdout, err = run_cli(["compile", "--task", "red,car", "--lat", "1s", "--profile",
+                                 str(prof), "--precision", "int8", "--runs", "3", "--rounds",
+                                 "1", "-o", str(out)], capsys)
+    assert code in (0, 3), err
+    report = json.loads((out / "report.json").read_text())
+    prec = report["precision"]
+    assert prec["requested"] == "int8" and prec["built"] == "int8"
+    assert report["artifact"] == "model.int8.ort.onnx"
+    assert {"model.onnx", "model.ort.onnx", "model.int8.onnx", "model.int8.ort.onnx"} <= \
+        {p.name for p in out.iterdir()}
+    assert not [p for p in out.iterdir() if p.is_dir()]
+    m = prec["metric"]
+    assert m["name"] == "map50" and 0 < m["quantized"] <= 1 and 0 < m["float"] <= 1
+    assert (code == 3) == (m["drop_points"] > 1.0)
+    assert prec["memory_mb"] < report["params"] * 4 / 1e6 + 1  # int8 weights counted
+    assert "int8: map50" in stdout
+    # fp16 on desktop: one clear refusal, nothing written
+    code, _, err = run_cli(["compile", "--task", "red,car", "--lat", "1s", "--profile",
+                            str(prof), "--precision", "fp16", "-o", str(tmp_path / "h")], capsys)
+    assert code == 2 and "does not build fp16" in err and not (tmp_path / "h").exists()
