@@ -175,3 +175,19 @@ def test_compile_int8_on_the_default_factory(tmp_path, capsys):
     code, _, err = run_cli(["compile", "--task", "red,car", "--lat", "1s", "--profile",
                             str(prof), "--precision", "fp16", "-o", str(tmp_path / "h")], capsys)
     assert code == 2 and "does not build fp16" in err and not (tmp_path / "h").exists()
+
+
+def test_bench_side_by_side_compares_each_artifact_with_the_first_of_its_task():
+    from nnfc.benchmarking.side_by_side import side_by_side, side_by_side_lines
+
+    def entry(name, rounds, value, precision, task=("red", "car")):
+        return {"name": name, "task": list(task), "target": "desktop", "precision": precision,
+                "latency_ms": {"rounds": rounds},
+                "eval": {"metric": "map50", "value": value}}
+    rows = side_by_side([entry("fp32", [4.0, 4.4, 8.0], 0.93, "fp32"),
+                         entry("int8", [2.0, 2.0, 2.0], 0.925, "int8"),
+                         entry("other", [1.0, 1.0, 1.0], 0.5, "fp32", ("blue", "car"))])
+    assert len(rows) == 1 and rows[0]["against"] == "fp32"
+    assert rows[0]["speedup"] == pytest.approx(2.2)  # median of 2.0, 2.2, 4.0
+    assert rows[0]["metric_points"] == pytest.approx(-0.5)
+    assert side_by_side_lines(rows)[0].startswith("int8 vs fp32 (int8 vs fp32): 2.20x")

@@ -176,6 +176,7 @@ def _entry(item: Item, save_path: Path | None, budgets, lat_stat: str) -> dict[s
     import numpy as np
 
     from nnfc.benchmarking.record import relative_to_save, sha256_of
+    from nnfc.benchmarking.side_by_side import precision_of
     from nnfc.targets import BenchResult
     s = item.subject
     med = float(np.median(s.round_medians))
@@ -190,6 +191,7 @@ def _entry(item: Item, save_path: Path | None, budgets, lat_stat: str) -> dict[s
         "target": item.target_name,
         "target_options": item.options,
         "task": (item.report or {}).get("request", {}).get("task"),
+        "precision": precision_of(item.report),
         "latency_ms": {"median": med, "best": float(min(s.round_medians)), "p90": p90,
                        "rounds": [float(x) for x in s.round_medians],
                        "runs_per_round": s.runs},
@@ -365,7 +367,9 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
     with a saved baseline; gate CI.
 
     ARTIFACT is a file nnfc emitted (model.ort.onnx, model.tflite, model.engine), any ONNX or
-    TFLite file, or a `nnfc compile` output directory. Exit codes: 0 = fine; 1 = a significant
+    TFLite file, or a `nnfc compile` output directory. Artifacts of the same task are printed
+    side by side against the first one (speed from the interleaved rounds, metric points
+    with --eval), e.g. `nnfc bench out/fp32 out/int8 --eval`. Exit codes: 0 = fine; 1 = a significant
     regression beyond --max-regression, or a budget exceeded; 2 = bad input.
     """
     from nnfc.benchmarking import compare
@@ -375,6 +379,7 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
     from nnfc.benchmarking.record import (FORMAT, VERSION, baseline_artifact, baseline_entry,
                                           host_info, load_run)
     from nnfc.benchmarking.rounds import Subject, run_rounds
+    from nnfc.benchmarking.side_by_side import side_by_side, side_by_side_lines
     from nnfc.targets import get_target
     from nnfc.units import parse_latency_ms, parse_memory_mb
 
@@ -456,7 +461,8 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
                         "eval_samples": eval_samples if evaluate else None},
            "baseline": str(baseline_file) if baseline_file else None,
            "reference": reference,
-           "artifacts": entries, "regression": regression, "over_budget": over,
+           "artifacts": entries, "side_by_side": side_by_side(entries),
+           "regression": regression, "over_budget": over,
            "exit_code": 1 if regression or over else 0}
 
     from nnfc.atomic import write_json_atomic
@@ -471,6 +477,8 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
     else:
         for e in entries:
             _print_entry({**e, "_budgeted": budgeted})
+        for line in side_by_side_lines(run["side_by_side"]):
+            click.echo(line)
         missing = [e["name"] for e in entries if baseline_run and e["comparison"] is None]
         if missing:
             click.echo(f"no baseline entry for: {', '.join(missing)}")
