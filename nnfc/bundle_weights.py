@@ -1,8 +1,9 @@
 """A factory's supernet weights stored once: ``supernet.safetensors`` holds the ONNX
 initializers (``supernet.onnx`` points into it as ONNX external data: location, offset, length)
-and the training-only tensors; its metadata maps every torch state-dict name to a stored tensor,
-or a transposed one (a Linear weight as MatMul's), or to a BatchNorm-folded conv weight stored in ONNX form (``W = W0 * gamma / sqrt(var + eps)``,
-so ``W0`` is recovered from ``W`` and the BatchNorm's stored parameters).
+and the training-only tensors; its metadata maps every torch state-dict name to a stored
+tensor, a transposed one (a Linear weight as MatMul's), or a BatchNorm-folded conv weight in
+ONNX form (``W = W0 * gamma / sqrt(var + eps)``: ``W0`` is recovered from ``W`` and the
+BatchNorm's stored parameters).
 
 ONNX Runtime, ``onnx.load`` and onnx-ir read ``supernet.onnx`` as usual (from its path: the
 weights file lies beside it). Torch code gets its state dict from :func:`training_state`.

@@ -1,12 +1,16 @@
 """``nnfc`` command line: one click group; each verb lives in ``nnfc/commands/<verb>.py``.
 
-Verbs are imported lazily so that ``nnfc compile`` never imports torch.
+Verbs are imported lazily so that ``nnfc compile`` never imports torch. To add a verb, add one
+line to ``COMMANDS`` (verb -> "module:click object", one-line help). Library code reports
+through :mod:`logging` (logger ``nnfc``); ``--verbose``/``--quiet`` decide what is shown.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
-import importlib.util  # not loaded by `import importlib` alone (a wheel install has no hook that loads it)
+import importlib.util  # `import importlib` alone does not load it (a wheel install crashed)
+import logging
 import os
 import sys
 
@@ -15,47 +19,73 @@ import click
 from nnfc import __version__
 from nnfc.errors import EXIT_ERROR, EXIT_INTERRUPTED, NnfcError
 
-# verb -> "module:function" (a click.Command)
-COMMANDS: dict[str, str] = {
-    "prune": "nnfc.commands.prune:prune",
-    "bench": "nnfc.commands.bench:bench",
-    "train": "nnfc.commands.train:train",
-    "eval": "nnfc.commands.eval:eval_",
-    "profile": "nnfc.commands.profile:profile",
-    "compile": "nnfc.commands.compile:compile_",
-    "demo": "nnfc.commands.demo:demo",
-    "export": "nnfc.commands.export:export",
-    "baseline": "nnfc.commands.baseline:baseline",
+# verb -> ("module:object" of a click.Command or click.Group, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "compile": ("nnfc.commands.compile:compile_",
+                "Build the model for a task within a latency/memory budget on a target."),
+    "run": ("nnfc.commands.run:run",
+            "Compile and benchmark every scenario of a pipeline file (TOML), e.g. in CI."),
+    "bench": ("nnfc.commands.bench:bench",
+              "Measure artifacts; compare with a baseline; fail on a regression or over budget."),
+    "info": ("nnfc.commands.info:info",
+             "What a factory knows: attributes, tasks, gate layers, size, profiles, recipe."),
+    "factory": ("nnfc.commands.factory:factory", "List the factories nnfc can find."),
+    "profile": ("nnfc.commands.profile:profile",
+                "Profile random subnets on a target and fit its latency/memory predictor."),
+    "prune": ("nnfc.commands.prune:prune",
+              "Fold gates into an ONNX supernet and physically remove gated-off channels."),
+    "demo": ("nnfc.commands.demo:demo", "End-to-end demo on the shipped default factory."),
+    "eval": ("nnfc.commands.eval:eval_",
+             "Accuracy and activation ratio of a factory's pruned models per task and limit."),
+    "train": ("nnfc.commands.train:train",
+              "Train a model factory (gated supernet + assembler) and write a bundle."),
+    "export": ("nnfc.commands.export:export",
+               "Export a gated supernet preset to ONNX with one gate input per layer."),
+    "baseline": ("nnfc.commands.baseline:baseline",
+                 "The paper's baselines for one task (Retrain, Prune&Tune), measured like "
+                 "compile."),
 }
 
-HELP = {
-    "prune": "Fold gates into an ONNX supernet and physically remove gated-off channels.",
-    "bench": "Measure artifacts; compare with a baseline; fail on a regression or over budget.",
-    "train": "Train a model factory (gated supernet + assembler) and write a bundle.",
-    "eval": "Accuracy and activation ratio of a factory's pruned models per task and limit.",
-    "profile": "Profile random subnets on a target and fit its latency/memory predictor.",
-    "compile": "Build the model for a task within a latency/memory budget on a target.",
-    "demo": "End-to-end demo on the shipped default factory.",
-    "export": "Export a gated supernet preset to ONNX with one gate input per layer.",
-    "baseline": "The paper's baselines for one task (Retrain, Prune&Tune), measured like compile.",
-}
+#: hidden old spellings of verbs -> the verb
+ALIASES: dict[str, str] = {"factories": "factory"}
+
+EPILOG = """\b
+Examples:
+  nnfc compile --task "red cars" --target desktop --lat 5ms -o out/red-car
+  nnfc info                       # the default factory: attributes, tasks, profiles
+  nnfc run pipeline.toml          # every scenario of a pipeline file, benchmarked
+  nnfc COMMAND --help             # each command's options and examples
+
+
+Shell completion (bash; zsh/fish: _NNFC_COMPLETE=zsh_source / fish_source):
+  eval "$(_NNFC_COMPLETE=bash_source nnfc)"
+"""
 
 
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported only when invoked."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name, target in COMMANDS.items() if _module_exists(target))
+        return [name for name, (target, _) in COMMANDS.items() if _module_exists(target)]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
+        name = ALIASES.get(name, name)
+        target = COMMANDS.get(name, (None, ""))[0]
         if target is None or not _module_exists(target):
             return None
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, [*self.list_commands(ctx), *ALIASES], n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise click.UsageError(f"no command {name!r}{hint}", ctx)
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -65,40 +95,74 @@ def _module_exists(target: str) -> bool:
     return importlib.util.find_spec(target.split(":")[0]) is not None
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="nnfc")
-def cli() -> None:
+class _EchoHandler(logging.Handler):
+    """Log records as plain lines on the current standard error (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "nnfc: warning: " if record.levelno >= logging.WARNING else ""
+        click.echo(prefix + self.format(record), err=True)
+
+
+def setup_logging(verbosity: int) -> None:
+    """``nnfc`` logger: INFO by default, DEBUG with --verbose, warnings only with --quiet."""
+    logger = logging.getLogger("nnfc")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
+        logger.propagate = False
+    logger.setLevel({-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG))
+    if verbosity < 0:
+        os.environ["TQDM_DISABLE"] = "1"  # progress bars are information too
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="nnfc")
+@click.option("-v", "--verbose", count=True, help="More detail (debug messages).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Only results, warnings and errors (no progress bars).")
+def cli(verbose: int, quiet: bool) -> None:
     """nnfc — NN-Factory compiler: one model factory, many customized edge models."""
+    setup_logging(-1 if quiet else verbose)
+
+
+def _error(message: str) -> None:
+    for line in message.splitlines() or ["error"]:
+        click.echo(f"nnfc: error: {line}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: NnfcError becomes one ``nnfc: error:`` line per problem on stderr
-    and exit code 2 (so does an OS error nnfc did not anticipate: full disk, permissions)."""
+    """Console entry point. Every error is ``nnfc: error: <one line>`` on stderr: bad usage
+    (exit 2, with the command to get help), an NnfcError (one line per problem, exit 2), an OS
+    error nnfc did not anticipate (full disk, permissions; exit 2)."""
     if not sys.stderr.isatty():  # logs, CI: progress bars update once a second, not 10 times
         os.environ.setdefault("TQDM_MININTERVAL", "1")
+    setup_logging(0)
     try:
         cli.main(args=argv, prog_name="nnfc", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "nnfc"
+        _error(f"{exc.format_message()} (see {where} --help)")
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        _error(exc.format_message())
         sys.exit(exc.exit_code)
     except NnfcError as exc:
-        for line in str(exc).splitlines() or [type(exc).__name__]:
-            click.echo(f"nnfc: error: {line}", err=True)
+        _error(str(exc) or type(exc).__name__)
         sys.exit(EXIT_ERROR)
     except OSError as exc:
         from nnfc.outputs import os_error_text
-        click.echo(f"nnfc: error: {os_error_text(exc)}", err=True)
+        _error(os_error_text(exc))
         sys.exit(EXIT_ERROR)
     except SystemExit:
         raise
     except Exception as exc:
         if not getattr(exc, "nnfc_user_error", False):  # e.g. the passes' PruneError
             raise
-        click.echo(f"nnfc: error: {exc}", err=True)
-        sys.exit(2)
+        _error(str(exc))
+        sys.exit(EXIT_ERROR)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,15 @@ def profiled_tiny_factory() -> Path:
         from factory_fixtures import train_tiny
         from nnfc.bundle import read_bundle
         from nnfc.compiler.fitting import fit_and_save
-        from nnfc.compiler.pipeline import default_profile_path, make_target
+        from nnfc.compiler.pipeline import make_target
+        from nnfc.profile_cache import shipped_profile_path
         from nnfc.compiler.profiler import profile_subnets
 
         root = Path(tempfile.mkdtemp(prefix="nnfc-baseline-fixture-")) / "factory"
         train_tiny(root)
         bundle = read_bundle(root)
         target = make_target("desktop", {"threads": 1})
-        pred = default_profile_path(root, "desktop")
+        pred = shipped_profile_path(root, "desktop")  # shipped inside the bundle
         data = profile_subnets(bundle, target, pred.with_name("desktop.measurements.json"),
                                subnets=24, runs=3, warmup=1, rounds=1, progress=False)
         fit_and_save(bundle, "desktop", data, pred, target_options={"threads": 1})

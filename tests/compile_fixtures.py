@@ -105,13 +105,14 @@ def profiled_bundle(subnets: int = 24) -> Path:
     if key not in _CACHE:
         from nnfc.bundle import read_bundle
         from nnfc.compiler.fitting import fit_and_save
-        from nnfc.compiler.pipeline import default_profile_path, make_target
+        from nnfc.compiler.pipeline import make_target
+        from nnfc.profile_cache import shipped_profile_path
         from nnfc.compiler.profiler import profile_subnets
 
         root = Path(tempfile.mkdtemp(prefix="nnfc-compile-fixture-")) / "factory"
         bundle = make_bundle(root)
         target = make_target("desktop", {"threads": 1})
-        pred = default_profile_path(root, "desktop")
+        pred = shipped_profile_path(root, "desktop")  # shipped inside the bundle
         meas = pred.with_name("desktop.measurements.json")
         data = profile_subnets(read_bundle(root), target, meas, subnets=subnets, runs=3,
                                warmup=1, rounds=1, progress=False)

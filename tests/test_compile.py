@@ -105,9 +105,28 @@ def test_missing_profile_names_the_command(bundle, tmp_path, capsys):
     copy = tmp_path / "factory"
     shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("profiles"))
     code, _, err = run_cli(["compile", "--bundle", str(copy), "--task", "odd", "--lat", "5ms",
-                            "-o", str(tmp_path / "x")], capsys)
-    assert code == 2
+                            "--no-profile", "-o", str(tmp_path / "x")], capsys)
+    assert code == 2 and "--no-profile" in err
     assert f"make it with: nnfc profile --bundle {copy} --target desktop" in err
+
+
+def test_first_compile_profiles_this_machine(bundle, tmp_path, capsys, monkeypatch):
+    """No profile: the compile profiles the target itself into the user's cache (one line
+    saying so), never into the bundle; the next compile reuses it."""
+    from nnfc.compiler import auto_profile
+    monkeypatch.setattr(auto_profile, "affordable_subnets", lambda *a, **k: 12)
+    copy = tmp_path / "factory"
+    shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("profiles"))
+    code, _, err = run_cli(["compile", "--bundle", str(copy), "--task", "odd", "--lat", "50ms",
+                            "-o", str(tmp_path / "x")], capsys)
+    assert code == 0, err
+    assert "profiling 12 subnets first" in err
+    from nnfc.compiler.pipeline import default_profile_path
+    assert default_profile_path(copy, "desktop").is_file()
+    assert not (copy / "profiles").exists()
+    code, _, err = run_cli(["compile", "--bundle", str(copy), "--task", "odd", "--lat", "50ms",
+                            "-o", str(tmp_path / "y")], capsys)
+    assert code == 0 and "profiling" not in err
 
 
 def test_profile_of_another_factory_is_refused(bundle, tmp_path, capsys):

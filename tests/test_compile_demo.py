@@ -7,6 +7,8 @@ import shutil
 from compile_fixtures import profiled_bundle
 from cli_runner import run_cli
 
+from nnfc.compiler.pipeline import default_profile_path
+
 
 
 def test_demo_profiles_then_compiles(tmp_path, capsys):
@@ -16,9 +18,10 @@ def test_demo_profiles_then_compiles(tmp_path, capsys):
                               "--subnets", "20", "--target", "desktop", "--target", "jetson"],
                              capsys)
     assert code == 0, err
-    assert "profiling desktop first" in out and "predictor: latency" in out
-    assert (root / "profiles" / "desktop.json").is_file()
-    assert not (root / "profiles" / "jetson.json").exists()  # the roofline estimate
+    assert "profiling 20 subnets first" in err and "predictor: latency" in err
+    assert default_profile_path(root, "desktop").is_file()  # in the user's cache
+    assert not default_profile_path(root, "jetson").exists()  # the roofline estimate
+    assert not (root / "profiles").exists()
     for target in ("desktop", "jetson"):
         report = json.loads((tmp_path / "demo" / target / "report.json").read_text())
         assert report["request"]["target"] == target and report["request"]["lat_ms"]

@@ -7,7 +7,7 @@ import pytest
 
 from compile_fixtures import profiled_bundle
 from nnfc.bundle import read_bundle
-from nnfc.compiler.pipeline import make_target
+from nnfc.compiler.pipeline import default_profile_path, make_target
 from nnfc.compiler.predictor import Predictor
 from nnfc.compiler.profiler import profile_subnets
 from cli_runner import run_cli
@@ -51,15 +51,16 @@ def test_profile_cli_and_fit_from_measurements(tmp_path, capsys):
     assert code == 0, err
     res = json.loads(out)
     assert set(res["accuracy"]) >= {"latency", "memory"}
-    pred_path = root / "profiles" / "desktop.json"
+    pred_path = default_profile_path(root, "desktop")  # the user's cache, not the bundle
     assert res["predictor"] == str(pred_path)
-    assert (root / "profiles" / "desktop.measurements.json").is_file()
-    assert (root / "profiles" / "desktop.png").is_file()
+    assert not (root / "profiles").exists()
+    measurements = pred_path.with_name(pred_path.stem + ".measurements.json")
+    assert measurements.is_file() and pred_path.with_suffix(".png").is_file()
     pred = Predictor.load(pred_path)
     assert pred.meta["host"]["cores"] and pred.meta["target_options"] == {"threads": 1}
 
     # measurements made elsewhere (e.g. on a device): latency only, no memory figures
-    meas = json.loads((root / "profiles" / "desktop.measurements.json").read_text())
+    meas = json.loads(measurements.read_text())
     foreign = {"target": "desktop", "host": {"cpu": "elsewhere", "cores": 6},
                "rows": [{"gates": r["gates"], "latency_ms": r["latency_ms"] * 2}
                         for r in meas["rows"]]}

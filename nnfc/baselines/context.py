@@ -55,7 +55,7 @@ def open_context(bundle_path: str | Path | None, task: Sequence[str], target: st
     """Validate everything cheap before any training: the output path, the target name, the
     bundle, the task's attributes, the predictor profile (missing: the error gives the
     ``nnfc profile`` command)."""
-    from nnfc.compiler.pipeline import default_profile_path, load_predictor_for, make_target
+    from nnfc.compiler.pipeline import load_predictor_for, make_target, profile_in_use
     from nnfc.targets import get_target
 
     if not task:
@@ -70,8 +70,7 @@ def open_context(bundle_path: str | Path | None, task: Sequence[str], target: st
     family = task_data.family_of(cfg)
     parsed = task_data.parse_task(bundle, family, task)
     predictor = load_predictor_for(bundle, target, profile)
-    profile_dir = Path(profile).parent if profile else default_profile_path(bundle.root,
-                                                                            target).parent
+    profile_dir = profile_in_use(bundle.root, target, profile).parent
     return BaselineContext(bundle, cfg, family, parsed, target,
                            make_target(target, predictor.meta.get("target_options")), predictor,
                            profile_dir)

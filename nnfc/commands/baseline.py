@@ -18,7 +18,8 @@ _COMMON = [
     click.option("-o", "--output", required=True, type=click.Path(),
                  help="Output directory (written atomically at the end)."),
     click.option("--profile", "profile_path", type=click.Path(), default=None,
-                 help="Predictor JSON (default: <bundle>/profiles/<target>.json); its target "
+                 help="Predictor JSON (default: this machine's profile in the user's cache, "
+                      "else <bundle>/profiles/<target>.json; see nnfc info); its target "
                       "settings and measurement rounds are used, as by nnfc compile."),
     click.option("--checkpoint-dir", type=click.Path(), default=None,
                  help="Training checkpoints (default: <output>.ckpt beside the output)."),

@@ -29,7 +29,8 @@ from nnfc.errors import EXIT_OVER_BUDGET
               help="Also write into a non-empty directory that is not a compile output (adds "
                    "nnfc's files; never deletes or overwrites files nnfc did not write).")
 @click.option("--profile", "profile_path", type=click.Path(), default=None,
-              help="Predictor JSON (default: <bundle>/profiles/<target>.json).")
+              help="Predictor JSON (default: this machine's profile in the user's cache, "
+                   "else one shipped in the bundle, <bundle>/profiles/<target>.json).")
 @click.option("--search", "method", type=click.Choice(["batched", "algorithm1", "best"]),
               default="batched", show_default=True,
               help="batched: Algorithm 1's answer from one assembler call for every limit; "
@@ -68,11 +69,15 @@ from nnfc.errors import EXIT_OVER_BUDGET
 @click.option("--max-drop", default=1.0, show_default=True, type=click.FloatRange(0.0, 100.0),
               help="Points of the family's metric (mAP@0.5 x 100, accuracy %) a reduced "
                    "precision may lose against float; beyond it compile exits 3.")
+@click.option("--no-profile", is_flag=True,
+              help="Fail instead of profiling this machine first when it has no profile of "
+                   "the factory on the target (a first compile profiles for about half a "
+                   "minute, once; the profile is kept in the user's cache).")
 @click.option("--no-verify", is_flag=True, help="Skip the equivalence check vs the supernet.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 def compile_(bundle_path, task, target, lat, mem, output, force, profile_path, method, step,
              margin, runs, rounds, warmup, refine_rounds, device, precision, max_drop,
-             no_verify, as_json):
+             no_profile, no_verify, as_json):
     """Build the model for TASK within --lat/--mem on a target: search, prune, lower, measure.
 
     Writes OUT/model.onnx (pruned), the target artifact, gates.json and report.json. Exit codes:
@@ -101,7 +106,7 @@ def compile_(bundle_path, task, target, lat, mem, output, force, profile_path, m
                          method=method, step=step, margin=margin, runs=runs, rounds=rounds,
                          warmup=warmup, device=device, refine_rounds=refine_rounds,
                          verify=not no_verify, force=force, precision=precision,
-                         max_drop=max_drop)
+                         max_drop=max_drop, auto_profile=not no_profile)
     report = compile_model(req)
     if as_json:
         click.echo(json.dumps(report, indent=1))

@@ -9,15 +9,14 @@ artifact on its own target over a few test scenes and draws the boxes into one P
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 
+from nnfc.compiler.auto_profile import MIN_SUBNETS
 from nnfc.targets import TARGETS
 
 DEFAULT_TARGETS = ("desktop", "android", "jetson")
-MIN_SUBNETS = 12  # fewest subnets the demo profiles (the predictor's fit needs a dozen)
 #: tasks the demo prefers, where the factory knows their attributes
 PREFERRED_TASKS = (["red", "car"], ["only-two", "odd"])
 
@@ -43,61 +42,20 @@ def demo_budget(bundle, predictor, task: list[str]) -> str:
     return _ms((lo + 0.6 * (hi - lo)) * (1 + predictor.margins[0]))
 
 
-def _affordable_subnets(bundle, target, seconds: float = 30.0) -> int:
-    """How many subnets profile in about ``seconds``: time the full supernet once (half of it is
-    a fair average over random subnets) plus a fixed prune/lower/session cost per subnet."""
-    import tempfile
-
-    import onnx
-
-    from nnfc.compiler.measure import measure
-    from nnfc.compiler.profiler import random_gates
-    from nnfc.passes import apply_gates
-    names = [f"gate.{g['name']}" for g in bundle.gate_layers]
-    sizes = [int(g["size"]) for g in bundle.gate_layers]
-    with tempfile.TemporaryDirectory(prefix="nnfc-demo-") as tmp:
-        t0 = time.perf_counter()
-        pruned = apply_gates(onnx.load(str(bundle.supernet_path)),
-                             random_gates(names, sizes, 1)[0])
-        onnx.save_model(pruned, f"{tmp}/m.onnx")
-        artifact = target.lower(f"{tmp}/m.onnx", tmp)
-        overhead = time.perf_counter() - t0
-        lat_s = measure(target, artifact, runs=5, warmup=1, rounds=1).latency_ms / 1e3
-    per_subnet = overhead + 0.02 * 5 + 0.5 * lat_s * 12 * 5 * 1.5
-    return int(min(250, max(MIN_SUBNETS, seconds / per_subnet)))
-
-
 def _ms(ms: float) -> str:
     """A budget string a person would type: 450us, 1.2ms, 2.5s."""
     return f"{ms * 1000:.0f}us" if ms < 1 else (f"{ms:.3g}ms" if ms < 1000 else f"{ms / 1000:.3g}s")
 
 
 def _predictor(bundle, target: str, subnets: int | None):
-    """The bundle's predictor for ``target``; profiled first when there is none."""
-    from nnfc.compiler.fitting import fit_and_save
-    from nnfc.compiler.pipeline import default_profile_path, load_predictor_for, make_target
-    from nnfc.compiler.profiler import profile_subnets
-    from nnfc.errors import NnfcError
-    from nnfc.targets import target_class
+    """The bundle's predictor for ``target``; this machine profiled first when it has none."""
+    from nnfc.compiler.auto_profile import profile_here
+    from nnfc.compiler.pipeline import ProfileMissing, load_predictor_for
 
     try:
         return load_predictor_for(bundle, target)
-    except NnfcError as exc:
-        click.echo(f"profiling {target} first ({exc}) ...")
-    pred_path = default_profile_path(bundle.root, target)
-    options = dict(target_class(target).repeatable_options)
-    tgt = make_target(target, options)
-    t0 = time.perf_counter()
-    count = subnets or _affordable_subnets(bundle, tgt)
-    data = profile_subnets(bundle, tgt, pred_path.with_name(f"{target}.measurements.json"),
-                           subnets=count, runs=10, warmup=2, rounds=5, resume=False)
-    predictor, _ = fit_and_save(bundle, target, data, pred_path, pred_path.with_suffix(".png"),
-                                target_options=options)
-    acc = predictor.meta["accuracy"]
-    click.echo(f"predictor: latency {acc['latency']['accuracy']:.1%}, memory "
-               f"{acc['memory']['accuracy']:.1%} on {acc['latency']['n_test']} held-out "
-               f"subnets ({count} profiled in {time.perf_counter() - t0:.0f} s) -> {pred_path}")
-    return predictor
+    except ProfileMissing as exc:
+        return profile_here(bundle, target, str(exc).split(";")[0], subnets)
 
 
 def detections_png(bundle, compiled: list[tuple[str, list[str], str, dict, Path]], path: Path,

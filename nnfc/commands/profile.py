@@ -62,7 +62,8 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
 @click.option("--subnets", default=300, show_default=True, type=click.IntRange(10, None),
               help="Random subnets to measure (the paper: 200-1000 are enough).")
 @click.option("-o", "--output", default=None, callback=nonempty_path,
-              help="Predictor JSON (default: <bundle>/profiles/<target>.json); measurements go "
+              help="Predictor JSON (default: the user's cache, keyed by factory, target and "
+                   "this machine; see nnfc info); measurements go "
                    "beside it as <name>.measurements.json, the plot as <name>.png.")
 @click.option("--runs", default=10, show_default=True, type=click.IntRange(1, None),
               help="Timed runs per round (each round's median is taken).")

@@ -52,8 +52,25 @@ def make_target(name: str, options: dict | None = None):
 
 
 def default_profile_path(bundle_root: str | os.PathLike, target: str) -> Path:
-    """Where ``nnfc profile`` writes a bundle's predictor for ``target`` by default."""
-    return Path(bundle_root) / "profiles" / f"{target}.json"
+    """Where ``nnfc profile`` writes a bundle's predictor for ``target`` by default: this
+    host's entry in the user's cache (:mod:`nnfc.profile_cache`)."""
+    from nnfc.profile_cache import cache_profile_path
+    return cache_profile_path(bundle_root, target)
+
+
+def profile_in_use(bundle_root: str | os.PathLike, target: str,
+                   explicit: str | os.PathLike | None = None) -> Path:
+    """The profile a compile reads: ``explicit``, else the cached or shipped one, else where
+    a new one would be written."""
+    from nnfc.profile_cache import find_profile
+    if explicit:
+        return Path(explicit)
+    return find_profile(bundle_root, target) or default_profile_path(bundle_root, target)
+
+
+class ProfileMissing(NnfcError):
+    """No usable profile: none for this factory and target, or one measured on another
+    machine (a compile then profiles this one, unless told not to)."""
 
 
 def profile_command(bundle_root: str | os.PathLike, target: str) -> str:
@@ -68,15 +85,16 @@ def load_predictor_for(bundle: Bundle, target: str, path: str | os.PathLike | No
     a measured profile always wins."""
     cmd = profile_command(bundle.root, target) + (f" -o {path}" if path else "")
     explicit = path is not None
-    path = Path(path) if path else default_profile_path(bundle.root, target)
+    path = profile_in_use(bundle.root, target, path)
     if target == "jetson" and not explicit and not path.is_file():
         from nnfc.compiler.cost_structure import analyse
         from nnfc.compiler.jetson_estimate import DEFAULT_MODULE, estimated_predictor
         return estimated_predictor(analyse(onnx.load(str(bundle.supernet_path))),
                                    str(bundle.root), device or DEFAULT_MODULE)
     if not path.is_file():
-        raise NnfcError(f"no {target} profile for factory {bundle.root} ({path} is missing); "
-                        f"make it with: {cmd}")
+        raise (NnfcError if explicit else ProfileMissing)(
+            f"no {target} profile for factory {bundle.root} ({path} is missing); make it "
+            f"with: {cmd}")
     predictor = Predictor.load(path)
     if predictor.target != target:
         raise NnfcError(f"{path} is a profile for target {predictor.target!r}, not {target!r}; "
@@ -90,7 +108,8 @@ def load_predictor_for(bundle: Bundle, target: str, path: str | os.PathLike | No
     if predictor.meta.get("measured_locally", True):
         made, here = predictor.meta.get("host", {}), host_info()
         if (made.get("cpu"), made.get("cores")) != (here["cpu"], here["cores"]):
-            raise NnfcError(f"{path} was measured on another machine ({made.get('cpu')}, "
+            raise (NnfcError if explicit else ProfileMissing)(
+                f"{path} was measured on another machine ({made.get('cpu')}, "
                             f"{made.get('cores')} cores; this one: {here['cpu']}, "
                             f"{here['cores']} cores); profile again with: {cmd}")
     return predictor
@@ -133,6 +152,7 @@ class CompileRequest(ScenarioRequest):
     verify: bool = True
     precision: str = "fp32"            # fp32, fp16, int8 or auto (nnfc.precision)
     max_drop: float = 1.0              # points of the family's metric the precision may lose
+    auto_profile: bool = True          # no usable profile: profile this machine first
     force: bool = False                # --force: write into a non-empty foreign directory
     count_startup: bool = True         # report time since process start (one compile per run)
 
@@ -160,20 +180,34 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     bundle = read_bundle(req.bundle or default_bundle_path())
     check_output_dir(req.out, "compile", force=req.force, inputs=[bundle.root, req.profile])
     task_vec = bundle.encode_task(req.task)
-    predictor = load_predictor_for(bundle, req.target, req.profile, req.device)
+    predictor = _predictor(bundle, req)
     # measure the artifact exactly as the profile measured its subnets (e.g. threads)
     target = make_target(req.target, predictor.meta.get("target_options"))
     from nnfc.precision.stage import check as check_precision
     check_precision(req.precision, target)  # a precision the target refuses: before any work
     store = getattr(target, "use_template_store", None)  # android: reuse earlier conversions
-    if store is not None:
-        store(_profile_dir(bundle, req) / f"{req.target}.templates")
+    if store is not None:  # in the cache: a shipped profile's directory may be read-only
+        store((Path(req.profile).parent if req.profile else default_profile_path(
+            bundle.root, req.target).parent) / f"{req.target}.templates")
     builder = RoundBuilder(bundle, target, predictor, req, _profile_dir(bundle, req))
     builder.start_warm_up()  # sessions open on another core while the search runs
     try:
         return _compile(req, bundle, task_vec, predictor, target, builder, timings, lap)
     finally:
         builder.join_warm_up(quiet=True)  # an error of the compile's own wins
+
+
+def _predictor(bundle: Bundle, req: CompileRequest) -> Predictor:
+    """The request's predictor; this machine profiled first when it has none (one log line and
+    a progress bar), unless ``auto_profile`` is off."""
+    try:
+        return load_predictor_for(bundle, req.target, req.profile, req.device)
+    except ProfileMissing as exc:
+        if not req.auto_profile:
+            raise NnfcError(f"{exc} (--no-profile: not profiling it now)") from exc
+        from nnfc.compiler.auto_profile import profile_here
+        profile_here(bundle, req.target)
+        return load_predictor_for(bundle, req.target, None, req.device)
 
 
 def _compile(req: CompileRequest, bundle: Bundle, task_vec, predictor: Predictor, target,
@@ -248,8 +282,7 @@ def _measured_rounds(req, builder: RoundBuilder, assembler, predictor, task_vec,
 
 
 def _profile_dir(bundle: Bundle, req: CompileRequest) -> Path:
-    return Path(req.profile).parent if req.profile else default_profile_path(
-        bundle.root, req.target).parent
+    return profile_in_use(bundle.root, req.target, req.profile).parent
 
 
 def _measured(bench, mem: float) -> dict[str, Any]:
