@@ -180,7 +180,9 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     bundle = read_bundle(req.bundle or default_bundle_path())
     check_output_dir(req.out, "compile", force=req.force, inputs=[bundle.root, req.profile])
     task_vec = bundle.encode_task(req.task)
-    predictor = _predictor(bundle, req)
+    predictor, profiled = _predictor(bundle, req)
+    if profiled:
+        lap("profile")
     # measure the artifact exactly as the profile measured its subnets (e.g. threads)
     target = make_target(req.target, predictor.meta.get("target_options"))
     from nnfc.precision.stage import check as check_precision
@@ -197,17 +199,17 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         builder.join_warm_up(quiet=True)  # an error of the compile's own wins
 
 
-def _predictor(bundle: Bundle, req: CompileRequest) -> Predictor:
-    """The request's predictor; this machine profiled first when it has none (one log line and
-    a progress bar), unless ``auto_profile`` is off."""
+def _predictor(bundle: Bundle, req: CompileRequest) -> tuple[Predictor, bool]:
+    """The request's predictor, and whether this machine was profiled first for it (it had
+    none: one log line and a progress bar), which ``auto_profile`` off refuses."""
     try:
-        return load_predictor_for(bundle, req.target, req.profile, req.device)
+        return load_predictor_for(bundle, req.target, req.profile, req.device), False
     except ProfileMissing as exc:
         if not req.auto_profile:
             raise NnfcError(f"{exc} (--no-profile: not profiling it now)") from exc
         from nnfc.compiler.auto_profile import profile_here
         profile_here(bundle, req.target)
-        return load_predictor_for(bundle, req.target, None, req.device)
+        return load_predictor_for(bundle, req.target, None, req.device), True
 
 
 def _compile(req: CompileRequest, bundle: Bundle, task_vec, predictor: Predictor, target,
