@@ -299,34 +299,71 @@ def markdown(rows: list[dict[str, Any]], notes: list[str], prep: dict[str, float
     return "\n".join(out) + "\n"
 
 
+def scenario_key(row: dict[str, Any]) -> tuple:
+    sc = row["scenario"]
+    return (sc["target"], sc["task"], sc.get("lat"), sc.get("mem"))
+
+
+def scenario_text(row: dict[str, Any]) -> str:
+    sc = row["scenario"]
+    return (f"{sc['task']} on {sc['target']}, LAT {sc.get('lat') or '-'}, "
+            f"MEM {sc.get('mem') or '-'}")
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Accuracy vs measured latency, one marker per method, one panel per target."""
+    """Accuracy vs measured latency, one marker per method, one panel per target; every marker
+    carries its scenario's number (S1, S2, ...), the key below names each scenario."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    from nnfc.analysis.plotting import clustered_labels
     targets = sorted({r["scenario"]["target"] for r in rows})
     if not targets:
         return None
-    fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 4.2), squeeze=False)
-    style = {"nn-factory": ("o", "C0"), "retrain": ("s", "C3"), "prune-tune": ("^", "C2")}
+    numbers: dict[tuple, int] = {}
+    for r in sorted(rows, key=scenario_key):
+        numbers.setdefault(scenario_key(r), len(numbers) + 1)
+    texts = {n: scenario_text(r) for r in rows for k, n in numbers.items()
+             if scenario_key(r) == k}
+    key_lines = -(-len(numbers) // 2)
+    fig, axes = plt.subplots(1, len(targets), figsize=(6.2 * len(targets), 5.0 + 0.22 * key_lines),
+                             squeeze=False)
+    # Okabe & Ito colours (colour-blind safe) and three marker shapes
+    style = {"nn-factory": ("o", "#0072B2"), "retrain": ("s", "#D55E00"),
+             "prune-tune": ("^", "#009E73")}
     for ax, target in zip(axes[0], targets):
+        panel = [r for r in rows if r["scenario"]["target"] == target and r["lat_ms"] is not None]
+        dx = (max(r["lat_ms"] for r in panel) - min(r["lat_ms"] for r in panel)) * 1e3 or 1.0
+        dy = (max(r["accuracy"] for r in panel) - min(r["accuracy"] for r in panel)) * 100 or 1.0
         for m in METHODS:
             rs = [r for r in rows if r["method"] == m and r["scenario"]["target"] == target
                   and r["lat_ms"] is not None]
             if rs:
-                ax.scatter([r["lat_ms"] * 1e3 for r in rs], [r["accuracy"] * 100 for r in rs],
-                           marker=style[m][0], color=style[m][1], label=LABELS[m], s=40,
+                xs = [r["lat_ms"] * 1e3 for r in rs]
+                ys = [r["accuracy"] * 100 for r in rs]
+                ax.scatter(xs, ys, marker=style[m][0], color=style[m][1], label=LABELS[m], s=50,
                            alpha=0.85)
+                order = sorted(range(len(rs)), key=lambda i: (xs[i], ys[i]))
+                for (x, y), label in clustered_labels(
+                        [xs[i] for i in order], [ys[i] for i in order],
+                        [f"S{numbers[scenario_key(rs[i])]}" for i in order], dx, dy):
+                    ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4),
+                                fontsize=9, color=style[m][1])
         ax.set_xlabel("measured latency (µs, batch 1)")
         ax.set_ylabel(("mAP@0.5" if rows[0]["metric"] == "map50" else "accuracy")
                       + " on the task (%)")
-        ax.set_title(target)
+        ax.set_title(f"{target}: accuracy vs latency per scenario (S#)")
+        ax.margins(x=0.12)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+        ax.legend(fontsize=9, title="method")
+    key = [f"S{n}: {texts[n]}" for n in sorted(texts)]
+    half = -(-len(key) // 2)
+    fig.text(0.01, 0.01, "\n".join(key[:half]), fontsize=9, va="bottom", family="monospace")
+    fig.text(0.51, 0.01, "\n".join(key[half:]), fontsize=9, va="bottom", family="monospace")
+    fig.tight_layout(rect=(0, (0.22 * key_lines + 0.15) / (5.0 + 0.22 * key_lines), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)

@@ -44,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "baseline": ("nnfc.commands.baseline:baseline",
                  "The paper's baselines for one task (Retrain, Prune&Tune), measured like "
                  "compile."),
+    "analyze": ("nnfc.commands.analyze:analyze",
+                "The paper's analyses as pictures (frontier, activation, gates, ...) + report."),
 }
 
 #: hidden old spellings of verbs -> the verb

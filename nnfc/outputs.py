@@ -39,7 +39,7 @@ from nnfc.errors import NnfcError
 
 MARKER = ".nnfc-output.json"
 MARKER_FORMAT = "nnfc-output"
-KINDS = ("compile", "bundle", "checkpoint", "device-profile", "baseline")
+KINDS = ("compile", "bundle", "checkpoint", "device-profile", "baseline", "analysis")
 LOCK_TIMEOUT_S = float(os.environ.get("NNFC_LOCK_TIMEOUT", "600"))
 
 

@@ -11,6 +11,16 @@ from nnfc.benchmarking.outputs import check_replaceable
 from nnfc.errors import NnfcError
 
 PNG_MARKER = "nnfc bench --plot"
+#: how a metric is named on an axis (others: their own name)
+METRIC_NAMES = {"map50": "mAP@0.5", "accuracy": "accuracy"}
+
+
+def metric_label(table: dict[str, list[dict[str, Any] | None]]) -> str:
+    """The evaluation panel's axis label: the metric(s) the runs carry, by name, in percent."""
+    names = sorted({e["eval"]["metric"] for entries in table.values() for e in entries
+                    if e and e.get("eval") and e["eval"].get("metric")})
+    shown = ", ".join(METRIC_NAMES.get(n, n) for n in names) or "evaluation metric"
+    return f"{shown} (%)"
 
 
 def trend_table(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any] | None]]:
@@ -73,12 +83,13 @@ def plot_trend(runs: Sequence[dict[str, Any]], path: str | Path) -> Path:
             ev = [(i, e["eval"]["value"] * 100) for i, e in zip(idx, es) if e.get("eval")]
             if ev:
                 axes[2].plot(*zip(*ev), marker="o", color=line[0].get_color())
-    axes[0].set_ylabel("latency (ms)")
+    axes[0].set_ylabel("latency (ms, batch 1)")
     axes[1].set_ylabel("memory (MB)")
     if has_eval:
-        axes[2].set_ylabel("metric (%)")
+        axes[2].set_ylabel(metric_label(table))
     axes[-1].set_xticks(x, [run_label(r, i) for i, r in enumerate(runs)], rotation=30,
                         ha="right")
+    axes[-1].set_xlabel("saved run (oldest first)")
     axes[0].set_title("nnfc bench trend\nlatency: median of the rounds, bars from the best round "
                       "to the p90", fontsize="medium")
     fig.legend(*axes[0].get_legend_handles_labels(), fontsize="small", loc="lower center",

@@ -61,7 +61,8 @@ def _predictor(bundle, target: str, subnets: int | None):
 def detections_png(bundle, compiled: list[tuple[str, list[str], str, dict, Path]], path: Path,
                    scenes: int = 3) -> Path:
     """Each compiled artifact run by its own target on ``scenes`` test scenes of its task, boxes
-    drawn (white: ground truth; magenta: detections), one row per target, one PNG."""
+    drawn (dashed sky blue: ground truth; orange with its score: detections; a legend below),
+    one row per target, one PNG."""
     from nnfc.benchmarking.evaluate import artifact_runner, deployed_output_names
     from nnfc.compiler.pipeline import make_target
     from nnfc.evaluation import task_family_of

@@ -1,0 +1,83 @@
+"""A per-factory cache of the analyses' expensive results (metric evaluations, latency
+measurements), so a second ``nnfc analyze`` of the same factory reuses them.
+
+One JSON file per factory and kind under the user cache directory (``$NNFC_CACHE_DIR``, else
+``$XDG_CACHE_HOME/nnfc``, else ``~/.cache/nnfc``), ``analysis/<supernet sha256[:16]>/<kind>.json``:
+``{"format": "nnfc-analysis-cache", "version": 1, "entries": {key: number or object}}``. The file
+is read as untrusted input: anything unreadable or malformed is ignored (and rewritten), never an
+error; entries are written atomically after each new result, so an interrupted run keeps what it
+finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from nnfc.atomic import atomic_file
+
+FORMAT = "nnfc-analysis-cache"
+VERSION = 1
+
+
+def cache_root() -> Path:
+    """The user cache directory of nnfc."""
+    if os.environ.get("NNFC_CACHE_DIR"):
+        return Path(os.environ["NNFC_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nnfc"
+
+
+def gates_key(gates: Mapping[str, np.ndarray]) -> str:
+    """A short digest of a gate vector (names and 0/1 entries)."""
+    h = hashlib.sha1()
+    for name in sorted(gates):
+        h.update(name.encode())
+        h.update(np.packbits(np.asarray(gates[name]).reshape(-1) > 0.5).tobytes())
+    return h.hexdigest()[:20]
+
+
+class ResultCache:
+    """``get(key)`` / ``put(key, value)`` backed by one JSON file (``path`` None: memory only)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.entries: dict[str, Any] = {}
+        if path is not None and path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                data = None
+            if (isinstance(data, dict) and data.get("format") == FORMAT
+                    and data.get("version") == VERSION and isinstance(data.get("entries"), dict)):
+                self.entries = dict(data["entries"])
+        self.hits = 0
+
+    @classmethod
+    def for_factory(cls, supernet_sha256: str, kind: str, enabled: bool = True) -> "ResultCache":
+        if not enabled:
+            return cls(None)
+        return cls(cache_root() / "analysis" / supernet_sha256[:16] / f"{kind}.json")
+
+    def get(self, key: str, valid=lambda v: isinstance(v, (int, float))) -> Any:
+        value = self.entries.get(key)
+        if value is not None and valid(value):
+            self.hits += 1
+            return value
+        return None
+
+    def put(self, key: str, value: Any) -> None:
+        self.entries[key] = value
+        if self.path is None:
+            return
+        try:
+            with atomic_file(self.path) as tmp:
+                tmp.write_text(json.dumps({"format": FORMAT, "version": VERSION,
+                                           "entries": self.entries}), encoding="utf-8")
+        except OSError:  # a read-only cache directory only costs the reuse
+            self.path = None

@@ -1,0 +1,131 @@
+"""What every analysis of one factory shares: the bundle, its task family, the supernet, the
+target's predictor and the profile's own measurements — each loaded once, when first needed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnfc.bundle import Bundle, read_bundle
+from nnfc.errors import NnfcError
+
+
+def parse_task(text: str) -> list[str]:
+    """``"red,car"`` -> ``["red", "car"]``."""
+    return [a.strip() for a in text.split(",") if a.strip()]
+
+
+def parse_limits(text: str | None, default: tuple[float, ...]) -> list[float]:
+    """``"0.02,0.1,1"`` -> sorted unique fractions in (0, 1]; one clear error otherwise."""
+    if not text:
+        return list(default)
+    try:
+        values = sorted({float(x) for x in text.split(",") if x.strip()})
+    except ValueError as exc:
+        raise NnfcError(f"--limits: {exc} (give fractions such as 0.02,0.1,1)") from exc
+    bad = [v for v in values if not 0 < v <= 1]
+    if bad or not values:
+        raise NnfcError(f"--limits: every limit must lie in (0, 1], got {text!r}")
+    return values
+
+
+@dataclass
+class Analysis:
+    """One factory (and, for target analyses, one target and its profile)."""
+
+    bundle: Bundle
+    target: str = "desktop"
+    profile: Path | None = None      # None: the target's default profile of the bundle
+    use_cache: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, bundle_dir: str | None, target: str = "desktop", profile: str | None = None,
+             use_cache: bool = True) -> "Analysis":
+        from nnfc.bundle import default_bundle_path
+        from nnfc.targets import TARGETS
+        if target not in TARGETS:
+            raise NnfcError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
+        bundle = read_bundle(bundle_dir or default_bundle_path())
+        return cls(bundle, target, Path(profile) if profile else None, use_cache)
+
+    # ---- the factory
+    @cached_property
+    def family(self):
+        from nnfc.evaluation import task_family_of
+        return task_family_of(self.bundle)
+
+    @cached_property
+    def supernet(self):
+        import onnx
+        return onnx.load(str(self.bundle.supernet_path))
+
+    @cached_property
+    def supernet_sha256(self) -> str:
+        from nnfc.compiler.profiler import supernet_sha256
+        return supernet_sha256(self.bundle)
+
+    @property
+    def gate_names(self) -> list[str]:
+        return [f"gate.{g['name']}" for g in self.bundle.gate_layers]
+
+    @cached_property
+    def assembler(self):
+        from nnfc.compiler.assembler_runtime import Assembler
+        return Assembler(self.bundle.assembler_path, self.gate_names)
+
+    def task(self, attributes: list[str]) -> list[str]:
+        """A task checked against the factory's vocabulary (one clear error otherwise)."""
+        self.bundle.encode_task(list(attributes))
+        return list(self.family.parse_task(attributes))
+
+    def gates(self, task: list[str], limits) -> dict[str, np.ndarray]:
+        """The assembler's gates for ``task`` at each limit: {gate: [len(limits), size]}."""
+        return self.assembler.gates(self.bundle.encode_task(list(task)), limits)
+
+    def all_tasks(self) -> list[tuple[list[str], bool]]:
+        """Every (task, seen) of the factory: seen tasks first."""
+        return ([(list(t), True) for t in self.bundle.tasks("seen")]
+                + [(list(t), False) for t in self.bundle.tasks("unseen")])
+
+    # ---- the target
+    @cached_property
+    def profile_path(self) -> Path:
+        from nnfc.compiler.pipeline import default_profile_path
+        return self.profile or default_profile_path(self.bundle.root, self.target)
+
+    @cached_property
+    def predictor(self):
+        from nnfc.compiler.pipeline import load_predictor_for
+        return load_predictor_for(self.bundle, self.target, self.profile)
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the target's latency is the roofline estimate (no measured profile)."""
+        return bool(self.predictor.meta.get("estimated"))
+
+    @cached_property
+    def measurements(self) -> dict[str, Any] | None:
+        """The profile's own measurement file (``<profile stem>.measurements.json`` beside it, or
+        where the profile says), when it belongs to this factory; else None."""
+        from nnfc.compiler.profiler import read_measurements, same_factory
+        candidates = [self.profile_path.with_name(
+            self.profile_path.name[: -len(".json")] + ".measurements.json")]
+        recorded = (self.predictor.meta.get("profile") or {}).get("measurements")
+        if isinstance(recorded, str):
+            candidates.append(Path(recorded))
+        for path in candidates:
+            if path.is_file():
+                data = read_measurements(path)
+                if same_factory(data.get("bundle", {}), self.bundle):
+                    return data
+                self.notes.append(f"{path} belongs to another factory: not used")
+        return None
+
+    def cache(self, kind: str):
+        from nnfc.analysis.cache import ResultCache
+        return ResultCache.for_factory(self.supernet_sha256, kind, self.use_cache)
