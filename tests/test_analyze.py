@@ -5,7 +5,6 @@ output-directory rules; evaluations and measurements are cached."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,13 +23,11 @@ def factory(tmp_path_factory):
     """(bundle dir, profile JSON) of the tiny NumVQA factory, profiled on desktop (20 subnets,
     one quick round each)."""
     root = tmp_path_factory.mktemp("analyze")
-    os.environ["NNFC_CACHE_DIR"] = str(root / "cache")
     bundle = train_tiny(root / "tiny")
     profile = root / "prof" / "desktop.json"
     assert _quiet_cli(["profile", "--bundle", str(bundle), "--subnets", "20", "--runs", "2",
                        "--rounds", "1", "--warmup", "0", "-o", str(profile)]) == 0
-    yield Path(bundle), profile
-    os.environ.pop("NNFC_CACHE_DIR", None)
+    return Path(bundle), profile
 
 
 def _quiet_cli(args) -> int:

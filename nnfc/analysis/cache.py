@@ -1,8 +1,8 @@
 """A per-factory cache of the analyses' expensive results (metric evaluations, latency
 measurements), so a second ``nnfc analyze`` of the same factory reuses them.
 
-One JSON file per factory and kind under the user cache directory (``$NNFC_CACHE_DIR``, else
-``$XDG_CACHE_HOME/nnfc``, else ``~/.cache/nnfc``), ``analysis/<supernet sha256[:16]>/<kind>.json``:
+One JSON file per factory and kind in nnfc's cache directory (:func:`nnfc.profile_cache.cache_root`:
+``$NNFC_CACHE_DIR``, else the platform's user cache), ``analysis/<factory fingerprint>/<kind>.json``:
 ``{"format": "nnfc-analysis-cache", "version": 1, "entries": {key: number or object}}``. The file
 is read as untrusted input: anything unreadable or malformed is ignored (and rewritten), never an
 error; entries are written atomically after each new result, so an interrupted run keeps what it
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,14 +22,6 @@ from nnfc.atomic import atomic_file
 
 FORMAT = "nnfc-analysis-cache"
 VERSION = 1
-
-
-def cache_root() -> Path:
-    """The user cache directory of nnfc."""
-    if os.environ.get("NNFC_CACHE_DIR"):
-        return Path(os.environ["NNFC_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "nnfc"
 
 
 def gates_key(gates: Mapping[str, np.ndarray]) -> str:
@@ -59,10 +50,14 @@ class ResultCache:
         self.hits = 0
 
     @classmethod
-    def for_factory(cls, supernet_sha256: str, kind: str, enabled: bool = True) -> "ResultCache":
+    def for_factory(cls, bundle_root: Path, kind: str, enabled: bool = True) -> "ResultCache":
+        """The cache of ``kind`` for the factory at ``bundle_root`` (``enabled`` False: memory
+        only). Keyed by the supernet graph's fingerprint; the metric cache is keyed by the
+        weights too (see :class:`nnfc.analysis.metric.MetricEvaluator`)."""
+        from nnfc.profile_cache import cache_root, fingerprint
         if not enabled:
             return cls(None)
-        return cls(cache_root() / "analysis" / supernet_sha256[:16] / f"{kind}.json")
+        return cls(cache_root() / "analysis" / fingerprint(bundle_root) / f"{kind}.json")
 
     def get(self, key: str, valid=lambda v: isinstance(v, (int, float))) -> Any:
         value = self.entries.get(key)

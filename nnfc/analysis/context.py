@@ -46,11 +46,12 @@ class Analysis:
     @classmethod
     def open(cls, bundle_dir: str | None, target: str = "desktop", profile: str | None = None,
              use_cache: bool = True) -> "Analysis":
-        from nnfc.bundle import default_bundle_path
+        """``bundle_dir``: a bundle directory or a factory name (None: the default factory)."""
+        from nnfc.factories import resolve_factory
         from nnfc.targets import TARGETS
         if target not in TARGETS:
             raise NnfcError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
-        bundle = read_bundle(bundle_dir or default_bundle_path())
+        bundle = read_bundle(resolve_factory(bundle_dir))
         return cls(bundle, target, Path(profile) if profile else None, use_cache)
 
     # ---- the factory
@@ -64,10 +65,12 @@ class Analysis:
         import onnx
         return onnx.load(str(self.bundle.supernet_path))
 
-    @cached_property
-    def supernet_sha256(self) -> str:
-        from nnfc.compiler.profiler import supernet_sha256
-        return supernet_sha256(self.bundle)
+    @property
+    def weights_key(self) -> str:
+        """What the supernet's outputs depend on beyond its graph: the sha256 of its weights
+        file (and of the graph), as the manifest records them."""
+        files = self.bundle.manifest.get("files", {})
+        return f"{files.get('supernet.onnx', '')[:16]}:{files.get('supernet.safetensors', '')[:16]}"
 
     @property
     def gate_names(self) -> list[str]:
@@ -95,13 +98,22 @@ class Analysis:
     # ---- the target
     @cached_property
     def profile_path(self) -> Path:
-        from nnfc.compiler.pipeline import default_profile_path
-        return self.profile or default_profile_path(self.bundle.root, self.target)
+        """The profile in use: ``--profile``, else this machine's cached one, else the bundle's."""
+        from nnfc.compiler.pipeline import profile_in_use
+        return profile_in_use(self.bundle.root, self.target, self.profile)
 
     @cached_property
     def predictor(self):
-        from nnfc.compiler.pipeline import load_predictor_for
-        return load_predictor_for(self.bundle, self.target, self.profile)
+        """The target's predictor; without ``--profile`` and without a profile of this factory
+        on this machine, the machine is profiled first (like a first ``nnfc compile``)."""
+        from nnfc.compiler.pipeline import ProfileMissing, load_predictor_for
+        try:
+            return load_predictor_for(self.bundle, self.target, self.profile)
+        except ProfileMissing as exc:
+            from nnfc.compiler.auto_profile import profile_here
+            profile_here(self.bundle, self.target, str(exc).split(";")[0])
+            self.__dict__.pop("profile_path", None)
+            return load_predictor_for(self.bundle, self.target, None)
 
     @property
     def estimated(self) -> bool:
@@ -113,6 +125,7 @@ class Analysis:
         """The profile's own measurement file (``<profile stem>.measurements.json`` beside it, or
         where the profile says), when it belongs to this factory; else None."""
         from nnfc.compiler.profiler import read_measurements, same_factory
+        self.predictor  # a profile made now changes the path
         candidates = [self.profile_path.with_name(
             self.profile_path.name[: -len(".json")] + ".measurements.json")]
         recorded = (self.predictor.meta.get("profile") or {}).get("measurements")
@@ -128,4 +141,4 @@ class Analysis:
 
     def cache(self, kind: str):
         from nnfc.analysis.cache import ResultCache
-        return ResultCache.for_factory(self.supernet_sha256, kind, self.use_cache)
+        return ResultCache.for_factory(self.bundle.root, kind, self.use_cache)

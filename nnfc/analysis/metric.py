@@ -22,7 +22,7 @@ class MetricEvaluator:
         self.evaluated = 0
 
     def value(self, task: list[str], gates: Mapping[str, np.ndarray]) -> float:
-        key = f"{','.join(task)}|{self.samples}|{gates_key(gates)}"
+        key = f"{self.a.weights_key}|{','.join(task)}|{self.samples}|{gates_key(gates)}"
         cached = self.cache.get(key)
         if cached is not None:
             return float(cached)
