@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnx
 
     from nnfc.bundle import read_bundle
-    from nnfc.compiler.cost_structure import analyse
+    from nnfc.compiler.cost_analysis import analyse
     from nnfc.compiler.graph_stats import infer_shapes
     from nnfc.compiler.predictor import (LinearModel, error_shares, feature_matrix,
                                          kfold_predictions, unpack_gates)

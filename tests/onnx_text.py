@@ -56,11 +56,11 @@ def x_shape(model: onnx.ModelProto) -> list[int]:
 
 
 def check_pruned(model: onnx.ModelProto, gates: dict[str, list[float]], seed: int = 0,
-                 atol: float = 1e-5):
-    """Prune ``model`` with ``gates``; assert every output equals the gated model's; return
-    (pruned model, {gate: report})."""
+                 atol: float = 1e-5, rules=None):
+    """Prune ``model`` with ``gates`` (and op ``rules``); assert every output equals the gated
+    model's; return (pruned model, {gate: report})."""
     gates = {k: np.asarray(v, np.float32) for k, v in gates.items()}
-    pruned, reports = apply_gates_with_report(model, gates)
+    pruned, reports = apply_gates_with_report(model, gates, rules=rules)
     onnx.checker.check_model(pruned)
     x = np.random.default_rng(seed).standard_normal(x_shape(model)).astype(np.float32)
     got, ref = run_all(pruned, {"x": x}), run_all(model, {"x": x, **gates})

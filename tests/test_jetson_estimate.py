@@ -10,7 +10,7 @@ import pytest
 from cli_runner import run_cli
 from compile_fixtures import profiled_bundle
 from nnfc.bundle import read_bundle
-from nnfc.compiler.cost_structure import analyse
+from nnfc.compiler.cost_analysis import analyse
 from nnfc.compiler.jetson_estimate import MODULES, estimated_predictor
 from nnfc.compiler.predictor import Predictor
 from nnfc.compiler.profiler import random_gates

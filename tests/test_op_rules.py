@@ -5,9 +5,8 @@ Plus a rule registered by a user for an op nnfc does not know."""
 import numpy as np
 import pytest
 
-from nnfc.passes import channel_ops as ops
-from nnfc.passes.channel_state import ChannelState
-from nnfc.passes.op_rules import OpRule, _RULES, register_rule, rule_for
+from nnfc.passes.rules import default_rules
+from nnfc.passes.rules.elementwise import BINARY, UNARY, UnaryRule
 from onnx_text import check_pruned, model_from_text, weight_shapes
 
 GATE = [1, 0, 1, 1, 0, 0]     # 3 of 6 channels on
@@ -26,11 +25,12 @@ TEMPLATE = '<ir_version: 8, opset_import: ["" : OPSET]>\n' + """
     }"""
 
 
-def _check(op_line: str, opset: int = 18, gate=GATE, removed: bool = True, extra: str = ""):
+def _check(op_line: str, opset: int = 18, gate=GATE, removed: bool = True, extra: str = "",
+           rules=None):
     text = TEMPLATE.replace("OP_LINE", op_line).replace("OPSET", str(opset))
     if extra:
         text = text.replace("float[1,6,1,1] K)", f"float[1,6,1,1] K, {extra})")
-    pruned, reports = check_pruned(model_from_text(text), {"gate.a": gate})
+    pruned, reports = check_pruned(model_from_text(text), {"gate.a": gate}, rules=rules)
     shapes = weight_shapes(pruned)
     kept = sum(gate) if removed else len(gate)
     assert shapes["c1"] == (kept, 4, 3, 3) and shapes["y"] == (3, kept, 1, 1), shapes
@@ -47,13 +47,13 @@ UNARY_LINES = {
 }
 
 
-@pytest.mark.parametrize("op", sorted(ops.UNARY))
+@pytest.mark.parametrize("op", sorted(UNARY))
 def test_unary_rule(op):
     line = UNARY_LINES.get(op, f"b = {op} (a)")
     _check(line, opset=20 if op == "Gelu" else 18)
 
 
-@pytest.mark.parametrize("op", sorted(ops.BINARY))
+@pytest.mark.parametrize("op", sorted(BINARY))
 def test_binary_rule_with_a_per_channel_constant(op):
     # K is [1,6,1,1]: sliced with the channels (Pow/Div read a positive one)
     line = f"b = {op} (a, varK)" if op in ("Pow", "Div") else f"b = {op} (a, K)"
@@ -119,15 +119,11 @@ def test_flatten_rule_maps_each_channel_to_its_features():
 
 def test_a_user_registered_rule_lets_the_region_through():
     line = "b = Softsign (a)"
-    assert rule_for(type("N", (), {"domain": "", "op_type": "Softsign"})()) is None
-    _check(line, removed=False)  # no rule: Softsign cuts, every channel stays
+    rules = default_rules()
+    assert rules.lookup("", "Softsign", 18) is None
+    _check(line, removed=False, rules=rules)  # no rule: Softsign cuts, every channel stays
 
-    def softsign(node, out, layout, src, ctx):
-        val = (src.val / (1 + np.abs(src.val))).astype(np.float32)
-        return ChannelState(src.const.copy(), np.where(src.const, val, 0).astype(np.float32))
-
-    register_rule("Softsign", OpRule("channelwise", ops.unary_layouts, softsign))
-    try:
-        _check(line)
-    finally:
-        del _RULES[("", "Softsign")]
+    # an activation: one function gives the channel map and the constant carry
+    rules.add("Softsign", UnaryRule(lambda node, x: x / (1 + np.abs(x))))
+    _check(line, rules=rules)
+    assert default_rules().lookup("", "Softsign", 18) is None, "other rule sets unchanged"

@@ -9,8 +9,11 @@ from hypothesis import strategies as st
 
 from nnfc.passes.errors import PruneError
 from nnfc.onnx_io import count_params
-from nnfc.passes import (apply_gates, apply_gates_with_report, bind_gates, fold_constants,
-                         prune_gated_channels, remove_identity_gates, remove_unused)
+from onnx_ir.passes import functionalize
+
+from nnfc.passes import (BindGatesPass, FoldGateConstantsPass, PruneGatedChannelsPass,
+                         RemoveIdentityGatesPass, RemoveUnusedPass, apply_gates,
+                         apply_gates_with_report)
 from supernets import IMAGE, PRESETS, predicted_params, run, supernet
 
 ATOL = 1e-5
@@ -118,23 +121,24 @@ def test_each_pass_preserves_outputs(preset):
     x = np.random.default_rng(3).standard_normal((1, 3, IMAGE, IMAGE)).astype(np.float32)
     ref = run(model, {"input": x, **gates})
     graph_model = ir.from_proto(model)
-    steps = [lambda m: bind_gates(m, gates), fold_constants,
-             lambda m: prune_gated_channels(m)[0], remove_identity_gates, remove_unused]
+    steps = [BindGatesPass(gates), FoldGateConstantsPass(), PruneGatedChannelsPass(),
+             RemoveIdentityGatesPass(), RemoveUnusedPass()]
     for step in steps:
-        step(graph_model)
+        graph_model = functionalize(step)(graph_model).model  # each pass on a copy
         out = run(ir.to_proto(graph_model), {"input": x})
         np.testing.assert_allclose(out, ref, atol=ATOL)
 
 
 def test_bind_gates_removes_gate_inputs_only():
     _, model = supernet("vit-tiny")
-    graph_model = bind_gates(ir.from_proto(model), _half_gates("vit-tiny"))
+    graph_model = BindGatesPass(_half_gates("vit-tiny"))(ir.from_proto(model)).model
     assert [v.name for v in graph_model.graph.inputs] == ["input"]
 
 
 def test_fold_constants_turns_gate_reshapes_into_tagged_initializers():
     _, model = supernet("resnet-tiny")
-    graph_model = fold_constants(bind_gates(ir.from_proto(model), _half_gates("resnet-tiny")))
+    bound = BindGatesPass(_half_gates("resnet-tiny"))(ir.from_proto(model)).model
+    graph_model = FoldGateConstantsPass()(bound).model
     assert not any(n.op_type == "Reshape" and n.inputs[0].const_value is not None
                    for n in graph_model.graph)
     tagged = [v for v in graph_model.graph.initializers.values()

@@ -178,12 +178,12 @@ def test_concat_entered_backwards_prunes_its_producers():
 
 
 def test_an_internal_failure_is_one_prune_error_naming_the_op(monkeypatch):
-    from nnfc.passes import prune_channels
+    from nnfc.passes.rules.conv import ConvRule
 
-    def broken(self, node, kind, layout):
+    def broken(self, slicer, node, layout):
         raise ValueError("weights in an unexpected layout")
 
-    monkeypatch.setattr(prune_channels._Slicer, "sink", broken)
+    monkeypatch.setattr(ConvRule, "slice_sink", broken)
     with pytest.raises(PruneError, match=r"gate\.g_a at Conv node .*unexpected layout"):
         apply_gates(foreign_model(), _gates())
 
@@ -198,8 +198,8 @@ def test_cli_prune_of_a_ghost_graph_and_a_failure_are_one_line(tmp_path, monkeyp
     args = ["prune", str(path), "--gates", str(tmp_path / "g.json"), "-o", str(tmp_path / "o.onnx")]
     code, out, err = run_cli(args, capsys)
     assert code == 0 and "gated-off channel(s) kept" in out, err
-    from nnfc.passes import prune_channels
-    monkeypatch.setattr(prune_channels, "find_region", lambda *a: 1 / 0)
+    from nnfc.passes import plan
+    monkeypatch.setattr(plan, "find_region", lambda *a: 1 / 0)
     code, out, err = run_cli(args[:-1] + [str(tmp_path / "o2.onnx")], capsys)
     assert code == 2 and err.startswith("nnfc: error: cannot prune around gate gate.a")
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o2.onnx").exists()
@@ -209,6 +209,6 @@ def test_a_failure_in_any_pass_is_one_prune_error(monkeypatch):
     import importlib
     fold_module = importlib.import_module("nnfc.passes.fold_constants")
 
-    monkeypatch.setattr(fold_module, "_fold", lambda graph, node: 1 / 0)
+    monkeypatch.setattr(fold_module, "fold_node", lambda graph, node, rules: 1 / 0)
     with pytest.raises(PruneError, match="in FoldGateConstantsPass: ZeroDivisionError"):
         apply_gates(foreign_model(), _gates())

@@ -9,7 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from compile_fixtures import profiled_bundle
 from nnfc.bundle import read_bundle
-from nnfc.compiler.cost_structure import CostStructure, analyse
+from nnfc.compiler.cost_analysis import analyse
+from nnfc.compiler.cost_structure import CostStructure
 from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.predictor import (ALIGN_BLOCKS, LinearModel, Predictor, fit_predictor, mape_accuracy,
                                      pack_gates, plot_accuracy, unpack_gates)

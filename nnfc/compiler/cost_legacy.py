@@ -10,8 +10,15 @@ from typing import Mapping
 
 import numpy as np
 
-from nnfc.compiler.cost_structure import ChannelSet, CostStructure, Dim, Layer, Monomial
+from nnfc.compiler.cost_structure import (VERSION, ChannelSet, CostStructure, Dim, Layer,
+                                          Monomial)
 from nnfc.passes.keep_rules import KeepRules
+
+
+def structure_from_json(data: Mapping) -> CostStructure:
+    """A saved cost structure, of this version or of the format before version 2."""
+    return CostStructure.from_json(data) if data.get("version") == VERSION \
+        else from_legacy_json(data)
 
 
 def from_legacy_json(data: Mapping) -> CostStructure:

@@ -177,9 +177,10 @@ class CostStructure:
 
     @classmethod
     def from_json(cls, data: Mapping) -> "CostStructure":
+        """A structure saved by :meth:`to_json` (``cost_legacy.structure_from_json`` also reads
+        the format before version 2)."""
         if data.get("version") != VERSION:
-            from nnfc.compiler.cost_legacy import from_legacy_json
-            return from_legacy_json(data)
+            raise ValueError(f"cost structure version {data.get('version')!r}, expected {VERSION}")
         return cls(list(data["gates"]), [int(s) for s in data["sizes"]],
                    [ChannelSet.from_json(s) for s in data["sets"]],
                    [Dim.from_json(d) for d in data["dims"]],
@@ -308,6 +309,7 @@ def _short(d: list) -> Monomial:
 
 
 def analyse(model) -> CostStructure:
-    """The cost structure of a gated supernet (``cost_analysis.analyse``)."""
+    """The cost structure of a gated supernet: ``cost_analysis.analyse`` (use that; this alias
+    stays until ``compiler/pipeline.py`` imports it from there)."""
     from nnfc.compiler.cost_analysis import analyse as _analyse
     return _analyse(model)

@@ -11,7 +11,7 @@ from typing import Any
 import onnx
 
 from nnfc.bundle import Bundle
-from nnfc.compiler.cost_structure import analyse
+from nnfc.compiler.cost_analysis import analyse
 from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.predictor import Predictor, fit_predictor, plot_accuracy, unpack_gates
 from nnfc.compiler.profiler import (apply_reference, bundle_fingerprint, same_factory,

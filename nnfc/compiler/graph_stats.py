@@ -1,7 +1,7 @@
 """Exact size figures of a static ONNX model at batch 1: parameters, FLOPs, parameter bytes and
 the largest intermediate tensor (ONNX shape inference; no runtime, no torch).
 
-FLOPs count multiply-adds twice, as each op's rule in ``nnfc.passes.op_rules`` factors them:
+FLOPs count multiply-adds twice, as each op's rule in ``nnfc.passes.rules`` factors them:
 ``Conv`` = 2·Cout·(Cin/groups)·kh·kw·Hout·Wout, ``MatMul`` and ``Gemm`` = 2·M·K·N (times any
 batch dimensions).
 """
@@ -75,15 +75,18 @@ def _numel(shape: list[int]) -> int:
     return int(np.prod(shape)) if all(d >= 0 for d in shape) else 0
 
 
-def model_flops(model: onnx.ModelProto) -> int:
-    """2 x the multiply-adds of every op whose rule has a cost (``op_rules``: Conv, MatMul,
-    Gemm, and any op a user registered a rule with ``macs`` for); unknown shapes count 0."""
-    import onnx_ir as ir
+def model_flops(model: onnx.ModelProto, rules=None) -> int:
+    """2 x the multiply-adds of every op whose rule has a cost (``rules``, default
+    ``default_rules()``: Conv, MatMul, Gemm, and any op a user's rule gives ``macs``); unknown
+    shapes count 0."""
+    import onnx_ir as ir  # the passes import onnx-ir: load only when counting
 
-    from nnfc.passes.op_rules import macs_factors
+    from nnfc.passes.rules import default_rules
+    graph = ir.from_proto(model).graph
+    by_node = (rules if rules is not None else default_rules()).for_graph(graph)
     total = 0
-    for node in ir.from_proto(model).graph:
-        factors = macs_factors(node)
+    for node in graph:
+        factors = by_node.get(node).macs(node)
         if not factors:
             continue
         sizes = []
@@ -95,8 +98,9 @@ def model_flops(model: onnx.ModelProto) -> int:
     return total
 
 
-def graph_stats(model: onnx.ModelProto, batch: int = 1) -> GraphStats:
-    """Parameters, FLOPs and memory figures of a static model at ``batch``."""
+def graph_stats(model: onnx.ModelProto, batch: int = 1, rules=None) -> GraphStats:
+    """Parameters, FLOPs and memory figures of a static model at ``batch`` (``rules``: the op
+    rules that count multiply-adds, see :func:`model_flops`)."""
     inferred = shape_inference.infer_shapes(with_batch(model, batch), data_prop=True)
     shapes = _shapes(inferred)
     graph = model.graph
@@ -114,7 +118,7 @@ def graph_stats(model: onnx.ModelProto, batch: int = 1) -> GraphStats:
             param_bytes += arr.nbytes
             if arr.dtype.kind == "f":
                 params += arr.size
-    flops = model_flops(inferred)
+    flops = model_flops(inferred, rules)
     peak = total = 0
     graph_inputs = {i.name for i in graph.input}
     for name, (shape, etype) in shapes.items():

@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from nnfc.atomic import atomic_file, write_json_atomic
+from nnfc.compiler.cost_legacy import structure_from_json
 from nnfc.compiler.cost_structure import CostStructure
 from nnfc.errors import NnfcError
 
@@ -249,7 +250,7 @@ class Predictor:
         meta = {k: v for k, v in data.items()
                 if k not in ("format", "version", "target", "structure", "latency_model",
                              "memory_model")}
-        structure = CostStructure.from_json(data["structure"])
+        structure = structure_from_json(data["structure"])
         lat = data["latency_model"]
         features = lat.get("feature_set") or (  # profiles made before the feature sets
             "layer-align-shape" if len(lat["coef"]) > n_cost_features(structure)

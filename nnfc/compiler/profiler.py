@@ -310,7 +310,7 @@ def _remeasure_outliers(data, path: Path, supernet, apply_gates, target, tmp: Pa
                         warmup, rounds, total_size, ref_run, progress: bool) -> None:
     """Measure again the subnets a 5-fold cross-validated fit misses by more than 3 robust
     standard deviations (and 4 %), at most a tenth of them; keep the second measurement."""
-    from nnfc.compiler.cost_structure import analyse
+    from nnfc.compiler.cost_analysis import analyse
     from nnfc.compiler.predictor import cv_residuals
     rows = data["rows"]
     if len(rows) < 50:

@@ -45,7 +45,3 @@ class BindGatesPass(InPlacePass):
         if left:
             raise PruneError(f"gate input(s) still unbound: {', '.join(sorted(left))}")
 
-
-def bind_gates(model: ir.Model, gates: Mapping[str, np.ndarray]) -> ir.Model:
-    """:class:`BindGatesPass` as a function."""
-    return BindGatesPass(gates)(model).model

@@ -1,21 +1,19 @@
 """Constant-carry analysis: for every tensor of a region, which channels hold a value that is the
 same constant everywhere (e.g. exactly 0 right after a gate, or a bias pushed through an
 activation), and what that constant is. A removed channel that still carries a constant into a
-sink is folded into the sink's bias; a channel that carries data must be kept."""
+sink is folded into the sink's bias; a channel that carries data must be kept. Each op's rule says how a state passes
+through it (``OpRule.transfer``); ``plan.analyze`` evaluates a region in graph order."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Iterable
 
 import numpy as np
 import onnx_ir as ir
 
 from nnfc.passes.graph_utils import const_array, rank_of
 from nnfc.passes.layout import Layout
-
-if TYPE_CHECKING:  # regions imports the op rules, which import this module
-    from nnfc.passes.regions import Region
 
 
 @dataclass
@@ -79,17 +77,28 @@ class TransferContext:
         return ChannelState.unknown(self.size)
 
 
-def analyze(region: Region, order: dict[ir.Node, int]) -> dict[ir.Value, ChannelState]:
-    """States of the region's tensors (sliced and cut), evaluated in graph order by each op's
-    rule (``op_rules.py``)."""
-    from nnfc.passes.op_rules import transfer  # the rules use ChannelState: import late
 
-    ctx = TransferContext({**region.tensors, **region.cut}, {}, region.size)
-    for node in sorted({*region.nodes, *region.cut_producers}, key=order.__getitem__):
-        for out in node.outputs:
-            if out in ctx.layouts:
-                state = transfer(node, out, ctx)
-                absent = ctx.layouts[out].absent  # channels this tensor does not hold add nothing
-                state.const[absent], state.val[absent] = True, 0
-                ctx.states[out] = state
-    return ctx.states
+def same(src: ChannelState) -> ChannelState:
+    """A constant plane stays that constant (reshapes, max/mean pools, Split, nearest Resize)."""
+    return ChannelState(src.const.copy(), src.val.copy())
+
+
+def columns(layout: Layout) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """(valid [C] bool, rows [C]) for each position column of a layout (a channel may sit at
+    several positions: after a Flatten, or coupled through a Concat)."""
+    for j in range(layout.positions.shape[1]):
+        col = layout.positions[:, j]
+        yield col >= 0, np.maximum(col, 0)
+
+
+def agreeing(src: ChannelState, per_column) -> ChannelState:
+    """A channel is constant when every position it holds computes the same constant."""
+    const, val, first = src.const.copy(), np.zeros_like(src.val), None
+    for valid, v in per_column:
+        if first is None:
+            val, first = np.where(valid, v, 0).astype(np.float32), valid.copy()
+            continue
+        const &= ~valid | ~first | (v == val)
+        val = np.where(~first & valid, v, val).astype(np.float32)
+        first |= valid
+    return ChannelState(const, np.where(const, val, 0).astype(np.float32))

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnfc.passes.channel_ops import conv_has_padding
 from nnfc.passes.channel_state import ChannelState
-from nnfc.passes.graph_utils import attr
 
 if TYPE_CHECKING:
     from nnfc.passes.regions import Region
@@ -30,12 +28,10 @@ def removable_channels(region: "Region", states: dict) -> tuple[np.ndarray, dict
     size = region.size
     removable = np.ones(size, bool)
     why: dict[int, str] = {}
-    for sink, kind in region.sinks.items():
+    for sink, rule in region.sinks.items():
         state = states.get(sink.inputs[0], ChannelState.unknown(size))
         # a constant through a padded conv or a transposed conv is not uniform: only 0 folds
-        uniform = kind in ("matmul", "gemm") or (
-            kind in ("conv", "gconv") and not conv_has_padding(sink))
-        foldable = state.const if uniform else state.zero
+        foldable = state.const if rule.folds_constants(sink) else state.zero
         name = f"{sink.op_type} {sink.name or '(unnamed)'}"
         for c in np.flatnonzero(removable & ~foldable):
             why[int(c)] = (f"a non-zero constant reaches padded {name}" if state.const[c]
@@ -71,12 +67,12 @@ class KeepRules:
             present = np.flatnonzero(~layout.absent)
             if layout.absent.any() and present.size:
                 rules.windows.append(present)
-        for node, kind in [*region.sinks.items(), *region.sources.items()]:
-            if kind != "gconv":
+        for node, rule in [*region.sinks.items(), *region.sources.items()]:
+            groups = rule.groups(node)
+            if groups == 1:
                 continue
             is_sink = node in region.sinks
             layout = region.layout(node.inputs[0] if is_sink else node.outputs[0])
-            groups = attr(node, "group", 1)
             per = layout.full // groups
             present = np.flatnonzero(~layout.absent)
             rules.groups.append(GroupRule(groups, per, present,

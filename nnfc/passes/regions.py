@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
-from nnfc.passes.op_rules import channelwise_layouts, sink_kind, source_kind
+from nnfc.passes.errors import Failure
 from nnfc.passes.layout import Layout
+from nnfc.passes.rules import GraphRules, OpRule
 
 
 class RegionConflict(Exception):
-    """A tensor is reached with two channel maps that cannot be reconciled; the region is left
-    unpruned."""
+    """Raised inside the walk when a tensor is reached with two channel maps; the walk retries
+    with merged channels, or :func:`find_region` returns a :class:`Failure`."""
 
     def __init__(self, value: ir.Value, old: Layout | None = None, new: Layout | None = None):
         super().__init__(value.name)
@@ -38,8 +39,9 @@ class Region:
     tensors: dict[ir.Value, Layout] = field(default_factory=dict)
     cut: dict[ir.Value, Layout] = field(default_factory=dict)
     nodes: list[ir.Node] = field(default_factory=list)
-    sources: dict[ir.Node, str] = field(default_factory=dict)
-    sinks: dict[ir.Node, str] = field(default_factory=dict)
+    #: weight ops creating / consuming the region's channels, with their rules
+    sources: dict[ir.Node, OpRule] = field(default_factory=dict)
+    sinks: dict[ir.Node, OpRule] = field(default_factory=dict)
     #: nodes outside the slicing whose outputs are cut tensors (evaluated for constants only)
     cut_producers: list[ir.Node] = field(default_factory=list)
 
@@ -47,10 +49,10 @@ class Region:
         return self.tensors[value] if value in self.tensors else self.cut[value]
 
 
-def find_region(seed: ir.Value, axis: int, size: int,
-                gated: dict[ir.Value, bool] | None = None) -> Region:
-    """The region containing ``seed`` (a gate Mul's output) whose channels lie on ``axis``.
-    ``gated`` memoizes which tensors are gated (shared by the regions of one graph).
+def find_region(seed: ir.Value, axis: int, size: int, rules: GraphRules) -> Region | Failure:
+    """The region containing ``seed`` (a gate Mul's output) whose channels lie on ``axis``, each
+    op handled by its rule in ``rules``; a :class:`Failure` when a tensor holds the channels
+    twice in ways that cannot be reconciled.
 
     Coupled channels (Torch-Pruning's dependency groups) are found where a tensor is reached
     twice: a channel that reaches a tensor at two positions (GhostNet's ``Concat`` of a conv and
@@ -60,14 +62,13 @@ def find_region(seed: ir.Value, axis: int, size: int,
     than ``size``)."""
     cuts: set[ir.Value] = set()
     hints: dict[ir.Value, Layout] = {}
-    gated = {} if gated is None else gated
     seed_layout = Layout.plain(axis, size)
     for _ in range(4 * size + 16):
         try:
-            region, new_cuts = _explore(seed, seed_layout, cuts, hints, gated)
+            region, new_cuts = _explore(seed, seed_layout, cuts, hints, rules)
         except RegionConflict as exc:
             if exc.old is None or exc.old.axis != exc.new.axis or exc.old.full != exc.new.full:
-                raise
+                return _conflict(exc)
             merged = _merge_channels(seed_layout, exc.old, exc.new)
             if merged is not None:
                 seed_layout, hints, cuts = merged, {}, set()
@@ -76,12 +77,17 @@ def find_region(seed: ir.Value, axis: int, size: int,
             elif exc.value in hints and _disjoint(hints[exc.value], exc.new):
                 hints[exc.value] = hints[exc.value].union(exc.new)
             else:
-                raise
+                return _conflict(exc)
             continue
         if not new_cuts:
             return region
         cuts |= new_cuts
-    raise RegionConflict(seed)
+    return _conflict(RegionConflict(seed))
+
+
+def _conflict(exc: RegionConflict) -> Failure:
+    return Failure(f"tensor {exc.value.name!r} holds the gate's channels twice in different "
+                   "places (coupled copies)")
 
 
 def _disjoint(a: Layout, b: Layout) -> bool:
@@ -123,7 +129,7 @@ def _merge_channels(seed: Layout, old: Layout, new: Layout) -> Layout | None:
 
 
 def _explore(seed: ir.Value, seed_layout: Layout, cuts: set[ir.Value],
-             hints: dict[ir.Value, Layout], gated: dict[ir.Value, bool]
+             hints: dict[ir.Value, Layout], rules: GraphRules
              ) -> tuple[Region, set[ir.Value]]:
     region = Region(seed_layout.positions.shape[0])
     node_set: dict[ir.Node, dict[ir.Value, Layout]] = {}
@@ -139,6 +145,9 @@ def _explore(seed: ir.Value, seed_layout: Layout, cuts: set[ir.Value],
             return
         (region.cut if value in cuts else region.tensors)[value] = layout
         work.append((value, layout))
+
+    def layouts(node: ir.Node, value: ir.Value, layout: Layout):
+        return rules.get(node).layouts(node, value, layout, rules.gated)
 
     def add_node(node: ir.Node, layouts: dict[ir.Value, Layout]) -> None:
         if node not in node_set:
@@ -160,16 +169,16 @@ def _explore(seed: ir.Value, seed_layout: Layout, cuts: set[ir.Value],
                 _check_consistent(node_set[producer], value, layout, producer, new_cuts)
             elif producer in region.sources:
                 pass
-            elif (kind := source_kind(producer, layout.axis)) is not None \
+            elif (rule := rules.get(producer)).creates(producer, layout.axis) \
                     and (layout.positions.shape[1] == 1 or layout.axis == -3) \
                     and len(producer.outputs) == 1:
-                region.sources[producer] = kind
+                region.sources[producer] = rule
             else:
-                layouts = channelwise_layouts(producer, value, layout, gated)
-                if layouts is None or any(o in cuts for o in producer.outputs):
+                mapped = layouts(producer, value, layout)
+                if mapped is None or any(o in cuts for o in producer.outputs):
                     new_cuts.add(value)
                 else:
-                    add_node(producer, layouts)
+                    add_node(producer, mapped)
         elif producer is not None and producer not in region.cut_producers:
             region.cut_producers.append(producer)
         for use in value.uses():
@@ -179,30 +188,29 @@ def _explore(seed: ir.Value, seed_layout: Layout, cuts: set[ir.Value],
                 if value not in node_set[node] and node.op_type == "Concat" \
                         and out in node_set[node] and out not in hints:
                     # a second input holds region channels too: the output holds them twice
-                    fresh = channelwise_layouts(node, value, layout, gated)
+                    fresh = layouts(node, value, layout)
                     if fresh is not None and out in fresh:
                         raise RegionConflict(out, node_set[node][out], fresh[out])
                 _check_consistent(node_set[node], value, layout, node, new_cuts)
                 continue
             if node in region.sinks:
                 continue
-            kind = sink_kind(node, use.idx, layout.axis)
-            if kind is not None:
-                region.sinks[node] = kind
+            rule = rules.get(node)
+            if rule.consumes(node, use.idx, layout.axis):
+                region.sinks[node] = rule
                 continue
             hinted = next((o for o in node.outputs if o in hints), None)
             if hinted is not None:  # the output holds channels from several inputs: map back
-                layouts = channelwise_layouts(node, hinted, hints[hinted], gated)
-                if layouts is not None and not (value in layouts
-                                                and layouts[value].same(layout)):
-                    layouts = None
+                mapped = layouts(node, hinted, hints[hinted])
+                if mapped is not None and not (value in mapped and mapped[value].same(layout)):
+                    mapped = None
             else:
-                layouts = channelwise_layouts(node, value, layout, gated)
-            if layouts is None or any(o in cuts for o in node.outputs):
+                mapped = layouts(node, value, layout)
+            if mapped is None or any(o in cuts for o in node.outputs):
                 if sliced:
                     new_cuts.add(value)
                 continue
-            add_node(node, layouts)
+            add_node(node, mapped)
     return region, new_cuts
 
 
