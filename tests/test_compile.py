@@ -37,8 +37,8 @@ def test_compile_writes_artifacts_and_report(bundle, tmp_path, capsys):
                 "measured", "within_budget", "max_abs_diff_vs_supernet", "artifact",
                 "timings_s"):
         assert key in report
-    assert report["request"] == {"task": ["only-two", "odd"], "target": "desktop",
-                                 "lat_ms": 50.0, "mem_mb": 50.0}
+    assert report["request"] == {"task": ["only-two", "odd"], "task_text": "only-two,odd",
+                                 "target": "desktop", "lat_ms": 50.0, "mem_mb": 50.0}
     # a generous budget takes the whole grid: the last limit
     assert report["limit"] == 1.0 and report["activation_ratio"] == 1.0
     assert report["within_budget"] is True
@@ -79,7 +79,7 @@ def test_compile_tight_budget_prunes_and_json(bundle, tmp_path, capsys):
     (["--lat", "5"], "has no unit"),
     (["--lat", "5 parsecs"], "unknown latency unit"),
     (["--mem", "12 bananas"], "unknown memory unit"),
-    (["--task", "only-two,purple", "--lat", "5ms"], "unknown attribute(s) 'purple'"),
+    (["--task", "only-two,purple", "--lat", "5ms"], "'purple' is no attribute"),
     ([], "give a budget"),
     (["--target", "mars", "--lat", "5ms"], "unknown target 'mars'"),
 ])

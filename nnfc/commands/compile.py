@@ -17,7 +17,8 @@ from nnfc.errors import EXIT_OVER_BUDGET
 @click.option("--bundle", "bundle_path", type=click.Path(), default=None,
               help="Factory bundle directory (default: the shipped default factory).")
 @click.option("--task", required=True,
-              help="Comma-separated attributes from the factory's vocabulary, e.g. red,car.")
+              help="The task: the factory's attributes (red,car) or words (\"crimson cars\", "
+                   "\"people in white\", \"red or blue cars\"); the resolution is printed.")
 @click.option("--target", default="desktop", show_default=True, help="Deployment target.")
 @click.option("--lat", default=None, help="Latency budget at batch 1, e.g. 5ms, 0.5s, 800us.")
 @click.option("--mem", default=None,
@@ -88,6 +89,7 @@ def compile_(bundle_path, task, target, lat, mem, output, force, profile_path, m
     \b
     Examples:
       nnfc compile --task red,car --lat 3ms -o out/red-car
+      nnfc compile --task "crimson cars" --target android --lat 10ms --mem 20MB -o out/crimson
       nnfc compile --task red,car --lat 3ms --precision int8 -o out/red-car-int8
       nnfc compile --task red,car --lat 2ms --precision auto --max-drop 0.5 -o out/auto
     """
@@ -95,10 +97,9 @@ def compile_(bundle_path, task, target, lat, mem, output, force, profile_path, m
     from nnfc.errors import NnfcError
     from nnfc.units import parse_latency_ms, parse_memory_mb
 
-    attrs = [a.strip() for a in task.split(",") if a.strip()]
-    if not attrs:
+    if not task.strip(" ,"):
         raise NnfcError("--task needs at least one attribute, e.g. --task red,car")
-    req = CompileRequest(task=attrs, target=target, out=Path(output),
+    req = CompileRequest(task=task, target=target, out=Path(output),
                          lat_ms=parse_latency_ms(lat) if lat is not None else None,
                          mem_mb=parse_memory_mb(mem) if mem is not None else None,
                          bundle=Path(bundle_path) if bundle_path else None,

@@ -7,6 +7,7 @@ Never imports torch.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -127,13 +128,14 @@ class ScenarioRequest:
     unconstrained), output directory, factory and predictor profile (None: the defaults).
     ``nnfc compile`` and the baselines take it, with their own knobs in a subclass."""
 
-    task: list[str]
+    task: list[str] | str              # attributes, or a phrase ("crimson cars": task_text.py)
     target: str
     out: Path
     lat_ms: float | None = None
     mem_mb: float | None = None
     bundle: Path | None = None
     profile: Path | None = None
+    task_text: str | None = None       # the phrase as written (set when the task is resolved)
 
 
 @dataclass
@@ -179,6 +181,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     get_target(req.target)  # an unknown target is the first error
     bundle = read_bundle(req.bundle or default_bundle_path())
     check_output_dir(req.out, "compile", force=req.force, inputs=[bundle.root, req.profile])
+    resolve_task(bundle, req)
     task_vec = bundle.encode_task(req.task)
     predictor, profiled = _predictor(bundle, req)
     if profiled:
@@ -197,6 +200,18 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         return _compile(req, bundle, task_vec, predictor, target, builder, timings, lap)
     finally:
         builder.join_warm_up(quiet=True)  # an error of the compile's own wins
+
+
+def resolve_task(bundle: Bundle, req: ScenarioRequest) -> None:
+    """Turn the request's task (attributes or a phrase) into the factory's attributes; a phrase
+    that needed resolving is logged ("task 'crimson cars' -> red,car (crimson ≈ red ...)")."""
+    from nnfc.task_text import resolve_for
+    resolution = resolve_for(bundle, req.task)
+    if req.task_text is None:
+        req.task_text = resolution.text
+    req.task = resolution.attributes
+    if not resolution.exact:
+        logging.getLogger("nnfc").info(resolution.describe())
 
 
 def _predictor(bundle: Bundle, req: CompileRequest) -> tuple[Predictor, bool]:
@@ -328,8 +343,8 @@ def _report(req, bundle, found, predictor, margins, bench, stats, diff, artifact
               and (req.mem_mb is None or mem <= req.mem_mb))
     estimate = predictor.meta.get("estimated")
     return {
-        "request": {"task": list(req.task), "target": req.target, "lat_ms": req.lat_ms,
-                    "mem_mb": req.mem_mb},
+        "request": {"task": list(req.task), "task_text": req.task_text, "target": req.target,
+                    "lat_ms": req.lat_ms, "mem_mb": req.mem_mb},
         "limit": found.limit,
         "activation_ratio": found.activation_ratio,
         "params": stats.params,

@@ -91,6 +91,18 @@ class AttrOD:
     metric: ClassVar[str] = "map50"
     #: a task is colours x one category: `red` or `car,bus` alone is an error
     partial_tasks: ClassVar[bool] = False
+    #: words people write for the categories (task phrases, nnfc/task_text.py); plain plurals
+    #: ("cars", "buses") need no entry
+    task_words: ClassVar[Mapping[str, str]] = {
+        "automobile": "car", "automobiles": "car", "sedan": "car", "sedans": "car",
+        "busses": "bus", "coach": "bus", "coaches": "bus",
+        "bike": "bicycle", "bikes": "bicycle", "cycle": "bicycle", "cycles": "bicycle",
+        "motorbike": "motorcycle", "motorbikes": "motorcycle", "moped": "motorcycle",
+        "mopeds": "motorcycle", "people": "person", "pedestrian": "person",
+        "pedestrians": "person", "man": "person", "men": "person", "woman": "person",
+        "women": "person", "child": "person", "children": "person"}
+    #: sRGB of the colour attributes as scenes draw them (nearest colour of a colour name)
+    palette: ClassVar[Mapping[str, tuple[float, float, float]]] = S.COLOURS
     #: ``[task]`` keys and defaults (colours/categories/seen/unseen None: the built-in lists).
     config_defaults: ClassVar[Mapping[str, Any]] = {
         "source": "procedural", "image_size": 160, "train_size": 96, "stride": 4, "top_k": 50,
