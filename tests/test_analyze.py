@@ -111,6 +111,18 @@ def test_report_index_shows_every_figure(factory, tmp_path, capsys):
     assert set(report["seconds"]) == set(KEYS) | {"environments"}
 
 
+def test_predictor_profiles_this_machine_when_it_has_no_profile(factory, tmp_path, capsys):
+    """No --profile and none cached: this machine is profiled (as a first compile does), then
+    extended to --profile-subnets so the predictor analysis can subsample."""
+    bundle, _ = factory
+    code, _, err = run_cli(["analyze", "predictor", "--bundle", str(bundle), "--profile-subnets",
+                            "20", "--repeats", "1", "-o", str(tmp_path / "p")], capsys)
+    assert code == 0, err
+    data = json.loads((tmp_path / "p" / "predictor.json").read_text())
+    assert data["n_measured"] >= 20 and data["points"][-1]["subnets"] + data["n_test"] == \
+        data["n_measured"]
+
+
 def test_refuses_a_directory_of_user_files(factory, tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()

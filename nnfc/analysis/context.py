@@ -115,6 +115,30 @@ class Analysis:
             self.__dict__.pop("profile_path", None)
             return load_predictor_for(self.bundle, self.target, None)
 
+    def ensure_profiled(self, subnets: int) -> None:
+        """Extend this machine's cached profile to at least ``subnets`` measured subnets (resumed
+        with the settings a first compile used, then refitted), so the predictor analysis has
+        enough to subsample. A profile given with ``--profile`` or shipped in a bundle is never
+        changed."""
+        from nnfc.compiler.pipeline import default_profile_path
+        self.predictor
+        rows = len((self.measurements or {}).get("rows", []))
+        if (rows >= subnets or self.profile is not None or self.estimated
+                or self.profile_path != default_profile_path(self.bundle.root, self.target)):
+            return
+        from nnfc.compiler.fitting import fit_and_save
+        from nnfc.compiler.pipeline import make_target
+        from nnfc.compiler.profiler import profile_subnets
+        from nnfc.targets import target_class
+        options = dict(target_class(self.target).repeatable_options)
+        path = self.profile_path
+        data = profile_subnets(self.bundle, make_target(self.target, options),
+                               path.with_name(path.stem + ".measurements.json"),
+                               subnets=subnets, runs=10, warmup=2, rounds=5, resume=True)
+        fit_and_save(self.bundle, self.target, data, path, None, target_options=options)
+        for name in ("predictor", "measurements"):
+            self.__dict__.pop(name, None)
+
     @property
     def estimated(self) -> bool:
         """Whether the target's latency is the roofline estimate (no measured profile)."""

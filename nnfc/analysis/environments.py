@@ -1,17 +1,22 @@
 """The full supernet's latency in different execution environments (the paper's Fig. 2): alone,
 beside 1, 2 and 3 background processes running the same model, and with 1 and 2 intra-op
-threads. Wall-clock time per call (what a user waits), batch 1."""
+threads. Wall-clock time per call (what a user waits), batch 1.
+
+Three background processes are started once and paused (SIGSTOP); each condition resumes as
+many as it needs. The conditions are measured in interleaved rounds (every round visits every
+condition), so a load that changes while the analysis runs — another user's job on a shared
+machine — spreads over all conditions instead of landing on one."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import onnx
@@ -26,23 +31,37 @@ CONDITIONS = (("alone, 1 thread", 0, 1), ("+1 background process", 1, 1),
               ("alone, 2 threads", 0, 2))
 
 
-@contextmanager
-def tenants(target: str, artifact: Path, count: int) -> Iterator[None]:
-    """``count`` background processes running ``artifact`` in a loop while the block runs."""
-    procs = []
-    try:
-        for _ in range(count):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "nnfc.analysis.background", target, str(artifact)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                env={**os.environ, "OMP_NUM_THREADS": "1"}))
-        for p in procs:
-            if p.stdout.readline().strip() != "ready":
-                raise NnfcError("environments: a background process failed to start")
-        yield
-    finally:
-        for p in procs:
+class Tenants:
+    """``count`` background processes running ``artifact`` in a loop, paused until
+    :meth:`run` resumes some of them (POSIX signals)."""
+
+    def __init__(self, target: str, artifact: Path, count: int):
+        self.procs: list[subprocess.Popen] = []
+        try:
+            for _ in range(count):
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "nnfc.analysis.background", target, str(artifact)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                    env={**os.environ, "OMP_NUM_THREADS": "1"}))
+            for p in self.procs:
+                if p.stdout.readline().strip() != "ready":
+                    raise NnfcError("environments: a background process failed to start")
+                p.send_signal(signal.SIGSTOP)
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, count: int) -> None:
+        """Exactly the first ``count`` processes running, the others paused."""
+        for i, p in enumerate(self.procs):
+            p.send_signal(signal.SIGCONT if i < count else signal.SIGSTOP)
+        if count:
+            time.sleep(0.05)  # let them take their cores
+
+    def close(self) -> None:
+        for p in self.procs:
             try:
+                p.send_signal(signal.SIGCONT)
                 p.stdin.close()
                 p.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
@@ -62,10 +81,11 @@ def time_calls(run: Callable[[], Any], runs: int, warmup: int) -> np.ndarray:
     return out
 
 
-def compute(a: Analysis, runs: int = 60, warmup: int = 5,
+def compute(a: Analysis, runs: int = 60, warmup: int = 2, rounds: int = 5,
             progress: Callable[[Iterable], Iterable] = lambda x: x) -> dict[str, Any]:
     """``{"target", "model", "conditions": [{"label", "background", "threads", "median_ms",
-    "p10_ms", "p90_ms", "slowdown"}], "cores", "load_before"}``."""
+    "p10_ms", "p90_ms", "slowdown", "round_medians_ms"}], "cores", "load_before"}``: ``runs``
+    calls per condition in ``rounds`` interleaved rounds."""
     from nnfc.compiler.measure import runner
     from nnfc.compiler.pipeline import make_target
     from nnfc.passes import apply_gates
@@ -78,19 +98,31 @@ def compute(a: Analysis, runs: int = 60, warmup: int = 5,
     ones = {n: np.ones(int(g["size"]), np.float32)
             for n, g in zip(a.gate_names, a.bundle.gate_layers)}
     load = os.getloadavg()[0]
-    rows = []
+    times: dict[int, list[np.ndarray]] = {i: [] for i in range(len(CONDITIONS))}
     with tempfile.TemporaryDirectory(prefix="nnfc-env-") as tmp:
         work = Path(tmp)
         onnx.save_model(apply_gates(a.supernet, ones), str(work / "model.onnx"))
         artifact = Path(make_target(a.target, {"threads": 1}).lower(work / "model.onnx", work))
-        for label, background, threads in progress(CONDITIONS):
-            run = runner(make_target(a.target, {"threads": threads}), artifact)
-            with tenants(a.target, artifact, background):
-                ms = time_calls(run, runs, warmup)
-            rows.append({"label": label, "background": background, "threads": threads,
-                         "median_ms": float(np.median(ms)),
-                         "p10_ms": float(np.percentile(ms, 10)),
-                         "p90_ms": float(np.percentile(ms, 90)), "runs": runs})
+        runs_by_threads = {t: runner(make_target(a.target, {"threads": t}), artifact)
+                           for t in sorted({c[2] for c in CONDITIONS})}
+        tenants = Tenants(a.target, artifact, max(c[1] for c in CONDITIONS))
+        try:
+            for _ in progress(range(rounds)):
+                for i, (_, background, threads) in enumerate(CONDITIONS):
+                    tenants.run(background)
+                    times[i].append(time_calls(runs_by_threads[threads], max(1, runs // rounds),
+                                               warmup))
+                tenants.run(0)
+        finally:
+            tenants.close()
+    rows = []
+    for i, (label, background, threads) in enumerate(CONDITIONS):
+        ms = np.concatenate(times[i])
+        rows.append({"label": label, "background": background, "threads": threads,
+                     "median_ms": float(np.median(ms)),
+                     "p10_ms": float(np.percentile(ms, 10)),
+                     "p90_ms": float(np.percentile(ms, 90)), "runs": int(len(ms)),
+                     "round_medians_ms": [float(np.median(t)) for t in times[i]]})
     base = rows[0]["median_ms"]
     for r in rows:
         r["slowdown"] = r["median_ms"] / base
@@ -119,7 +151,7 @@ def plot(data: dict[str, Any], path) -> None:
     ax.set_xlabel("execution environment")
     ax.set_ylim(0, float(max(r["p90_ms"] for r in rows)) * 1.25)
     ax.set_title(f"Full supernet on {data['target']} in different environments\n(bar: median "
-                 f"of {rows[0]['runs']} calls, whiskers: p10–p90; {data['cores']} cores, "
+                 f"of {rows[0]['runs']} calls in interleaved rounds, whiskers: p10–p90; {data['cores']} cores, "
                  f"1-min load {data['load_before']:.1f} before)")
     from matplotlib.patches import Patch
     ax.legend(handles=[Patch(color=PALETTE["blue"], label="alone, 1 thread (baseline)"),

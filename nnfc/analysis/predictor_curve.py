@@ -13,6 +13,9 @@ from nnfc.analysis.plotting import PALETTE, pyplot, save_png
 from nnfc.errors import NnfcError
 
 
+MIN_SUBNETS = 20  # 10+ held out and 10+ to fit
+
+
 def subset_sizes(n_train: int, smallest: int = 10, points: int = 8) -> list[int]:
     """Geometrically spaced training-set sizes from ``smallest`` to ``n_train``."""
     return sorted({int(round(v)) for v in np.geomspace(min(smallest, n_train), n_train, points)})
@@ -32,8 +35,11 @@ def compute(a: Analysis, repeats: int = 5, test_fraction: float = 0.3, seed: int
                         f"`nnfc profile --target {a.target}`")
     pred = a.predictor
     rows = [r for r in data["rows"] if r.get("latency_ms")]
-    if len(rows) < 20:
-        raise NnfcError(f"predictor: {len(rows)} measured subnets; need at least 20")
+    if len(rows) < MIN_SUBNETS:
+        raise NnfcError(f"predictor: the {a.target} profile {a.profile_path} has "
+                        f"{len(rows)} measured subnets, too few to subsample (at least "
+                        f"{MIN_SUBNETS}); profile more with: nnfc profile --bundle "
+                        f"{a.bundle.root} --target {a.target} --subnets 100")
     structure = pred.structure
     gates = {g: np.stack([unpack_gates(r["gates"])[g] for r in rows]) for g in structure.gates}
     y = np.array([float(r["latency_ms"]) for r in rows])

@@ -81,7 +81,7 @@ def compute(a: Analysis) -> dict[str, Any]:
 
 def plot(data: dict[str, Any], path) -> None:
     plt = pyplot()
-    fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 5.6))
     if data["epochs"]:
         a0.plot(data["epochs"], data["loss"], "-", color=PALETTE["black"],
                 label="training loss (task + gate)")
@@ -97,8 +97,9 @@ def plot(data: dict[str, Any], path) -> None:
                          if r["group"] == group and r["limit"] == lim)
             if pts:
                 a1.plot([p[0] for p in pts], [p[1] for p in pts],
-                        LINESTYLES[k % len(LINESTYLES)], marker="o", color=colour,
-                        label=f"{group} tasks, limit {percent(lim)}")
+                        LINESTYLES[k % len(LINESTYLES)], marker="osD^v"[k % 5],
+                        ms=5 if data["periodic"] else 9, color=colour,
+                        mfc="none" if group == "unseen" else colour, label=f"{group} tasks, limit {percent(lim)}")
     a1.set_xlabel("epoch")
     a1.set_ylabel(f"{data['metric']} (training's own evaluation)")
     title = f"{data['metric']} vs epoch"
@@ -107,8 +108,8 @@ def plot(data: dict[str, Any], path) -> None:
         if data["epochs"]:
             a1.set_xlim(0, max(data["epochs"]) * 1.05)
     a1.set_title(title)
-    if evals:
-        a1.legend(loc="lower right", fontsize=9)
+    if evals:  # below the axes: never over a curve or the final evaluation's markers
+        a1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=9)
     else:
         a1.text(0.5, 0.5, "no evaluation recorded", ha="center", va="center",
                 transform=a1.transAxes)

@@ -25,6 +25,18 @@ when it holds an earlier nnfc analysis, else refused unless empty). Metric evalu
 latency measurements are cached per factory (~/.cache/nnfc/analysis, $NNFC_CACHE_DIR)."""
 
 
+#: subnets this machine's cached profile is extended to for the predictor analysis
+PROFILE_SUBNETS = 60
+
+
+def _profile_subnets_option(f):
+    return click.option("--profile-subnets", type=click.IntRange(20, None),
+                        default=PROFILE_SUBNETS, show_default=True,
+                        help="Extend this machine's cached profile to this many measured "
+                             "subnets first when it has fewer (resumable, ~1-2 s a subnet; a "
+                             "--profile file is never changed).")(f)
+
+
 def _bundle_options(f):
     f = click.option("--no-cache", is_flag=True,
                      help="Neither read nor write the evaluation/measurement cache.")(f)
@@ -88,6 +100,7 @@ def run_analysis(name: str, a, opts: dict[str, Any]) -> dict[str, Any]:
     if name == "gates":
         return module.compute(a, _task(a, opts.get("task")), opts.get("limit", 0.5))
     if name == "predictor":
+        a.ensure_profiled(opts.get("profile_subnets", PROFILE_SUBNETS))
         return module.compute(a, opts.get("repeats", 5), progress=_progress("predictor"))
     if name == "training":
         return module.compute(a)
@@ -163,12 +176,13 @@ def gates(bundle_dir, no_cache, force, task, limit, output):
 @_target_options
 @click.option("--repeats", type=click.IntRange(1, None), default=5, show_default=True,
               help="Random subsets per size.")
+@_profile_subnets_option
 @_output_option("out/analyze/predictor")
-def predictor(bundle_dir, no_cache, force, target, profile, repeats, output):
+def predictor(bundle_dir, no_cache, force, target, profile, repeats, profile_subnets, output):
     """Share of held-out subnets predicted within ±5 % / ±10 % and the MAPE against the
     number of profiled subnets, by subsampling the profile's own measurements (Fig. 13)."""
     _write("predictor", _open(bundle_dir, target, profile, no_cache), output, force,
-           {"repeats": repeats})
+           {"repeats": repeats, "profile_subnets": profile_subnets})
 
 
 @analyze.command(epilog=EPILOG)
@@ -195,8 +209,10 @@ def environments(bundle_dir, no_cache, force, target, profile, output):
 @_task_option()
 @click.option("--samples", type=click.IntRange(2, None), default=50, show_default=True,
               help="Test samples per subnet for the frontier's metric.")
+@_profile_subnets_option
 @_output_option("out/analyze/report")
-def report(bundle_dir, no_cache, force, target, profile, task, samples, output):
+def report(bundle_dir, no_cache, force, target, profile, task, samples, profile_subnets,
+           output):
     """Every analysis (frontier, activation, gates, predictor, training, environments) into one
     directory with an index.html that opens from disk. An analysis that cannot be made (e.g. a
     profile without its measurement file) is named in the page and on stderr."""
@@ -208,7 +224,9 @@ def report(bundle_dir, no_cache, force, target, profile, task, samples, output):
 
     a = _open(bundle_dir, target, profile, no_cache)
     check_output_dir(output, "analysis", force=force, inputs=[a.bundle.root])
-    opts = {"task": task, "samples": samples}
+    opts = {"task": task, "samples": samples, "profile_subnets": profile_subnets}
+    if not a.estimated:  # every analysis then reads the same, large enough profile
+        a.ensure_profiled(profile_subnets)
     sections, t_all = [], time.perf_counter()
     for name in ANALYSES:
         t0 = time.perf_counter()
