@@ -119,3 +119,13 @@ def profiled_bundle(subnets: int = 24) -> Path:
         fit_and_save(bundle, "desktop", data, pred, target_options={"threads": 1})
         _CACHE[key] = root
     return _CACHE[key]
+
+
+def check_artifacts(out: Path) -> None:
+    """Every ONNX file of a compile output passes the full ONNX checker (shape inference
+    included) and lists each opset domain once (ORT's quantization tools refuse repeats)."""
+    import onnx
+    for path in sorted(Path(out).glob("*.onnx")):
+        onnx.checker.check_model(str(path), full_check=True)
+        domains = [o.domain for o in onnx.load(str(path), load_external_data=False).opset_import]
+        assert len(domains) == len(set(domains)), (path, domains)

@@ -169,6 +169,8 @@ def test_decode_graph_matches_numpy_and_joins_a_model():
     spec = {"image_size": [40, 48], "stride": 4, "top_k": 20}
     joined = join_decode(net, spec)
     onnx.checker.check_model(joined, full_check=True)
+    domains = [o.domain for o in joined.opset_import]
+    assert len(domains) == len(set(domains))  # ORT's quantizer refuses a domain listed twice
     assert [o.name for o in joined.graph.output] == ["boxes", "scores"]
     x = rng.random((1, 3, 40, 48)).astype(np.float32)
     raw = ort.InferenceSession(net.SerializeToString(), providers=["CPUExecutionProvider"]).run(
@@ -226,3 +228,21 @@ def test_evaluate_deployed_equals_evaluate_on_the_same_detections(fam):
     want = fam.evaluate(("red", "car"), raw, 4)
     assert want > 0.9
     assert fam.evaluate_deployed(("red", "car"), deployed, 4) == pytest.approx(want)
+
+
+def test_decode_graph_takes_any_batch():
+    """Batch 2 (and 3) through the decode graph: each sample decoded as alone."""
+    rng = np.random.default_rng(1)
+    dec = build_decode_model(40, 48, 4, 20)
+    sess = ort.InferenceSession(dec.SerializeToString(), providers=["CPUExecutionProvider"])
+    for batch in (2, 3):
+        heat = rng.normal(-2, 2, (batch, 1, 10, 12)).astype(np.float32)
+        box = rng.normal(0.5, 0.5, (batch, 4, 10, 12)).astype(np.float32)
+        boxes, scores = sess.run(None, {"heatmap": heat, "box": box})
+        assert boxes.shape == (batch, 20, 4) and scores.shape == (batch, 20)
+        nb, ns = decode_numpy(heat, box, 4, 20)
+        np.testing.assert_allclose(scores, ns, rtol=1e-6)
+        np.testing.assert_allclose(boxes, nb, rtol=1e-5, atol=1e-4)
+        for i in range(batch):
+            one = sess.run(None, {"heatmap": heat[i:i + 1], "box": box[i:i + 1]})
+            np.testing.assert_array_equal(one[0][0], boxes[i])

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from cli_runner import run_cli
+from compile_fixtures import check_artifacts
 from nnfc.families.attrod.coco import write_procedural_coco
 
 NUMVQA = Path(__file__).resolve().parent.parent / "factories" / "numvqa-resnet"
@@ -66,6 +67,7 @@ def test_headline_compile_any_attribute_order(tmp_path, capsys):
     for value in list(model.graph.input) + list(model.graph.output):
         assert all(d.HasField("dim_value") for d in value.type.tensor_type.shape.dim)
     assert (tmp_path / "x" / "build_engine.sh").is_file()
+    check_artifacts(tmp_path / "x")
     assert ".nnfc-tmp" not in err  # the recipe message names no staging directory
 
 

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 import onnxruntime as ort
 import pytest
 
-from compile_fixtures import profiled_bundle
+from compile_fixtures import check_artifacts, profiled_bundle
 from nnfc.passes import load_gates_json
 from cli_runner import run_cli
 
@@ -32,6 +32,7 @@ def test_compile_writes_artifacts_and_report(bundle, tmp_path, capsys):
     assert {"model.onnx", "model.ort.onnx", "gates.json", "report.json"} <= \
         {p.name for p in out.iterdir()}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
+    check_artifacts(out)
     report = json.loads((out / "report.json").read_text())
     for key in ("request", "limit", "activation_ratio", "params", "flops", "predicted",
                 "measured", "within_budget", "max_abs_diff_vs_supernet", "artifact",

@@ -4,8 +4,8 @@ The supernet keeps its raw outputs — ``heatmap`` [1,1,h,w] (logits of "an obje
 task is centred here") and ``box`` [1,4,h,w] (log distances, in units of the stride, from the
 cell centre to the left/top/right/bottom edges of the box). The decode graph turns them into a
 fixed-size list: sigmoid, 3×3 max-pool peak picking (a cell is kept where it equals the max of
-its neighbourhood), TopK of the peaks and the box decode → ``boxes`` [1,K,4] (x0, y0, x1, y1 in
-input pixels, clipped to the image) and ``scores`` [1,K]. No NonMaxSuppression: its dynamic
+its neighbourhood), TopK of the peaks and the box decode → ``boxes`` [B,K,4] (x0, y0, x1, y1 in
+input pixels, clipped to the image) and ``scores`` [B,K], for any batch B. No NonMaxSuppression: its dynamic
 output shape ports badly to TFLite; every op here is static and runs the same on ORT, LiteRT and
 TensorRT.
 """
@@ -46,10 +46,12 @@ def build_decode_model(height: int, width: int, stride: int, top_k: int,
         numpy_helper.from_array(np.stack([cx, cy, cx, cy], 1), "centres"),  # [h*w, 4]
         numpy_helper.from_array(np.array([-stride, -stride, stride, stride], np.float32),
                                 "signed_stride"),
-        numpy_helper.from_array(np.array([1, h * w], np.int64), "flat_shape"),
-        numpy_helper.from_array(np.array([1, 4, h * w], np.int64), "box_flat_shape"),
+        # 0: the batch dimension copied from the input (any batch decodes)
+        numpy_helper.from_array(np.array([0, h * w], np.int64), "flat_shape"),
+        numpy_helper.from_array(np.array([0, 4, h * w], np.int64), "box_flat_shape"),
         numpy_helper.from_array(np.array([k], np.int64), "k"),
-        numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+        numpy_helper.from_array(np.array([-1], np.int64), "last_axis"),
+        numpy_helper.from_array(np.array([1, 1, 4], np.int64), "four_coords"),
         numpy_helper.from_array(np.array(MAX_LOG_DISTANCE, np.float32), "max_log"),
         numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
         numpy_helper.from_array(np.array([width, height, width, height], np.float32), "limits"),
@@ -67,10 +69,11 @@ def build_decode_model(height: int, width: int, stride: int, top_k: int,
         helper.make_node("TopK", ["ranked", "k"], ["top", "index"], axis=1, largest=1,
                          sorted=1),
         helper.make_node("Max", ["top", "zero"], [SCORES]),
-        helper.make_node("Squeeze", ["index", "axis0"], ["index_k"]),
-        helper.make_node("Reshape", [BOX, "box_flat_shape"], ["box_flat"]),
-        helper.make_node("Gather", ["box_flat", "index_k"], ["box_k"], axis=2),  # [1,4,K]
-        helper.make_node("Transpose", ["box_k"], ["box_kt"], perm=[0, 2, 1]),  # [1,K,4]
+        helper.make_node("Reshape", [BOX, "box_flat_shape"], ["box_flat"]),  # [B,4,hw]
+        helper.make_node("Transpose", ["box_flat"], ["box_cells"], perm=[0, 2, 1]),  # [B,hw,4]
+        helper.make_node("Unsqueeze", ["index", "last_axis"], ["index_1"]),  # [B,K,1]
+        helper.make_node("Expand", ["index_1", "four_coords"], ["index_4"]),  # [B,K,4]
+        helper.make_node("GatherElements", ["box_cells", "index_4"], ["box_kt"], axis=1),
         helper.make_node("Min", ["box_kt", "max_log"], ["box_clamped"]),
         helper.make_node("Exp", ["box_clamped"], ["dist"]),
         helper.make_node("Mul", ["dist", "signed_stride"], ["offsets"]),
@@ -81,10 +84,10 @@ def build_decode_model(height: int, width: int, stride: int, top_k: int,
     ]
     graph = helper.make_graph(
         nodes, "detection_decode",
-        [helper.make_tensor_value_info(HEATMAP, TensorProto.FLOAT, [1, 1, h, w]),
-         helper.make_tensor_value_info(BOX, TensorProto.FLOAT, [1, 4, h, w])],
-        [helper.make_tensor_value_info(BOXES, TensorProto.FLOAT, [1, k, 4]),
-         helper.make_tensor_value_info(SCORES, TensorProto.FLOAT, [1, k])],
+        [helper.make_tensor_value_info(HEATMAP, TensorProto.FLOAT, ["batch", 1, h, w]),
+         helper.make_tensor_value_info(BOX, TensorProto.FLOAT, ["batch", 4, h, w])],
+        [helper.make_tensor_value_info(BOXES, TensorProto.FLOAT, ["batch", k, 4]),
+         helper.make_tensor_value_info(SCORES, TensorProto.FLOAT, ["batch", k])],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="nnfc")
@@ -141,6 +144,13 @@ def join_decode(model: onnx.ModelProto, spec: dict, keep_raw: bool = False) -> o
         model, decode, io_map=[(HEATMAP, HEATMAP), (BOX, BOX)],
         outputs=[BOXES, SCORES] + ([HEATMAP, BOX] if keep_raw else []),
         producer_name=model.producer_name or "nnfc")
+    # merge_models lists the default domain once per model; ONNX Runtime's quantization tools
+    # refuse a domain listed twice: keep each domain once, at its highest version
+    versions: dict[str, int] = {}
+    for o in joined.opset_import:
+        versions[o.domain] = max(versions.get(o.domain, 0), o.version)
+    del joined.opset_import[:]
+    joined.opset_import.extend(helper.make_opsetid(d, v) for d, v in versions.items())
     return joined
 
 
