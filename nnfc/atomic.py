@@ -97,6 +97,15 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+def copy_file_atomic(src: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy ``src`` to a fresh temp file beside ``path`` (random name, created exclusively: a
+    symlink planted anywhere is never written through), then rename it onto ``path``."""
+    with atomic_file(path, suffix=Path(path).suffix) as tmp:
+        with open(src, "rb") as fin, open(tmp, "r+b") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+    return Path(path)
+
+
 # ---- stale temp files of dead writers ------------------------------------------------------
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie."""

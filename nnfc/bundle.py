@@ -5,7 +5,6 @@ version, required keys and the sha256 of every file. Never imports torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,25 +13,20 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from nnfc.errors import NnfcError
+from nnfc.jsonfile import read_json
 from nnfc.outputs import output_dir
+from nnfc.schema import Any_, Obj
+from nnfc.trust import member, own_subdir, plain_name, sha256_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SUPERNET = "supernet.onnx"
 ASSEMBLER = "assembler.onnx"
 WEIGHTS = "supernet.safetensors"
+PROFILES = "profiles"
 REQUIRED_FILES = (SUPERNET, ASSEMBLER)
 REQUIRED_KEYS = ("format_version", "backbone", "input", "output", "attributes", "tasks",
                  "gate_layers", "limit_encoding", "files")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -110,25 +104,29 @@ def default_bundle_path() -> Path:
     return default_factory()
 
 
+MAX_MANIFEST_BYTES = 16 << 20
+
+
 def read_bundle(root: str | os.PathLike, verify_hashes: bool = True) -> Bundle:
-    """Open and validate a bundle directory; every problem is one clear NnfcError."""
+    """Open and validate a bundle directory; every problem is one clear NnfcError.
+
+    The trust boundary (README, "Factories"): every file the manifest names is a plain name of
+    a regular file in the bundle (no symlink), checked for type and size before it is hashed;
+    every ONNX external-data file is one of them; ``profiles/`` is no symlink."""
     root = Path(root)
     if not root.is_dir():
         raise NnfcError(f"factory bundle {root} does not exist (make one with `nnfc train`)")
     mpath = root / MANIFEST
-    if not mpath.is_file():
+    if not os.path.lexists(mpath):
         raise NnfcError(f"{root} is not a factory bundle: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NnfcError(f"{mpath} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise NnfcError(f"{mpath} must hold a JSON object")
+    member(root, MANIFEST, str(root), MAX_MANIFEST_BYTES)
+    manifest = read_json(mpath, Obj({"format_version": Any_()}), what="bundle manifest",
+                         max_bytes=MAX_MANIFEST_BYTES)
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise NnfcError(f"{mpath} lacks required key(s): {', '.join(missing)}")
     version = manifest["format_version"]
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise NnfcError(f"{root}: bundle format version {version!r} is not supported "
                         f"(this nnfc reads version {FORMAT_VERSION})")
     validate_manifest(manifest, mpath)
@@ -136,16 +134,54 @@ def read_bundle(root: str | os.PathLike, verify_hashes: bool = True) -> Bundle:
     for name in REQUIRED_FILES:
         if name not in files:
             raise NnfcError(f"{mpath}: 'files' has no entry for {name}")
-    for name, expected in files.items():
-        path = root / name
-        if Path(name).name != name:
-            raise NnfcError(f"{mpath}: file entry {name!r} must be a plain file name")
-        if not path.is_file():
+    where = f"{mpath}: files"
+    for name in files:
+        if not os.path.lexists(root / plain_name(name, where)):
             raise NnfcError(f"{root}: {name} is listed in the manifest but missing")
-        if verify_hashes and sha256_file(path) != expected:
-            raise NnfcError(f"{root}: {name} does not match its sha256 in the manifest "
-                            "(the file was changed or truncated)")
+    sizes = {name: member(root, name, where)[1] for name in files}
+    own_subdir(root, PROFILES, str(root))
+    if verify_hashes:
+        for name, expected in files.items():
+            if sha256_file(root / name) != expected:
+                raise NnfcError(f"{root}: {name} does not match its sha256 in the manifest "
+                                "(the file was changed or truncated)")
+    for name in files:
+        if name.endswith(".onnx"):
+            check_external_data(root / name, sizes, where)
     return Bundle(root, manifest)
+
+
+def check_external_data(model_path: Path, listed: Mapping[str, int], where: str) -> None:
+    """Every tensor of the ONNX file holds the bytes its shape declares; one stored as external
+    data lies in a file the manifest lists (and so hashes), within that file's size (read
+    without loading any external data)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors
+
+    from nnfc.onnx_io import check_tensor_sizes, declared_bytes
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+        check_tensor_sizes(model, str(model_path))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NnfcError(f"{model_path} is not a valid ONNX model: {first}") from None
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = ExternalDataInfo(tensor)
+        name = info.location
+        if name not in listed or Path(name).name != name:
+            raise NnfcError(f"{where}: {model_path.name} keeps tensor {tensor.name!r} in "
+                            f"{name!r}, which the manifest does not list (and so does not "
+                            "hash); refusing it")
+        offset = info.offset or 0
+        length = info.length if info.length is not None else listed[name] - offset
+        need = declared_bytes(tensor)
+        if offset < 0 or length < 0 or offset + length > listed[name] or (
+                need is not None and length != need):
+            raise NnfcError(f"{where}: tensor {tensor.name!r} of {model_path.name} claims "
+                            f"bytes {offset}..{offset + length} of {name} ({listed[name]} "
+                            f"bytes){'' if need is None else f'; its shape needs {need}'}")
 
 
 def _is_int(x: Any) -> bool:
@@ -186,6 +222,16 @@ def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(
             spec.get("shape"), list) or not all(_is_int(d) and d > 0 for d in spec["shape"]):
         problems.append("'input' must hold a name and a shape of positive integers")
+    out = manifest.get("output")
+    outs = out if isinstance(out, list) else [out]
+    if not outs or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outs):
+        problems.append("'output' must be an object (or a list of objects) with a name")
+    for key in ("limit_encoding", "task_family", "training", "backbone"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            problems.append(f"'{key}' must be an object")
+    family = manifest.get("task_family")
+    if isinstance(family, dict) and not isinstance(family.get("family", ""), str):
+        problems.append("'task_family.family' must be a string")
     return problems
 
 

@@ -24,6 +24,7 @@ def load_onnx(path: str | os.PathLike | bytes, check: bool = True) -> onnx.Model
         raise NnfcError(f"ONNX file {path} does not exist")
     try:
         model = onnx.load_from_string(data) if data is not None else onnx.load(str(path))
+        check_tensor_sizes(model, str(path))
         if check:
             onnx.checker.check_model(model)
         elif not model.graph.node:
@@ -32,6 +33,63 @@ def load_onnx(path: str | os.PathLike | bytes, check: bool = True) -> onnx.Model
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NnfcError(f"{path} is not a valid ONNX model: {first}") from exc
     return model
+
+
+#: the most elements one tensor of a model nnfc reads may declare (16 GiB of float32)
+MAX_TENSOR_ELEMENTS = 1 << 32
+
+
+def declared_elements(tensor: onnx.TensorProto) -> int:
+    """Elements the tensor's dims declare (ValueError for a negative dim)."""
+    n = 1
+    for d in tensor.dims:
+        if d < 0:
+            raise ValueError(f"tensor {tensor.name!r} has a negative dimension {d}")
+        n *= d
+    return n
+
+
+def declared_bytes(tensor: onnx.TensorProto) -> int | None:
+    """Bytes the tensor's dims and type need as raw data (None: strings, unknown types)."""
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, ValueError, TypeError):
+        return None
+    if tensor.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return None
+    bits = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4}.get(tensor.data_type)
+    n = declared_elements(tensor)
+    return (n * bits + 7) // 8 if bits else n * itemsize
+
+
+def check_tensor_sizes(model: onnx.ModelProto, source: str) -> None:
+    """Every tensor held in the model (initializers, Constant values, subgraphs) declares at
+    most :data:`MAX_TENSOR_ELEMENTS` and holds exactly the data its dims and type declare, so
+    nothing downstream allocates what the file only claims (one ValueError naming it)."""
+    from onnx.external_data_helper import _get_all_tensors
+    for tensor in _get_all_tensors(model):
+        n = declared_elements(tensor)
+        if n > MAX_TENSOR_ELEMENTS:
+            raise ValueError(f"tensor {tensor.name!r} declares {n:,} elements (at most "
+                             f"{MAX_TENSOR_ELEMENTS:,})")
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            continue  # sized against its file where it is loaded
+        need = declared_bytes(tensor)
+        if tensor.HasField("raw_data"):
+            have, want = len(tensor.raw_data), need
+        else:
+            field = onnx.helper.tensor_dtype_to_field(tensor.data_type) if need else None
+            if field is None:
+                continue
+            have = len(getattr(tensor, field))
+            want = n * (2 if tensor.data_type in (onnx.TensorProto.COMPLEX64,
+                                                  onnx.TensorProto.COMPLEX128) else 1)
+            if tensor.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+                want = (n + 1) // 2
+        if want is not None and have != want:
+            raise ValueError(f"tensor {tensor.name!r} declares {n:,} elements but holds "
+                             f"{have:,} {'bytes' if tensor.HasField('raw_data') else 'values'}"
+                             f" (needs {want:,})")
 
 
 def source_name(model: str | os.PathLike | bytes) -> str:

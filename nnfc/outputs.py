@@ -24,8 +24,11 @@ directories of writers that died are removed by the next writer.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import stat
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,11 +39,26 @@ from nnfc import __version__
 from nnfc.atomic import (OLD_TAG, TMP_TAG, atomic_file, clean_stale, default_mode, exchange,
                          locked, remove_path, stale_entries, temp_prefix)
 from nnfc.errors import NnfcError
+from nnfc.jsonfile import read_json
+from nnfc.schema import Const, List, Obj, Str
 
 MARKER = ".nnfc-output.json"
 MARKER_FORMAT = "nnfc-output"
 KINDS = ("compile", "bundle", "checkpoint", "device-profile", "baseline", "analysis")
-LOCK_TIMEOUT_S = float(os.environ.get("NNFC_LOCK_TIMEOUT", "600"))
+MARKER_SCHEMA = Obj({"format": Const(MARKER_FORMAT), "files": List(Str())}, {"kind": Str()})
+
+
+def lock_timeout_s() -> float:
+    """``$NNFC_LOCK_TIMEOUT`` (seconds a writer waits for another; default 600), read when a
+    writer needs it: a bad value is one clear error then, not a traceback at import."""
+    raw = os.environ.get("NNFC_LOCK_TIMEOUT", "600")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= 7 * 86400):
+        raise NnfcError(f"NNFC_LOCK_TIMEOUT={raw!r}: expected seconds between 0 and 604800")
+    return value
 
 
 @dataclass(frozen=True)
@@ -55,15 +73,10 @@ class DirState:
 
 def read_marker(directory: Path) -> dict | None:
     """The marker of an nnfc output directory, or None."""
-    try:
-        data = json.loads((directory / MARKER).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    try:  # a foreign, malformed, special or huge marker is no marker
+        return read_json(directory / MARKER, MARKER_SCHEMA, max_bytes=16 << 20)
+    except NnfcError:
         return None
-    if (not isinstance(data, dict) or data.get("format") != MARKER_FORMAT
-            or not isinstance(data.get("files"), list)
-            or not all(isinstance(f, str) for f in data["files"])):
-        return None
-    return data
 
 
 def _files(directory: Path) -> list[str]:
@@ -106,8 +119,8 @@ def _legacy_bundle_marker(dest: Path) -> dict | None:
     """A bundle written before markers existed: its manifest lists (with sha256) every file
     nnfc wrote, so it serves as the marker."""
     try:
-        manifest = json.loads((dest / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        manifest = read_json(dest / "manifest.json", max_bytes=16 << 20)
+    except NnfcError:
         return None
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict) or "format_version" not in manifest:
@@ -126,6 +139,7 @@ def check_output_dir(dest: str | os.PathLike, kind: str, *, force: bool = False,
     resolved path. Cheap: run it before long work so a bad ``-o`` fails first."""
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
+    lock_timeout_s()  # a bad $NNFC_LOCK_TIMEOUT fails before the work, not after it
     if not str(dest).strip():
         raise NnfcError(f"{option} needs a directory path (got an empty string)")
     try:
@@ -234,7 +248,7 @@ def commit(tmp: Path, dest: Path, kind: str, force: bool = False,
     """Make the finished temp directory ``tmp`` the output at ``dest`` (see the module doc)."""
     _write_marker(tmp, kind, [f for f in _files(tmp) if f != MARKER])
     os.chmod(tmp, default_mode(directory=True))  # mkdtemp makes 0700
-    with locked(dest, LOCK_TIMEOUT_S if lock_timeout is None else lock_timeout):
+    with locked(dest, lock_timeout_s() if lock_timeout is None else lock_timeout):
         _recover(dest)
         state = inspect(dest, kind)
         cwd = Path.cwd().resolve() if os.path.exists(".") else None
@@ -269,6 +283,71 @@ def output_dir(dest: str | os.PathLike, kind: str, *, force: bool = False,
     finally:
         if tmp is not None and os.path.lexists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- single-file outputs (prune -o, profile -o, bench --junit/--markdown/--save) ------------
+#: how much of an existing file is read to find nnfc's marker in it
+MARKER_HEAD_BYTES = 1 << 16
+STDOUT = "-"
+
+
+def check_output_file(path: str | os.PathLike, marker: bytes, what: str, *,
+                      inputs: Iterable[str | os.PathLike | None] = (), option: str = "-o"
+                      ) -> Path | None:
+    """The no-clobber rule for a single-file output: ``path`` may be missing, or a regular file
+    an earlier nnfc run wrote (``marker`` among its first 64 KiB); never an input, a symlink, a
+    directory or a special file (``-`` means standard output: returns None). Cheap: run it
+    before the work."""
+    if str(path) == STDOUT:
+        return None
+    if not str(path).strip():
+        raise NnfcError(f"{option} needs a file path (got an empty string)")
+    path = Path(path)
+    for item in inputs:
+        if item is not None and os.path.exists(item) and os.path.lexists(path) and \
+                os.path.samefile(item, path):
+            raise NnfcError(f"{option} {path} is the input {item}: nnfc never writes over its "
+                            "inputs; choose another output file")
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise NnfcError(f"{option} {path}: {os_error_text(exc)}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise NnfcError(f"{option} {path} is a symbolic link; nnfc never writes through or "
+                        f"over links (give the real path, or {STDOUT} for standard output)")
+    if stat.S_ISDIR(info.st_mode):
+        raise NnfcError(f"{option} {path} is a directory; give a file name for the {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise NnfcError(f"{option} {path} is not a regular file (use {STDOUT} for standard "
+                        "output)")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(MARKER_HEAD_BYTES)
+    except OSError as exc:
+        raise NnfcError(f"cannot read {path}: {os_error_text(exc)}") from None
+    if marker not in head:
+        raise NnfcError(f"{path} exists and was not written by nnfc as a {what}; not "
+                        f"overwriting it (remove it or choose another file)")
+    return path
+
+
+def write_output_text(path: str | os.PathLike, text: str, marker: bytes, what: str,
+                      option: str = "-o") -> Path | None:
+    """Write ``text`` to ``path`` under :func:`check_output_file`'s rule (atomically), or to
+    standard output for ``-``."""
+    checked = check_output_file(path, marker, what, option=option)
+    if checked is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return None
+    try:
+        with atomic_file(checked) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise NnfcError(f"cannot write {checked}: {os_error_text(exc)}") from None
+    return checked
 
 
 def nonempty_path(ctx, param, value):

@@ -18,7 +18,10 @@ MEMORY_UNITS: dict[str, float] = {
     "KiB": 1024 / 1e6, "MiB": 1024 ** 2 / 1e6, "GiB": 1024 ** 3 / 1e6,
 }
 
-_NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-zµ]*)\s*$")
+# one way to match each number (no nested optional digits: linear time on any input)
+_NUMBER = re.compile(r"^\s*((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([A-Za-zµ]*)\s*$")
+#: a budget is a number and a unit: anything longer is refused before it is parsed
+MAX_BUDGET_TEXT = 64
 
 
 def _parse(text: str | float | int, units: dict[str, float], what: str, example: str) -> float:
@@ -26,6 +29,9 @@ def _parse(text: str | float | int, units: dict[str, float], what: str, example:
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise NnfcError(f"{what} budget must be a string like {example!r}, got {text!r}")
     raw = str(text)
+    if len(raw) > MAX_BUDGET_TEXT:
+        raise NnfcError(f"{what} budget of {len(raw)} characters: expected a positive number "
+                        f"and a unit, e.g. {example!r} (units: {accepted})")
     match = _NUMBER.match(raw)
     if not match:
         raise NnfcError(f"cannot parse {what} budget {raw!r}: expected a positive number and a "

@@ -44,7 +44,7 @@ def test_prune_writes_an_equivalent_static_model(model_path, tmp_path):
     ('{"gate.layer1.0.conv1": [1, 0]}', "has 2 values; the model expects 8"),
     ('{"gate.bogus": [1]}', "unknown gate 'gate.bogus'"),
     ('{"gate.layer1.0.conv1": [1,1,1,1,1,1,1,3], "gate.layer2.0.conv1": []}', "only 0 and 1"),
-    ("[1, 2]", "must hold an object"),
+    ("[1, 2]", "must be an object"),
     ("{not json", "not valid JSON"),
 ])
 def test_bad_gates_exit_nonzero_with_one_line(model_path, tmp_path, content, message):

@@ -75,7 +75,7 @@ def test_profile_cli_and_fit_from_measurements(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content,needle", [(None, "does not exist"), ("[]", "no measurement rows"),
-                                            ('{"rows": [{"x": 1}]}', "needs 'gates'")])
+                                            ('{"rows": [{"x": 1}]}', "rows[0].gates: is missing")])
 def test_fit_bad_measurements(tmp_path, capsys, content, needle):
     path = tmp_path / "m.json"
     if content is not None:

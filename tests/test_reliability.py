@@ -252,7 +252,7 @@ def test_resume_from_a_damaged_checkpoint(checkpoint, tmp_path, capsys, damage, 
 
 @pytest.mark.parametrize("content,needle", [
     ([], "has no measurement rows"),
-    ({"rows": [{"latency_ms": 1.0}]}, "row 0 needs 'gates'"),
+    ({"rows": [{"latency_ms": 1.0}]}, "rows[0].gates: is missing"),
     ({"rows": []}, "has no measurement rows"),
 ])
 def test_profile_fit_rejects_bad_measurements(bundle, tmp_path, capsys, content, needle):
@@ -268,7 +268,7 @@ def test_profile_fit_rejects_bad_measurements(bundle, tmp_path, capsys, content,
 @pytest.mark.parametrize("content,needle", [
     ([], "has no measurement rows"),
     ({"format": "nnfc-profile-measurements", "rows": [{"index": 0, "latency_ms": 1.0}]},
-     "row 0 needs 'gates'"),
+     "rows[0].gates: is missing"),
     ("{", "not valid JSON"),
 ])
 def test_profile_resume_rejects_bad_measurements(bundle, tmp_path, capsys, content, needle):

@@ -133,15 +133,13 @@ def measure_like_compile(ctx, artifact: Path, out: Path):
 
 def artifact_diff(target, artifact: Path, run, image_shape: tuple[int, ...]) -> float:
     """Largest |difference| between the target artifact and the ONNX model on one input, over
-    every output (in order)."""
-    from nnfc.errors import NnfcError
+    every output (in order; checked by :func:`nnfc.equivalence.compare_outputs`)."""
+    from nnfc.equivalence import compare_outputs, max_diff
     x = np.random.default_rng(0).standard_normal((1, *image_shape)).astype(np.float32)
-    wants = list(run(x).values())
+    want = run(x)
     gots = target.run(artifact, {INPUT_NAME: x})
-    if len(gots) != len(wants):
-        raise NnfcError(f"the artifact has {len(gots)} output(s), the ONNX model {len(wants)}")
-    return max(float(np.max(np.abs(np.asarray(g, np.float64) - w), initial=0.0))
-               for g, w in zip(gots, wants))
+    return max_diff(compare_outputs(list(want), gots, list(want.values()),
+                                    want_is="the ONNX model's"))
 
 
 def build_report(*, method, request, bundle, gates, predicted, bench, stats, diff, artifact,

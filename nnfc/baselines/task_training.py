@@ -40,14 +40,12 @@ def lr_at(cfg, progress: float) -> float:
 
 def read_state(ckpt: Path) -> dict[str, Any] | None:
     """The checkpoint's JSON state, or None when there is none."""
-    import json
+    from nnfc.jsonfile import read_json
+    from nnfc.schema import Obj
     path = ckpt / "state.json"
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise NnfcError(f"checkpoint {ckpt} is unreadable: {exc}") from exc
+    return read_json(path, Obj(), what="checkpoint state", max_bytes=16 << 20)
 
 
 def check_run(state: dict[str, Any], run: dict[str, Any], ckpt: Path) -> None:

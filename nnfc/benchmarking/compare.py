@@ -39,7 +39,9 @@ BOOTSTRAP_RESAMPLES = 4000
 ROUND_QUANTILE = 0.25
 METRIC_NAMES = {"lat": "latency", "mem": "memory", "acc": "evaluation metric"}
 
-_THRESHOLD = re.compile(r"^\s*(lat|mem|acc)\s*=\s*([0-9]*\.?[0-9]+)\s*(%|pt)\s*$")
+# one way to match each number (no nested optional digits: linear time on any input)
+_THRESHOLD = re.compile(r"^\s*(lat|mem|acc)\s*=\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(%|pt)\s*$")
+MAX_THRESHOLD_TEXT = 200
 
 
 def parse_thresholds(text: str | None) -> dict[str, float]:
@@ -48,6 +50,9 @@ def parse_thresholds(text: str | None) -> dict[str, float]:
     out = dict(DEFAULT_THRESHOLDS)
     if not text:
         return out
+    if len(text) > MAX_THRESHOLD_TEXT:
+        raise NnfcError(f"--max-regression: {len(text)} characters is not a threshold list; "
+                        "write e.g. lat=5%,mem=1%,acc=0.5pt")
     for item in text.split(","):
         m = _THRESHOLD.match(item)
         if not m:

@@ -13,14 +13,19 @@ baseline directory copied elsewhere (a CI cache) still finds its artifacts.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from nnfc.errors import NnfcError
+from nnfc.jsonfile import read_json
+from nnfc.schema import Any_, Int, List, Num, Obj, Optional_, SchemaError, Str
 
 FORMAT, VERSION = "nnfc-bench", 1
+#: what a baseline's artifact path may name before nnfc hashes it
+MAX_ARTIFACT_BYTES = 4 << 30
+ARTIFACT_SUFFIXES = (".onnx", ".tflite", ".engine", ".plan")
 
 
 def sha256_of(path: Path) -> str:
@@ -49,22 +54,54 @@ def relative_to_save(artifact: Path, save_path: Path | None) -> str:
     return str(artifact)
 
 
+_POS = Num(gt=0)
+#: a saved run as ``--baseline`` reads it: every figure finite, latencies and memory positive
+RUN_SCHEMA = Obj({"artifacts": List(Obj({
+    "name": Str(nonempty=True),
+    "latency_ms": Obj({}, {"median": Optional_(_POS), "best": Optional_(_POS),
+                           "p90": Optional_(_POS), "rounds": List(_POS, max_len=100_000)}),
+}, {"artifact": Optional_(Str()), "sha256": Optional_(Str()), "target": Str(),
+    "memory_mb": Optional_(_POS), "runtime_memory_mb": Optional_(Num(ge=0)),
+    "memory_source": Optional_(Str()),
+    "eval": Optional_(Obj({}, {"value": Optional_(Num()), "metric": Optional_(Str()),
+                               "samples": Optional_(Int(ge=0)), "seed": Optional_(Int())})),
+    }), max_len=10_000)}, {
+    "reference": Optional_(Obj({}, {"rounds": List(_POS), "version": Any_()})),
+})
+MAX_RUN_BYTES = 64 << 20
+
+
 def load_run(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a saved run; one clear error for a missing or foreign file."""
+    """Read a saved run through :func:`nnfc.jsonfile.read_json` (:data:`RUN_SCHEMA`); one clear
+    error naming the file and field for a missing, foreign or malformed file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise NnfcError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise NnfcError(f"{path} is not JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    data = read_json(path, Obj(), what="saved run", max_bytes=MAX_RUN_BYTES)
+    if data.get("format") != FORMAT:
         raise NnfcError(f"{path} is not a run saved by `nnfc bench --save`")
     if data.get("version") != VERSION:
         raise NnfcError(f"{path} has nnfc-bench format version {data.get('version')}, this nnfc "
                         f"reads version {VERSION}")
+    try:
+        RUN_SCHEMA.check(data)
+    except SchemaError as exc:
+        raise NnfcError(f"saved run {path}: field {exc.field}: {exc.message}") from None
     data["_path"] = str(path)
     return data
+
+
+#: a ``nnfc compile`` report as bench reads it (the figures it uses: finite and positive)
+REPORT_SCHEMA = Obj({"artifact": Str(nonempty=True),
+                     "request": Obj({"target": Str(nonempty=True)},
+                                    {"task": List(Str()), "lat_ms": Optional_(_POS),
+                                     "mem_mb": Optional_(_POS)})},
+                    {"measured": Obj({}, {"memory_mb": Optional_(_POS),
+                                          "runtime_memory_mb": Optional_(Num(ge=0))}),
+                     "bundle": Obj({}, {"path": Str()})})
+
+
+def read_report(path: str | os.PathLike) -> dict[str, Any]:
+    """A compile output's ``report.json`` through :func:`nnfc.jsonfile.read_json`."""
+    return read_json(path, REPORT_SCHEMA, what="compile report", max_bytes=16 << 20)
 
 
 def baseline_entry(run: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -87,6 +124,17 @@ def baseline_artifact(run: dict[str, Any], entry: dict[str, Any]) -> Path | None
     path = Path(stored)
     if not path.is_absolute():
         path = Path(run["_path"]).resolve().parent / path
-    if not path.is_file() or sha256_of(path) != entry.get("sha256"):
+    # type, size and location before a byte is hashed: a regular file (no device, FIFO or
+    # symlink), at most MAX_ARTIFACT_BYTES, with the suffix of a model artifact
+    try:
+        info = os.lstat(path)
+    except OSError:
         return None
-    return path
+    if (not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ARTIFACT_BYTES
+            or path.suffix.lower() not in ARTIFACT_SUFFIXES
+            or not isinstance(entry.get("sha256"), str)):
+        return None
+    try:
+        return path if sha256_of(path) == entry["sha256"] else None
+    except OSError:
+        return None

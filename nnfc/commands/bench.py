@@ -34,12 +34,10 @@ def resolve_artifact(path: Path, target: str | None) -> tuple[Path, str]:
         if not report_path.is_file():
             raise NnfcError(f"{path} is a directory without report.json: give an artifact file "
                             f"(.onnx, .tflite, .engine) or a `nnfc compile` output directory")
-        try:
-            report = json.loads(report_path.read_text(encoding="utf-8"))
-            artifact = path / report["artifact"]
-            compiled_for = report["request"]["target"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise NnfcError(f"{report_path} has no artifact/request.target: {exc}") from exc
+        from nnfc.benchmarking.record import read_report
+        report = read_report(report_path)
+        artifact = path / report["artifact"]
+        compiled_for = report["request"]["target"]
         if (not isinstance(report["artifact"], str) or Path(report["artifact"]).name
                 != report["artifact"] or path.resolve() not in artifact.resolve().parents):
             raise NnfcError(f"{report_path}: artifact {report['artifact']!r} must be a file "
@@ -57,7 +55,8 @@ def compile_report(path: Path) -> dict[str, Any] | None:
     """The report.json of a ``nnfc compile`` output directory (None for a plain file)."""
     if not path.is_dir():
         return None
-    return json.loads((path / "report.json").read_text(encoding="utf-8"))
+    from nnfc.benchmarking.record import read_report
+    return read_report(path / "report.json")
 
 
 def within_budgets(result, lat_ms: float | None, mem_mb: float | None, stat: str
@@ -392,6 +391,8 @@ def bench(artifacts: tuple[Path, ...], target: str | None, rounds: int, runs: in
     thresholds = compare.parse_thresholds(max_regression)
     baseline_run = load_run(baseline_file) if baseline_file else None
     if save_file is not None:
+        if str(save_file) == "-":
+            raise NnfcError("--save needs a file (for the run on standard output use --json)")
         check_replaceable(save_file, b'"format": "nnfc-bench"', "saved run")
     for f, marker in ((junit_file, b'name="nnfc bench"'), (markdown_file, b"<!-- nnfc bench")):
         if f is not None:

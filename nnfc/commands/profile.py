@@ -33,6 +33,34 @@ def _paths(bundle_root: Path, target: str, out: str | None) -> tuple[Path, Path,
             stem.with_name(stem.name + ".png"))
 
 
+#: what marks each file of a profile output as nnfc's (the plot: its PNG Software text)
+PREDICTOR_MARKER = b'"format": "nnfc-predictor"'
+MEASUREMENTS_MARKER = b'"format": "nnfc-profile-measurements"'
+PLOT_MARKER = b"nnfc profile"
+
+
+def check_profile_outputs(paths: tuple[Path, Path, Path], inputs=(),
+                          measurements: bool = True, fresh: bool = True) -> None:
+    """The no-clobber rule for the predictor and the files derived from its name: each is
+    missing or nnfc's; the measurements and plot also count as nnfc's beside an nnfc
+    predictor (profiles written before the plot carried a marker). Without ``fresh`` the
+    measurements are resumed from, and their reader refuses a foreign file. Run before any
+    work."""
+    from nnfc.outputs import check_output_file
+    predictor, meas_path, png = paths
+    if str(predictor) == "-":
+        raise NnfcError("-o needs a file: a profile is the predictor JSON plus its "
+                        "measurements and plot beside it")
+    check_output_file(predictor, PREDICTOR_MARKER, "predictor", inputs=inputs)
+    ours = predictor.is_file()
+    derived = [(png, PLOT_MARKER, "profile plot")]
+    if measurements:  # `fit` reads measurements, it does not write them
+        derived.append((meas_path, MEASUREMENTS_MARKER if fresh else b"", "measurement file"))
+    for path, marker, what in derived:
+        check_output_file(path, marker if not ours or not path.is_file() else b"",
+                          what, inputs=inputs)
+
+
 def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> None:
     acc = predictor.meta["accuracy"]
     if as_json:
@@ -122,6 +150,7 @@ def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, thr
     options = measurement_options(target, threads)
     tgt = make_target(target, options)
     pred_path, meas_path, png_path = _paths(bundle.root, target, output)
+    check_profile_outputs((pred_path, meas_path, png_path), inputs=[bundle.root], fresh=fresh)
     data = profile_subnets(bundle, tgt, meas_path, subnets=subnets, runs=runs, warmup=warmup,
                            rounds=rounds,
                            seed=seed, resume=not fresh, progress=not as_json)
@@ -159,7 +188,9 @@ def fit(ctx, measurements, plan, local):
         raise NnfcError(f"{measurements} holds measurements for target {data['target']!r}, "
                         f"not {opts['target']!r} (pass --target {data['target']})")
     data["_path"] = str(measurements)
-    pred_path, _, png_path = _paths(bundle.root, opts["target"], opts["output"])
+    paths = _paths(bundle.root, opts["target"], opts["output"])
+    check_profile_outputs(paths, inputs=[measurements, plan], measurements=False)
+    pred_path, _, png_path = paths
     predictor, png = fit_and_save(bundle, opts["target"], data, pred_path, png_path,
                                   measured_locally=local)
     _print_accuracy(predictor, pred_path, png, opts["as_json"])

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
-from nnfc.outputs import nonempty_path
+from nnfc.outputs import check_output_file, nonempty_path
 
 from nnfc.onnx_io import count_params, load_onnx, save_onnx
 from nnfc.passes import apply_gates_with_report, gate_inputs, load_gates_json
+
+
+#: the pruned model's doc_string: marks a file ``nnfc prune -o`` may replace
+PRUNED_MARKER = "pruned by nnfc prune"
 
 
 @click.command("prune")
@@ -18,7 +23,8 @@ from nnfc.passes import apply_gates_with_report, gate_inputs, load_gates_json
               help='Gates JSON: {"gate.<layer>": [0,1,...]} with one list per gate input.')
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               callback=nonempty_path,
-              help="Where to write the pruned static ONNX model.")
+              help="Where to write the pruned static ONNX model (- for standard output). "
+                   "Never an input, never a file nnfc prune did not write.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("--shapes", is_flag=True,
               help="Re-infer intermediate tensor shapes in the output (for viewers; runtimes "
@@ -30,10 +36,17 @@ def prune(model: str, gates_path: str, output: str, as_json: bool, shapes: bool)
     """
     # no onnx.checker pass: it re-serializes the model (slower than pruning it); the passes
     # validate the gates and fail with one error naming the op on a graph they cannot handle
+    out = check_output_file(output, PRUNED_MARKER.encode(), "pruned model",
+                            inputs=[model, gates_path])
     supernet = load_onnx(model, check=False)
     gates = load_gates_json(gates_path)
     pruned, reports = apply_gates_with_report(supernet, gates, infer_shapes=shapes)
-    save_onnx(pruned, output)
+    pruned.doc_string = PRUNED_MARKER  # lets a later prune -o recognise and replace this file
+    if out is None:
+        sys.stdout.buffer.write(pruned.SerializeToString())
+        sys.stdout.flush()
+    else:
+        save_onnx(pruned, out)
     sizes = gate_inputs(supernet)
     summary = {
         "model": model, "output": output,
@@ -44,14 +57,14 @@ def prune(model: str, gates_path: str, output: str, as_json: bool, shapes: bool)
                    "notes": r.notes} for r in reports],
     }
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps(summary, indent=2), err=out is None)
         return
     p = summary["params"]
     click.echo(f"pruned {model} -> {output}: {p['before']:,} -> {p['after']:,} params "
                f"({p['after'] / max(1, p['before']):.1%}), activation "
-               f"{summary['activation_ratio']:.1%}")
+               f"{summary['activation_ratio']:.1%}", err=out is None)
     for r in reports:
         extra = f" ({'; '.join(r.notes)})" if r.notes else ""
         if r.kept > r.active and r.active > 0:
             extra = f" — kept {r.kept - r.active} gated-off channel(s) that carry data{extra}"
-        click.echo(f"  {r.gate}: {r.active}/{r.size} active{extra}")
+        click.echo(f"  {r.gate}: {r.active}/{r.size} active{extra}", err=out is None)

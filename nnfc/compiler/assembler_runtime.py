@@ -51,8 +51,21 @@ class Assembler:
                             f"got a task vector of {task_vec.shape[1]}")
         feeds = {"task": np.repeat(task_vec, len(limits), axis=0), "limit": limits}
         outs = self.session.run(self.gate_names, feeds)
-        return {name: (np.asarray(out) > 0.5).astype(np.float32)
+        return {name: binary_gates(name, out, "the assembler's output")
                 for name, out in zip(self.gate_names, outs)}
+
+
+def binary_gates(name: str, values, whose: str) -> np.ndarray:
+    """``values`` as float32 once checked (before any cast) to be finite and exactly 0 or 1;
+    one NnfcError naming the gate and the first bad value otherwise."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf":
+        raise NnfcError(f"{whose} {name} is not numeric (dtype {arr.dtype})")
+    bad = ~((arr == 0) | (arr == 1))
+    if bad.any():
+        raise NnfcError(f"{whose} {name} must hold only 0 and 1; found "
+                        f"{arr[bad].reshape(-1)[0]!r} ({int(bad.sum())} of {arr.size} values)")
+    return arr.astype(np.float32)
 
 
 def select(gates: dict[str, np.ndarray], index: int) -> dict[str, np.ndarray]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,10 @@ from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.predictor import Predictor, fit_predictor, plot_accuracy, unpack_gates
 from nnfc.compiler.profiler import (apply_reference, bundle_fingerprint, same_factory,
                                     supernet_sha256)
+from nnfc.atomic import copy_file_atomic
 from nnfc.errors import NnfcError
 from nnfc.onnx_io import shapes_only
+from nnfc.trust import plain_name, verified_member
 
 
 def fill_graph_memory(bundle: Bundle, rows: list[dict[str, Any]], supernet=None) -> None:
@@ -77,12 +78,11 @@ def _place_reference(measurements: dict[str, Any], out: Path) -> dict[str, Any] 
         return None
     apply_reference(measurements)
     src_dir = Path(measurements.get("_path") or out).parent
-    src = src_dir / ref["artifact"]
-    dst = out.parent / ref["artifact"]
-    if not dst.is_file() and src.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst.with_name(f".{dst.name}.tmp"))
-        os.replace(dst.with_name(f".{dst.name}.tmp"), dst)
+    where = f"{measurements.get('_path') or out}: reference.artifact"
+    name = plain_name(ref.get("artifact"), where)
+    dst = out.parent / name
+    if not os.path.lexists(dst) and os.path.lexists(src_dir / name):
+        copy_file_atomic(verified_member(src_dir, name, ref.get("sha256"), where), dst)
     return {k: ref[k] for k in ("artifact", "sha256", "latency_ms", "gates") if k in ref}
 
 

@@ -28,8 +28,10 @@ from nnfc.compiler.graph_stats import GraphStats, graph_stats
 from nnfc.compiler.predictor import Predictor
 from nnfc.compiler.search import SearchResult
 from nnfc.errors import NnfcError
+from nnfc.equivalence import compare_outputs, max_diff
 from nnfc.families.attrod.decode import deployable, manifest_decode_spec
 from nnfc.onnx_io import shapes_only
+from nnfc.trust import plain_name, verified_member
 
 
 @dataclass
@@ -61,9 +63,11 @@ class Meter:
         self.ref_run = None
         self.note = None
         if self.ref and getattr(target, "runner", None) is not None:
-            path = profile_dir / self.ref["artifact"]
-            if path.is_file():
-                self.ref_run = runner(target, path)
+            where = f"the profile's reference subnet ({profile_dir})"
+            path = profile_dir / plain_name(self.ref.get("artifact"), where)
+            if os.path.lexists(path):  # what nnfc runs is checked like a bundle's files
+                self.ref_run = runner(target, verified_member(
+                    profile_dir, path.name, self.ref.get("sha256"), where))
             else:
                 self.note = (f"reference subnet {path} is missing: measured without drift "
                              "correction")
@@ -138,8 +142,9 @@ def reference_session(bundle: Bundle | None, supernet: onnx.ModelProto | None):
 def equivalence(bundle: Bundle | None, supernet: onnx.ModelProto | None, gates: dict, target,
                 artifact, session=None) -> float:
     """Largest |difference| between the artifact and the gated supernet on one random input,
-    over every graph output (compared in order, shapes must agree). ``session``: the
-    supernet's :func:`reference_session` when already open."""
+    over every graph output (compared in order by :func:`nnfc.equivalence.compare_outputs`:
+    finite, same shape, within the stated tolerance, else one NnfcError naming the output).
+    ``session``: the supernet's :func:`reference_session` when already open."""
     session = session or reference_session(bundle, supernet)
     main = next(i for i in session.get_inputs() if not i.name.startswith("gate."))
     shape = [d if isinstance(d, int) else 1 for d in main.shape]
@@ -148,16 +153,7 @@ def equivalence(bundle: Bundle | None, supernet: onnx.ModelProto | None, gates: 
     names = [o.name for o in session.get_outputs()]
     wants = session.run(None, feeds)
     gots = target.run(artifact, {main.name: x})
-    if len(gots) != len(wants):
-        raise NnfcError(f"the artifact has {len(gots)} output(s), the supernet {len(wants)} "
-                        f"({', '.join(names)})")
-    diff = 0.0
-    for name, got, want in zip(names, gots, wants):
-        if np.shape(got) != np.shape(want):
-            raise NnfcError(f"the artifact's output {name} has shape {np.shape(got)}, the "
-                            f"supernet's {np.shape(want)}")
-        diff = max(diff, float(np.max(np.abs(np.asarray(got, np.float64) - want), initial=0.0)))
-    return diff
+    return max_diff(compare_outputs(names, gots, wants, want_is="the gated supernet's"))
 
 
 @dataclass

@@ -32,6 +32,7 @@ from nnfc.atomic import atomic_file, write_json_atomic
 from nnfc.compiler.cost_legacy import structure_from_json
 from nnfc.compiler.cost_structure import CostStructure
 from nnfc.errors import NnfcError
+from nnfc.schema import Bool, List, Num, Obj, Optional_, SchemaError, Str
 
 FORMAT = "nnfc-predictor"
 VERSION = 1
@@ -239,18 +240,28 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Predictor":
+        """Read a predictor JSON through :func:`nnfc.jsonfile.read_json` (:data:`SCHEMA`: every
+        coefficient finite, margins and reference latency non-negative, thread counts
+        sane); one NnfcError naming the file and the field."""
+        from nnfc.jsonfile import read_json
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise NnfcError(f"cannot read predictor {path}: {exc}") from exc
+        data = read_json(path, Obj(), what="predictor")
         if data.get("format") != FORMAT or data.get("version") != VERSION:
             raise NnfcError(f"{path} is not an nnfc predictor (version {VERSION}); "
                             "make it again with `nnfc profile`")
+        try:
+            SCHEMA.check(data)
+        except SchemaError as exc:
+            raise NnfcError(f"predictor {path}: field {exc.field}: {exc.message}") from None
         meta = {k: v for k, v in data.items()
                 if k not in ("format", "version", "target", "structure", "latency_model",
                              "memory_model")}
-        structure = structure_from_json(data["structure"])
+        try:
+            structure = structure_from_json(data["structure"])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise NnfcError(f"predictor {path}: field structure is malformed "
+                            f"({type(exc).__name__}: {exc}); make it again with "
+                            "`nnfc profile`") from None
         lat = data["latency_model"]
         features = lat.get("feature_set") or (  # profiles made before the feature sets
             "layer-align-shape" if len(lat["coef"]) > n_cost_features(structure)
@@ -261,6 +272,27 @@ class Predictor:
         return cls(data["target"], structure, LinearModel(lat["intercept"], lat["coef"]),
                    LinearModel(data["memory_model"]["intercept"], data["memory_model"]["coef"]),
                    meta, features)
+
+
+#: what a predictor JSON must hold (other metadata is free-form and only displayed)
+SCHEMA = Obj({
+    "target": Str(nonempty=True),
+    "structure": Obj(),
+    "latency_model": Obj({"intercept": Num(), "coef": List(Num(), min_len=1)},
+                         {"feature_set": Str()}),
+    "memory_model": Obj({"intercept": Num(), "coef": List(Num(), min_len=2, max_len=2)}),
+}, {
+    "margin": Obj({"latency": Num(ge=0, le=10), "memory": Num(ge=0, le=10)}),
+    "reference": Obj({"artifact": Str(nonempty=True), "sha256": Str()},
+                     {"latency_ms": Optional_(Num(gt=0))}),
+    "target_options": Obj(optional={"threads": Optional_(Num(integer=True, ge=0, le=4096))}),
+    "measured_locally": Bool(),
+    "host": Obj(),
+    "bundle": Obj(),
+    "profile": Obj(),
+    "accuracy": Obj(),
+    "estimated": Optional_(Obj()),
+})
 
 
 def kfold_predictions(x: np.ndarray, y: np.ndarray, n_pos: int, ridge: float = 0.0,
@@ -418,7 +450,7 @@ def plot_accuracy(held: Mapping[str, np.ndarray], accuracy: Mapping[str, Any],
     path = Path(path)
     try:
         with atomic_file(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
+            fig.savefig(tmp, dpi=110, format="png", metadata={"Software": "nnfc profile"})
     finally:
         plt.close(fig)
     return path

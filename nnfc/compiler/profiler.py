@@ -17,7 +17,6 @@ rewritten atomically after every subnet and resumed from where it stopped.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -31,10 +30,11 @@ import onnx
 from nnfc.bundle import Bundle, sha256_file
 from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.measure import clock_for, clock_name, measure, measure_relative, runner
-from nnfc.atomic import write_json_atomic
+from nnfc.atomic import copy_file_atomic, write_json_atomic
 from nnfc.compiler.predictor import host_info, pack_gates
 from nnfc.onnx_io import shapes_only
 from nnfc.errors import NnfcError
+from nnfc.schema import Int, List, Map, Num, Obj, OneOf, Optional_, SchemaError, Str
 
 MEASUREMENTS_FORMAT = "nnfc-profile-measurements"
 
@@ -139,13 +139,12 @@ def load_measurements(path: Path, bundle: Bundle, target: str) -> dict[str, Any]
     """An existing measurement file for the same bundle and target, or None (none there, or
     one for another bundle or target). A file that is not a measurement file nnfc wrote is an
     NnfcError: resuming from it or overwriting it would lose someone's data."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NnfcError(f"cannot resume from {path}: not valid JSON ({exc}); move it away or "
-                        "pass --fresh") from exc
+        data = read_measurement_json(path, "measurement file")
+    except NnfcError as exc:
+        raise NnfcError(f"cannot resume: {exc}; move it away or pass --fresh") from None
     problem = measurement_problem(data)
     if problem or data.get("format") != MEASUREMENTS_FORMAT:
         raise NnfcError(f"cannot resume from {path}: "
@@ -156,24 +155,46 @@ def load_measurements(path: Path, bundle: Bundle, target: str) -> dict[str, Any]
     return data
 
 
+_POS = Num(gt=0)
+_NONNEG = Num(ge=0)
+#: one measured subnet (figures finite; latencies positive; other fields free-form)
+ROW_SCHEMA = Obj({"gates": Map(OneOf(Str(), List(Num()))), "latency_ms": _POS}, {
+    "index": Int(ge=0), "relative": Optional_(_POS), "candidate_ms": Optional_(_POS),
+    "reference_ms": Optional_(_POS), "round_ratios": List(_POS), "load": Optional_(_NONNEG),
+    "runtime_memory_mb": Optional_(_NONNEG), "graph_memory_mb": _NONNEG, "params": _NONNEG,
+    "param_bytes": _NONNEG, "peak_tensor_bytes": _NONNEG, "flops": _NONNEG,
+    "activation_ratio": Num(ge=0, le=1)})
+MEASUREMENTS_SCHEMA = Obj({"rows": List(ROW_SCHEMA)}, {
+    "failed": List(Obj({"index": Int(ge=0)})),
+    "reference": Optional_(Obj({}, {"artifact": Str(nonempty=True), "sha256": Str(),
+                                    "calibration_ms": Optional_(_POS),
+                                    "latency_ms": Optional_(_POS)})),
+    "runs": Optional_(Int(ge=1)), "warmup": Optional_(Int(ge=0)),
+    "rounds": Optional_(Int(ge=1)),
+    "target_options": Obj(optional={"threads": Optional_(Int(ge=0, le=4096))})})
+MAX_MEASUREMENTS_BYTES = 256 << 20
+
+
 def measurement_problem(data: Any, need_index: bool = True) -> str:
-    """Why ``data`` is not ``{"rows": [{"gates": {...}, "latency_ms": ...}, ...]}`` ("" if
-    it is)."""
-    rows = data.get("rows") if isinstance(data, dict) else None
-    if not isinstance(rows, list):
+    """Why ``data`` is not ``{"rows": [{"gates": {...}, "latency_ms": ...}, ...]}`` with
+    finite, positive figures (:data:`MEASUREMENTS_SCHEMA`; "" if it is)."""
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         return "it has no measurement rows (expected an object with a list 'rows')"
-    for i, row in enumerate(rows):
-        if (not isinstance(row, dict) or not isinstance(row.get("gates"), dict)
-                or not isinstance(row.get("latency_ms"), (int, float))
-                or isinstance(row.get("latency_ms"), bool)):
-            return f"row {i} needs 'gates' (an object) and 'latency_ms' (a number)"
-        if need_index and not isinstance(row.get("index"), int):
-            return f"row {i} has no integer 'index'"
-    failed = data.get("failed", [])
-    if not isinstance(failed, list) or not all(
-            isinstance(f, dict) and isinstance(f.get("index"), int) for f in failed):
-        return "'failed' must be a list of {index, error}"
+    try:
+        MEASUREMENTS_SCHEMA.check(data)
+    except SchemaError as exc:
+        return f"field {exc.field}: {exc.message}"
+    if need_index:
+        for i, row in enumerate(data["rows"]):
+            if "index" not in row:
+                return f"row {i} has no integer 'index'"
     return ""
+
+
+def read_measurement_json(path: Path, what: str) -> Any:
+    """A measurement or plan file through :func:`nnfc.jsonfile.read_json` (no schema yet)."""
+    from nnfc.jsonfile import read_json
+    return read_json(path, what=what, max_bytes=MAX_MEASUREMENTS_BYTES)
 
 
 def profile_subnets(bundle: Bundle, target, path: str | os.PathLike, subnets: int = 300,
@@ -299,10 +320,8 @@ def _reference(data, path: Path, supernet, apply_gates, target, names, sizes, tm
                            "subnet (median over rounds of median ratios) x the reference's "
                            f"calibrated latency; batch 1; clock: {clock_name(clock_for(target))}")
         data["reference"]["clock"] = clock_name(clock_for(target))
-    if not keep.is_file() or sha256_file(keep) != digest:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(artifact, keep.with_name(f".{keep.name}.tmp"))
-        os.replace(keep.with_name(f".{keep.name}.tmp"), keep)
+    if os.path.islink(keep) or not keep.is_file() or sha256_file(keep) != digest:
+        copy_file_atomic(artifact, keep)
     return runner(target, keep)
 
 
@@ -377,12 +396,7 @@ def read_measurements(path: str | os.PathLike) -> dict[str, Any]:
     Needs ``rows`` with ``gates`` ({gate: "0101…" or [0,1,…]}), ``latency_ms`` and a memory
     figure (``graph_memory_mb`` or ``runtime_memory_mb``)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise NnfcError(f"measurement file {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NnfcError(f"cannot read measurements {path}: {exc}") from exc
+    data = read_measurement_json(path, "measurement file")
     problem = measurement_problem(data, need_index=False)
     if problem:
         raise NnfcError(f"{path}: {problem}")
@@ -394,6 +408,9 @@ def read_measurements(path: str | os.PathLike) -> dict[str, Any]:
 # ---- profiling on a device this machine cannot drive (e.g. a Jetson) ------------------------
 PLAN_FORMAT = "nnfc-device-plan"
 PLAN_NAME = "plan.json"
+PLAN_SCHEMA = Obj({"target": Str(nonempty=True), "bundle": Obj(), "rows": List(Obj({
+    "model": Str(nonempty=True), "gates": Map(OneOf(Str(), List(Num())))}, {
+    "graph_memory_mb": Num(ge=0), "params": Num(ge=0), "flops": Num(ge=0)}))})
 
 
 def export_device_subnets(bundle: Bundle, target, out_dir: str | os.PathLike,
@@ -451,16 +468,19 @@ def read_device_measurements(path: str | os.PathLike, target, plan: str | os.Pat
                         "measurements as JSON ({'rows': [{'gates': ..., 'latency_ms': ...}]})")
     plan_path = Path(plan) if plan else path.with_name(PLAN_NAME)
     try:
-        plan_data = json.loads(plan_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise NnfcError(f"cannot read the subnet plan {plan_path} (written by `nnfc profile "
-                        f"--device-dir`): {exc}") from exc
-    if plan_data.get("format") != PLAN_FORMAT:
+        plan_data = read_measurement_json(plan_path, "subnet plan")
+    except NnfcError as exc:
+        raise NnfcError(f"{exc} (the plan is written by `nnfc profile --device-dir`)") from None
+    if not isinstance(plan_data, dict) or plan_data.get("format") != PLAN_FORMAT:
         raise NnfcError(f"{plan_path} is not an nnfc device plan")
+    try:
+        PLAN_SCHEMA.check(plan_data)
+    except SchemaError as exc:
+        raise NnfcError(f"subnet plan {plan_path}: field {exc.field}: {exc.message}") from None
     by_model = {r["model"]: r for r in plan_data["rows"]}
     rows = []
     for measured in parse(path):
-        planned = by_model.get(Path(measured["model"]).name)
+        planned = by_model.get(Path(str(measured.get("model"))).name)
         if planned is None:
             raise NnfcError(f"{path}: model {measured['model']} is not in {plan_path}")
         rows.append({**planned, **{k: v for k, v in measured.items() if k != "model"}})

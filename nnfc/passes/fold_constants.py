@@ -51,7 +51,10 @@ def fold_node(graph: ir.Graph, node: ir.Node, rules: GraphRules) -> bool:
         if rule is None or not inputs or any(v is not None and a is None
                                              for v, a in zip(node.inputs, inputs)):
             return False
-        result = rule.fold(node, inputs)
+        try:
+            result = rule.fold(node, inputs)
+        except (ValueError, TypeError, IndexError):  # inputs the op does not fit: not folded
+            return False
         if result is None:
             return False
         tag = node.inputs[0].metadata_props.get(GATE_TAG)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import onnx
 
+from nnfc.errors import NnfcError
+from nnfc.jsonfile import read_json
 from nnfc.passes.errors import PruneError
+from nnfc.schema import List, Map, Num
 
 GATE_PREFIX = "gate."
 
@@ -28,21 +29,25 @@ def gate_inputs(model: onnx.ModelProto) -> dict[str, int]:
     return found
 
 
+#: a gates file: gate name -> list of numbers (0/1 checked below, before any cast)
+GATES_SCHEMA = Map(List(Num(), max_len=1 << 20))
+MAX_GATES_BYTES = 16 << 20
+
+
 def load_gates_json(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a gates JSON file into name -> float32 array (values checked by validate_gates)."""
+    """Read a gates JSON file (through :func:`nnfc.jsonfile.read_json`: regular file, size cap,
+    duplicate gates refused) into name -> float32 array; every value must be exactly 0 or 1
+    before the cast (1e-46 would round to 0)."""
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PruneError(f"gates file {path} does not exist") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PruneError(f"gates file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise PruneError(f'gates file {path} must hold an object {{"gate.<layer>": [0,1,...]}}')
+        raw = read_json(path, GATES_SCHEMA, what="gates file", max_bytes=MAX_GATES_BYTES)
+    except NnfcError as exc:
+        raise PruneError(str(exc)) from None
     gates = {}
     for name, values in raw.items():
-        if not isinstance(values, list) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise PruneError(f"gates file {path}: {name} must be a list of 0/1 numbers")
+        bad = next((i for i, v in enumerate(values) if v not in (0, 1)), None)
+        if bad is not None:
+            raise PruneError(f"gates file {path}: {name}[{bad}] is {values[bad]!r}; gates "
+                             "hold only 0 and 1")
         gates[name] = np.asarray(values, dtype=np.float32)
     return gates
 
@@ -60,14 +65,16 @@ def validate_gates(model: onnx.ModelProto, gates: Mapping[str, np.ndarray],
         raise PruneError(f"unknown gate {unknown[0]!r}; the model's gate inputs are: {known}")
     checked = {}
     for name, values in gates.items():
-        arr = np.asarray(values, dtype=np.float32).reshape(-1)
-        if arr.size != expected[name]:
-            raise PruneError(f"gate {name} has {arr.size} values; the model expects "
+        raw = np.asarray(values).reshape(-1)
+        if raw.size != expected[name]:
+            raise PruneError(f"gate {name} has {raw.size} values; the model expects "
                             f"{expected[name]}")
-        if not np.all((arr == 0) | (arr == 1)):
-            bad = arr[(arr != 0) & (arr != 1)][0]
-            raise PruneError(f"gate {name} must hold only 0 and 1 (found {bad:g})")
-        checked[name] = arr
+        if raw.dtype.kind not in "biuf":
+            raise PruneError(f"gate {name} must hold only 0 and 1 (found {raw.dtype} values)")
+        if not np.all((raw == 0) | (raw == 1)):  # checked before the float32 cast: 1e-46 is no 0
+            bad = raw[(raw != 0) & (raw != 1)][0]
+            raise PruneError(f"gate {name} must hold only 0 and 1 (found {bad!r})")
+        checked[name] = raw.astype(np.float32)
     if require_all:
         missing = [name for name in expected if name not in gates]
         if missing:

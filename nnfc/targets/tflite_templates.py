@@ -285,6 +285,10 @@ def topology_digest(model: onnx.ModelProto) -> str:
     return hashlib.sha256(repr(topology_key(model)).encode()).hexdigest()[:16]
 
 
+#: the info JSON's record of the sha256 of the template's ONNX and TFLite files
+HASHES = "nnfc_sha256"
+
+
 class TemplateStore(TemplateCache):
     """A :class:`TemplateCache` kept in a directory — per (variant, topology) the converted
     ONNX, its TFLite file and the converter's info — so that later processes (every ``nnfc
@@ -303,15 +307,19 @@ class TemplateStore(TemplateCache):
     def add(self, model: onnx.ModelProto, tflite: bytes, variant: str = "float32",
             info: dict | None = None) -> None:
         from nnfc.atomic import atomic_file
+        from nnfc.trust import own_subdir, sha256_file
         super().add(model, tflite, variant, info)
         onnx_path, tflite_path, info_path = self._paths(variant, model)
         try:
+            own_subdir(self.directory.parent, self.directory.name, "template store")  # no link
             with atomic_file(onnx_path, suffix=".onnx") as tmp:
                 onnx.save_model(model, str(tmp))
             with atomic_file(tflite_path, suffix=".tflite") as tmp:
                 tmp.write_bytes(tflite)
-            with atomic_file(info_path, suffix=".json") as tmp:
-                tmp.write_text(json.dumps(info or {}) + "\n", encoding="utf-8")
+            with atomic_file(info_path, suffix=".json") as tmp:  # last: it vouches for both
+                tmp.write_text(json.dumps({**(info or {}), HASHES: {
+                    "onnx": sha256_file(onnx_path), "tflite": sha256_file(tflite_path)}})
+                    + "\n", encoding="utf-8")
         except Exception:  # noqa: BLE001 - a cache: not writing it only costs a conversion
             pass
 
@@ -325,12 +333,18 @@ class TemplateStore(TemplateCache):
     def _load(self, key: tuple, onnx_path, tflite_path, info_path) -> None:
         if not (onnx_path.is_file() and tflite_path.is_file() and info_path.is_file()):
             return
-        try:
-            model = onnx.load(str(onnx_path))
+        from nnfc.jsonfile import read_json
+        from nnfc.onnx_io import load_onnx
+        from nnfc.trust import verified_member
+        try:  # what nnfc runs and converts is checked (type, size, sha256) before it is read
+            info = read_json(info_path, max_bytes=16 << 20)
+            hashes = info.pop(HASHES)
+            for path, kind in ((onnx_path, "onnx"), (tflite_path, "tflite")):
+                verified_member(path.parent, path.name, hashes[kind], str(self.directory))
+            model = load_onnx(onnx_path, check=False)
             if topology_key(model) != key[1]:
                 return
-            template = Template.build(model, tflite_path.read_bytes(),
-                                      json.loads(info_path.read_text(encoding="utf-8")))
+            template = Template.build(model, tflite_path.read_bytes(), info)
         except Exception:  # noqa: BLE001 - a damaged entry: convert as if it were not there
             return
         self.templates[key] = [template]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,11 +60,9 @@ def load_coco(annotations: str | os.PathLike, colours: str | os.PathLike,
     for p in (ann_path, col_path):
         if not p.is_file():
             raise NnfcError(f"{p} does not exist")
-    try:
-        data = json.loads(ann_path.read_text(encoding="utf-8"))
-        colour_map = json.loads(col_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise NnfcError(f"{exc.__class__.__name__} reading COCO data: {exc}") from exc
+    from nnfc.jsonfile import read_json
+    data = read_json(ann_path, what="COCO annotation file", max_bytes=2 << 30)
+    colour_map = read_json(col_path, what="COCO colour file", max_bytes=2 << 30)
     if not isinstance(data, dict):
         raise NnfcError(f"{ann_path}: not a COCO instances file (not a JSON object)")
     _check_fields(data, str(ann_path))

@@ -123,6 +123,10 @@ class SqueezeRule(OpRule):
         return x
 
 
+#: the largest tensor constant folding may create (elements)
+MAX_FOLDED_ELEMENTS = 1 << 24
+
+
 class ShapeOnlyRule(OpRule):
     """``Cast`` and ``Expand``: folded over constants, otherwise they cut a region."""
 
@@ -130,5 +134,7 @@ class ShapeOnlyRule(OpRule):
         x = inputs[0]
         if node.op_type == "Cast":
             return x.astype(ir.DataType(attr(node, "to")).numpy())
-        shape = tuple(int(s) for s in inputs[1])
-        return np.broadcast_to(x, np.broadcast_shapes(x.shape, shape)).copy()
+        out = np.broadcast_shapes(x.shape, tuple(int(s) for s in inputs[1]))
+        if int(np.prod(out, dtype=object)) > MAX_FOLDED_ELEMENTS:
+            return None  # a 441-byte Expand must not become 2 GiB here: left to the runtime
+        return np.broadcast_to(x, out).copy()
