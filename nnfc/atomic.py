@@ -106,6 +106,21 @@ def copy_file_atomic(src: str | os.PathLike, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def write_failure_cause(directory: str | os.PathLike) -> str | None:
+    """Why a tool's write into ``directory`` may have failed where the tool does not say (ONNX
+    Runtime reports a full disk as "Protobuf serialization failed"): no space left, or no
+    permission; None when neither."""
+    try:
+        fs = os.statvfs(directory)
+    except (OSError, AttributeError):
+        return None
+    if fs.f_bavail * fs.f_frsize < (1 << 20):
+        return os.strerror(errno.ENOSPC)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return os.strerror(errno.EACCES)
+    return None
+
+
 # ---- stale temp files of dead writers ------------------------------------------------------
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie."""

@@ -11,7 +11,6 @@ user cache (``~/.cache/nnfc`` on Linux, following ``$XDG_CACHE_HOME``).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -45,10 +44,12 @@ def fingerprint(bundle_root: str | os.PathLike) -> str:
     """The factory's fingerprint: the start of its supernet.onnx sha256 as the manifest records
     it (the graph; weights live in supernet.safetensors, so a retrained factory of the same
     architecture keeps its profiles)."""
+    from nnfc.errors import NnfcError
+    from nnfc.jsonfile import read_json
     manifest = Path(bundle_root) / "manifest.json"
     try:
-        sha = json.loads(manifest.read_text(encoding="utf-8"))["files"]["supernet.onnx"]
-    except (OSError, ValueError, KeyError, TypeError):
+        sha = read_json(manifest, max_bytes=16 << 20)["files"]["supernet.onnx"]
+    except (NnfcError, KeyError, TypeError):
         from nnfc.bundle import sha256_file
         sha = sha256_file(Path(bundle_root) / "supernet.onnx")
     return str(sha)[:16]
@@ -62,8 +63,10 @@ def cache_profile_path(bundle_root: str | os.PathLike, target: str,
 
 
 def shipped_profile_path(bundle_root: str | os.PathLike, target: str) -> Path:
-    """A profile that comes inside the bundle (measured elsewhere, or a checkout's own)."""
-    return Path(bundle_root) / "profiles" / f"{target}.json"
+    """A profile that comes inside the bundle (measured elsewhere, or a checkout's own); never
+    through a ``profiles`` symlink (that would read or write outside the bundle)."""
+    from nnfc.trust import own_subdir
+    return own_subdir(bundle_root, "profiles", str(bundle_root)) / f"{target}.json"
 
 
 def find_profile(bundle_root: str | os.PathLike, target: str,

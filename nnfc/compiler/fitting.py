@@ -15,7 +15,7 @@ from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.predictor import Predictor, fit_predictor, plot_accuracy, unpack_gates
 from nnfc.compiler.profiler import (apply_reference, bundle_fingerprint, same_factory,
                                     supernet_sha256)
-from nnfc.atomic import copy_file_atomic
+from nnfc.atomic import atomic_file, copy_file_atomic
 from nnfc.errors import NnfcError
 from nnfc.onnx_io import shapes_only
 from nnfc.trust import plain_name, verified_member
@@ -64,10 +64,16 @@ def fit_and_save(bundle: Bundle, target: str, measurements: dict[str, Any], out:
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=1):
         predictor, held = fit_predictor(structure, target, rows, meta=meta)
-    predictor.save(out)
-    png = plot_accuracy(held, predictor.meta["accuracy"], plot,
-                        f"{target} predictor, {len(rows)} subnets") if plot else None
-    return predictor, png
+    if not plot:
+        predictor.save(out)
+        return predictor, None
+    # predictor and plot replaced together: the plot is drawn to a temp file first and renamed
+    # only once the predictor is in place (a full disk leaves the old pair, never a mix)
+    with atomic_file(plot, suffix=".png") as tmp:
+        plot_accuracy(held, predictor.meta["accuracy"], tmp,
+                      f"{target} predictor, {len(rows)} subnets")
+        predictor.save(out)
+    return predictor, Path(plot)
 
 
 def _place_reference(measurements: dict[str, Any], out: Path) -> dict[str, Any] | None:

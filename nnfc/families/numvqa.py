@@ -97,18 +97,32 @@ def load_digit_source(mnist_dir: str | os.PathLike | None = None) -> DigitSource
     return _load_mnist(Path(mnist_dir))
 
 
+#: the most bytes an IDX file may declare (MNIST's largest: 47 MB); a gzip is read no further
+MAX_IDX_BYTES = 1 << 30
+
+
 def _read_idx(path: Path) -> np.ndarray:
+    """An unsigned-byte IDX file (optionally gzipped), read no further than its header declares
+    (a gzip bomb stops there)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise NnfcError(f"{path} is not an unsigned-byte IDX file")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if arr.size != int(np.prod(dims)):
-        raise NnfcError(f"{path}: IDX header says {dims} but the file holds {arr.size} values")
-    return arr.reshape(dims)
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                raise NnfcError(f"{path} is not an unsigned-byte IDX file")
+            raw = fh.read(4 * head[3])
+            dims = [int.from_bytes(raw[4 * i: 4 * i + 4], "big") for i in range(head[3])]
+            size = int(np.prod(dims, dtype=object)) if dims else 0
+            if len(raw) != 4 * head[3] or size > MAX_IDX_BYTES:
+                raise NnfcError(f"{path}: IDX header declares {dims} ({size:,} values, at most "
+                                f"{MAX_IDX_BYTES:,})")
+            data = fh.read(size + 1)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise NnfcError(f"cannot read {path}: {exc}") from None
+    if len(data) != size:
+        raise NnfcError(f"{path}: IDX header says {dims} but the file holds "
+                        f"{len(data) if len(data) <= size else 'more than'} values")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def _find(root: Path, stem: str) -> Path | None:

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 import onnxruntime as ort
 
-from nnfc.atomic import atomic_file
+from nnfc.atomic import atomic_file, write_failure_cause
 from nnfc.errors import NnfcError
 from nnfc.onnx_io import source_name
 from nnfc.targets.base import BenchResult, summarize, time_calls
@@ -106,6 +106,9 @@ class OnnxRuntimeTarget:
                                      else str(pruned_onnx), opts,
                                      providers=["CPUExecutionProvider"])
             except Exception as exc:
+                cause = write_failure_cause(out_dir)  # a full disk reads "serialization failed"
+                if cause:
+                    raise NnfcError(f"cannot write {final}: {cause}") from None
                 raise NnfcError(f"onnxruntime cannot load {source_name(pruned_onnx)}: "
                                 f"{str(exc).splitlines()[0]}") from exc
         return final
