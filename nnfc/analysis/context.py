@@ -14,11 +14,6 @@ from nnfc.bundle import Bundle, read_bundle
 from nnfc.errors import NnfcError
 
 
-def parse_task(text: str) -> list[str]:
-    """``"red,car"`` -> ``["red", "car"]``."""
-    return [a.strip() for a in text.split(",") if a.strip()]
-
-
 def parse_limits(text: str | None, default: tuple[float, ...]) -> list[float]:
     """``"0.02,0.1,1"`` -> sorted unique fractions in (0, 1]; one clear error otherwise."""
     if not text:

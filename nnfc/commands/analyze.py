@@ -65,7 +65,8 @@ def _target_options(f):
 
 def _task_option():
     return click.option("--task", default=None,
-                        help="Task as comma-separated attributes, e.g. red,car (default: the "
+                        help="The task: attributes (red,car) or words (\"crimson cars\") as "
+                             "compile takes them (default: the "
                              "demo's task: red,car on a detection factory, else the first "
                              "seen task).")
 
@@ -81,9 +82,10 @@ def _open(bundle_dir, target="desktop", profile=None, no_cache=False):
 
 
 def _task(a, task: str | None) -> list[str]:
-    from nnfc.analysis.context import parse_task
+    """The factory's attributes for ``--task`` (attributes or words, as compile takes them)."""
     from nnfc.commands.demo import demo_task
-    return parse_task(task) if task else demo_task(a.bundle)
+    from nnfc.task_text import resolve_for
+    return resolve_for(a.bundle, task).attributes if task else demo_task(a.bundle)
 
 
 def run_analysis(name: str, a, opts: dict[str, Any]) -> dict[str, Any]:
