@@ -163,3 +163,16 @@ def test_jaccard_and_label_clusters():
     assert np.allclose(sim, [[1, 0.5, 0], [0.5, 1, 0], [0, 0, 1]])
     labels = clustered_labels([0, 0.01, 0.5], [0, 0, 0], ["a", "b", "c"], 1, 1, join=",")
     assert [t for _, t in labels] == ["a,b", "c"]
+
+
+def test_a_broken_or_foreign_cache_file_is_ignored(tmp_path):
+    from nnfc.analysis.cache import ResultCache
+    path = tmp_path / "metric.json"
+    for text in ('{"format": "nnfc-analysis-cache", "version": 1, "entries": {"k": NaN}}',
+                 '{"format": "other"}', "[1, 2", '{"format": "nnfc-analysis-cache", '
+                 '"version": 1, "entries": {"k": 1, "k": 2}}'):
+        path.write_text(text)
+        cache = ResultCache(path)
+        assert cache.get("k") is None
+        cache.put("k", 0.5)  # rewritten whole
+        assert ResultCache(path).get("k") == 0.5

@@ -3,9 +3,9 @@ measurements), so a second ``nnfc analyze`` of the same factory reuses them.
 
 One JSON file per factory and kind in nnfc's cache directory (:func:`nnfc.profile_cache.cache_root`:
 ``$NNFC_CACHE_DIR``, else the platform's user cache), ``analysis/<factory fingerprint>/<kind>.json``:
-``{"format": "nnfc-analysis-cache", "version": 1, "entries": {key: number or object}}``. The file
-is read as untrusted input: anything unreadable or malformed is ignored (and rewritten), never an
-error; entries are written atomically after each new result, so an interrupted run keeps what it
+``{"format": "nnfc-analysis-cache", "version": 1, "entries": {key: number}}``. The file is read
+as untrusted input (:func:`nnfc.jsonfile.read_json`): anything unreadable or malformed is ignored
+(and rewritten), never an error; entries are written atomically after each new result, so an interrupted run keeps what it
 finished.
 """
 
@@ -19,9 +19,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from nnfc.atomic import atomic_file
+from nnfc.schema import Const, Map, Num, Obj
 
 FORMAT = "nnfc-analysis-cache"
 VERSION = 1
+#: entries are numbers: a metric, or a latency in ms
+SCHEMA = Obj({"format": Const(FORMAT), "version": Const(VERSION), "entries": Map(Num())})
 
 
 def gates_key(gates: Mapping[str, np.ndarray]) -> str:
@@ -40,13 +43,13 @@ class ResultCache:
         self.path = path
         self.entries: dict[str, Any] = {}
         if path is not None and path.is_file():
+            from nnfc.errors import NnfcError
+            from nnfc.jsonfile import read_json
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError):
-                data = None
-            if (isinstance(data, dict) and data.get("format") == FORMAT
-                    and data.get("version") == VERSION and isinstance(data.get("entries"), dict)):
+                data = read_json(path, SCHEMA, what="analysis cache")
                 self.entries = dict(data["entries"])
+            except NnfcError:  # someone else's or a broken file: start afresh, never fail
+                self.entries = {}
         self.hits = 0
 
     @classmethod
