@@ -349,7 +349,8 @@ def _trend(files: tuple[Path, ...], plot: str | None, as_json: bool) -> None:
 @click.option("--junit", "junit_file", default=None, type=click.Path(path_type=Path),
               help="Write JUnit XML: one test case per artifact x metric.")
 @click.option("--markdown", "markdown_file", default=None, type=click.Path(path_type=Path),
-              help="Write a Markdown table (append it to $GITHUB_STEP_SUMMARY).")
+              help="Write a Markdown table; '-' prints it, $GITHUB_STEP_SUMMARY is appended "
+                   "to (e.g. --markdown \"$GITHUB_STEP_SUMMARY\").")
 @click.option("--trend", is_flag=True,
               help="ARTIFACTS are runs saved with --save: print each artifact's figures run "
                    "after run (with --plot: a PNG).")
