@@ -24,6 +24,7 @@ from nnfc.passes.graph_utils import GATE_TAG, fresh_names
 from nnfc.passes.layout import Layout
 from nnfc.passes.plan import RegionPlan, gate_muls, plan_region
 from nnfc.passes.rules import RuleSet, default_rules
+from nnfc.passes.shapes import complete_shapes
 
 Key = tuple[ir.Value, int]   # (tensor or constant, non-negative axis)
 
@@ -35,7 +36,8 @@ def analyse(model: onnx.ModelProto, rules: RuleSet | None = None) -> CostStructu
     try:
         found = gate_inputs(model)
         names, sizes = list(found), [int(s) for s in found.values()]
-        fixed = onnx.shape_inference.infer_shapes(with_batch(model, 1), data_prop=True)
+        fixed = complete_shapes(onnx.shape_inference.infer_shapes(with_batch(model, 1),
+                                                                  data_prop=True))
         graph_model = ir.from_proto(fixed)
         ones = {n: np.ones(s, np.float32) for n, s in zip(names, sizes)}
         for pass_ in (BindGatesPass(ones), FoldGateConstantsPass(rules), RemoveUnusedPass()):

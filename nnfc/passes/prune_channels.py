@@ -17,12 +17,13 @@ import onnx_ir as ir
 from onnx_ir.passes import InPlacePass, PassResult
 
 from nnfc.passes.channel_state import ChannelState
-from nnfc.passes.errors import PruneError
+from nnfc.passes.errors import GatePreconditionError, PruneError
 from nnfc.passes.gate_tags import identify_gates, require_gates_found
 from nnfc.passes.graph_utils import const_array, fresh_names
 from nnfc.passes.plan import (Decision, RegionPlan, gate_muls, gate_tag, off_channels,
                               plan_region)
 from nnfc.passes.rules import OpRule, RuleSet, default_rules
+from nnfc.passes.shapes import unshaped
 from nnfc.passes.slicer import Slicer
 
 
@@ -50,6 +51,15 @@ class PruneGatedChannelsPass(InPlacePass):
 
     def requires(self, model: ir.Model) -> None:
         require_gates_found(model, identify_gates(model))
+        missing = unshaped(model.graph)
+        if missing:  # a region would stop there and keep every channel: refuse instead
+            value = missing[0]
+            node = value.producer()
+            others = f" and {len(missing) - 1} other tensor(s)" if len(missing) > 1 else ""
+            raise GatePreconditionError(
+                f"tensor {value.name!r} (output of {node.op_type} {node.name or '(unnamed)'})"
+                f"{others} without a shape: pruning needs every tensor's shape (apply_gates "
+                "computes them: nnfc.passes.shapes.complete_shapes)")
 
     def call(self, model: ir.Model) -> PassResult:
         with fresh_names(model.graph):

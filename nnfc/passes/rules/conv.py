@@ -53,13 +53,19 @@ class ConvRule(OpRule):
     def _weighted(self, node: ir.Node) -> bool:
         return len(node.inputs) > 1 and is_const(node.inputs[1])
 
+    @staticmethod
+    def _channels(value: ir.Value, axis: int) -> bool:
+        """Whether ``axis`` is the channel axis (1) of ``value`` (1-D, 2-D or 3-D conv)."""
+        rank = rank_of(value)
+        return axis == -3 if rank is None else rank >= 3 and axis == 1 - rank
+
     # ---- as a producer / consumer of channels
     def creates(self, node, axis) -> bool:
-        return axis == -3 and self._weighted(node) and rank_of(node.outputs[0]) == 4 \
-            and not is_depthwise_conv(node)
+        return rank_of(node.outputs[0]) is not None and self._channels(node.outputs[0], axis) \
+            and self._weighted(node) and not is_depthwise_conv(node)
 
     def consumes(self, node, index, axis) -> bool:
-        return index == 0 and axis == -3 and self._weighted(node) \
+        return index == 0 and self._channels(node.inputs[0], axis) and self._weighted(node) \
             and not is_depthwise_conv(node)
 
     def source_constants(self, node) -> list[tuple[int, int]]:
@@ -93,12 +99,13 @@ class ConvRule(OpRule):
     def fold_bias(self, graph, node, vals, positions) -> None:
         w = const_array(node.inputs[1]).astype(np.float64)
         groups = self.groups(node)
-        if groups == 1:  # W[o, position, kh, kw]
-            per_channel = np.stack([w[:, p].sum(axis=(1, 2, 3)) for p in positions])
+        kernel = tuple(range(2, w.ndim))
+        if groups == 1:  # W[o, position, k...]
+            per_channel = np.stack([w[:, p].sum(axis=(1, *kernel)) for p in positions])
         else:  # row o of group j reads input position j * per + l at W[o, l]
             per, rows_per = w.shape[1], w.shape[0] // groups
             row_group = np.arange(w.shape[0]) // rows_per
-            sums = w.sum(axis=(2, 3))
+            sums = w.sum(axis=kernel)
             per_channel = np.stack([sum(np.where(row_group == q // per, sums[:, q % per], 0.0)
                                         for q in p) for p in positions])
         add_to_input(graph, node, 2, vals @ per_channel, w.shape[0])
@@ -128,7 +135,7 @@ class ConvRule(OpRule):
 
     # ---- a depthwise conv is channel-wise
     def layouts(self, node, value, layout, gated=None):
-        if is_depthwise_conv(node) and layout.axis == -3:
+        if is_depthwise_conv(node) and self._channels(value, layout.axis):
             return {node.inputs[0]: layout, node.outputs[0]: layout}
         return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nnfc.passes.rules.base import RuleSet
 from nnfc.passes.rules.conv import ConvRule, ConvTransposeRule
+from nnfc.passes.rules.fused_conv import FusedConvRule
 from nnfc.passes.rules.elementwise import BINARY, UNARY, BatchNormRule, BinaryRule, UnaryRule
 from nnfc.passes.rules.matmul import GemmRule, MatMulRule
 from nnfc.passes.rules.pooling import PoolRule
@@ -44,6 +45,7 @@ def default_rules() -> RuleSet:
     rules.add("Cast", shape_only)
     rules.add("Expand", shape_only)
     rules.add("Conv", ConvRule())
+    rules.add("FusedConv", FusedConvRule(), domain="com.microsoft")  # ORT's Conv + activation
     rules.add("ConvTranspose", ConvTransposeRule())
     rules.add("MatMul", MatMulRule())
     rules.add("Gemm", GemmRule())

@@ -9,7 +9,7 @@ import numpy as np
 import onnx_ir as ir
 
 from nnfc.passes.channel_state import ChannelState, same
-from nnfc.passes.graph_utils import attr, const_array, new_initializer, rank_of
+from nnfc.passes.graph_utils import attr, const_array, is_const, new_initializer, rank_of
 from nnfc.passes.layout import Layout
 from nnfc.passes.rules.base import GateFlow, OpRule
 
@@ -111,7 +111,55 @@ def _axes(node: ir.Node, inputs: list) -> list[int] | None:
 
 
 class SqueezeRule(OpRule):
-    """``Squeeze`` / ``Unsqueeze`` folded over constants (a gate written ``Unsqueeze(g)``)."""
+    """``Squeeze`` / ``Unsqueeze`` of axes other than the channel axis: the channels move to the
+    axis the others' removal / insertion puts them (a CTC head's ``Squeeze(axis 2)`` of
+    ``[N, C, 1, W]``); folded over constants (a gate written ``Unsqueeze(g)``)."""
+
+    role = "channelwise"
+
+    def _map(self, node: ir.Node) -> tuple[list[int], int, int] | None:
+        """(for each axis of the output, its input axis or -1; input rank; output rank)."""
+        x = node.inputs[0]
+        rank = rank_of(x)
+        given = node.inputs[1] if len(node.inputs) > 1 else None
+        axes = _axes(node, [None, const_array(given)])
+        if rank is None or (given is not None and not is_const(given)):
+            return None
+        if node.op_type == "Squeeze":
+            if axes is None:  # every size-1 axis
+                if not all(isinstance(d, int) for d in x.shape):
+                    return None
+                axes = [i for i, d in enumerate(x.shape) if d == 1]
+            gone = {a % rank for a in axes}
+            return [i for i in range(rank) if i not in gone], rank, rank - len(gone)
+        if axes is None:
+            return None
+        out_rank = rank + len(axes)
+        new = {a % out_rank for a in axes}
+        inputs = iter(range(rank))
+        return [-1 if j in new else next(inputs) for j in range(out_rank)], rank, out_rank
+
+    def layouts(self, node, value, layout, gated=None):
+        x, out = node.inputs[0], node.outputs[0]
+        mapped = self._map(node) if value in (x, out) else None
+        if mapped is None:
+            return None
+        source, rank, out_rank = mapped
+        if value is x:
+            chan = rank + layout.axis
+            if chan not in source:  # the channel axis itself is squeezed
+                return None
+            return {x: layout, out: layout.with_axis(source.index(chan) - out_rank)}
+        chan = source[out_rank + layout.axis]
+        if chan < 0:
+            return None
+        return {x: layout.with_axis(chan - rank), out: layout}
+
+    def carries_gate(self, node, data, gated: GateFlow) -> bool:
+        return len(data) == 1 and gated(data[0])
+
+    def transfer(self, node, out, layout, src, ctx) -> ChannelState:
+        return same(src)
 
     def fold(self, node, inputs):
         x, axes = inputs[0], _axes(node, inputs)
