@@ -39,7 +39,7 @@ def conv_net(seed: int = 0) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "net",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT,
                                                              [1, 3, 16, 16])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 16, 16])],
                               inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18),
                                                     helper.make_opsetid("", 18)])
@@ -191,3 +191,53 @@ def test_bench_side_by_side_compares_each_artifact_with_the_first_of_its_task():
     assert rows[0]["speedup"] == pytest.approx(2.2)  # median of 2.0, 2.2, 4.0
     assert rows[0]["metric_points"] == pytest.approx(-0.5)
     assert side_by_side_lines(rows)[0].startswith("int8 vs fp32 (int8 vs fp32): 2.20x")
+
+
+def test_tflite_denylist_keeps_the_raw_output_layers_and_what_follows_float():
+    from nnfc.targets.tflite_int8_convert import denylist, signature_names
+    # conv (4 ch) -> conv "head" (1 ch) -> logistic -> maxpool ; another branch untouched
+    ops = [{"op_name": "CONV_2D", "inputs": [0], "outputs": [1]},
+           {"op_name": "CONV_2D", "inputs": [1], "outputs": [2]},
+           {"op_name": "LOGISTIC", "inputs": [2], "outputs": [3]},
+           {"op_name": "MAX_POOL_2D", "inputs": [3], "outputs": [4]},
+           {"op_name": "CONV_2D", "inputs": [1], "outputs": [5]}]
+    names = {i: f"t{i}" for i in range(6)}
+    shapes = {0: [1, 8, 8, 3], 1: [1, 8, 8, 4], 2: [1, 8, 8, 1], 3: [1, 8, 8, 1],
+              4: [1, 8, 8, 1], 5: [1, 8, 8, 2]}
+    # the ONNX (NCHW) shape of the raw output finds the head in the NHWC graph
+    assert denylist(ops, names, shapes, [[1, 1, 8, 8]]) == ["t2", "t3", "t4"]
+    assert denylist(ops, names, shapes, []) == []
+    assert signature_names(["boxes", "scores"], ["output_0", "output_1"]) == \
+        {"boxes": "output_0", "scores": "output_1"}
+    assert signature_names(["boxes"], ["boxes"]) == {"boxes": "boxes"}
+
+
+def test_tflite_int8_io_is_quantized_and_dequantized_at_the_boundary():
+    from nnfc.targets.tflite_int8 import dequantize_output, quantize_input
+    detail = {"dtype": np.int8, "quantization": (0.5, -10)}
+    q = quantize_input(np.array([0.0, 1.0, 1000.0], np.float32), detail)
+    assert q.dtype == np.int8 and q.tolist() == [-10, -8, 127]
+    assert dequantize_output(q, detail).tolist() == [0.0, 1.0, 68.5]
+    flt = {"dtype": np.float32, "quantization": (0.0, 0)}
+    assert quantize_input(np.array([0.25]), flt).dtype == np.float32
+
+
+def test_jetson_int8_is_an_explicitly_quantized_onnx_built_with_int8(tmp_path, capsys):
+    from nnfc.targets import get_target
+    model = oq.prepared(conv_net())
+    q = oq.quantize_qdq(model, calibration(), oq.network_nodes(model, ["raw"]), symmetric=True)
+    target = get_target("jetson")
+    art = target.lower(q.SerializeToString(), tmp_path / "int8")
+    recipe = (tmp_path / "int8" / "build_engine.sh").read_text()
+    assert "--int8" in recipe and "--fp16" not in recipe
+    # without TensorRT the QDQ ONNX runs in onnxruntime: the file the engine is built from
+    x = calibration(2).images[:1]
+    got = target.run(art, {"input": x})[0]
+    assert float(np.max(np.abs(got - run(model, x)))) < 0.05
+    half = target.lower_fp16(model.SerializeToString(), tmp_path / "fp16")
+    assert "--fp16" in (tmp_path / "fp16" / "build_engine.sh").read_text()
+    assert half.name == "model.trt.onnx"
+    # uint8 activations (zero point 128) are no TensorRT Q/DQ: one clear refusal
+    asym = oq.quantize_qdq(model, calibration(), oq.network_nodes(model, ["raw"]))
+    with pytest.raises(NnfcError, match="zero point 0"):
+        target.lower(asym.SerializeToString(), tmp_path / "bad")

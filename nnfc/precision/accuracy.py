@@ -55,16 +55,18 @@ def drop_points(float_metric: float, quantized_metric: float) -> float:
 
 
 def control(build: Callable[[Sequence[str]], Path], metric: Callable[[Path], float],
-            float_metric: float, rank: Callable[[], list[tuple[tuple[str, ...], float]]],
+            float_metric: float,
+            rank: Callable[[], list[tuple[tuple[str, ...], float]]] | None,
             max_drop: float, max_reverts: int = DEFAULT_MAX_REVERTS,
             progress: Callable[[str], None] = lambda msg: None) -> Controlled:
     """Build with nothing kept float; then, while above ``max_drop``, keep the next layer of
-    ``rank()`` float (called once, only when needed) and build again."""
+    ``rank()`` float (called once, only when needed) and build again. ``rank`` None: one
+    build, no fallback (a precision or a target without layer-wise control)."""
     result = Controlled(float_metric, max_drop)
     kept: list[str] = []
     artifact = build(kept)
     result.attempts.append(Attempt([], artifact, metric(artifact)))
-    if result.within(result.attempts[-1]):
+    if result.within(result.attempts[-1]) or rank is None:
         return result
     ranking = rank()
     for group, _ in ranking[:max_reverts]:

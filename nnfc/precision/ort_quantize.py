@@ -126,10 +126,10 @@ def quantize_qdq(model: onnx.ModelProto, calibration: Calibration, nodes: Sequen
 def sensitivity(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
                 calibration: Calibration, nodes: Sequence[str], samples: int = 8
                 ) -> list[tuple[tuple[str, ...], float]]:
-    """``(nodes, dB)`` for each of ``nodes`` (with the nodes int8 fused into it): how far the signal-to-quantization-noise ratio
-    of its output (float model against ``qdq_model``, on ``samples`` calibration inputs) falls
-    below its inputs' ratio, i.e. the noise the node's own quantization adds; the noisiest
-    first (the SQNR onnxruntime's ``qdq_loss_debug`` reports per tensor, taken per node)."""
+    """``(nodes, dB)`` for each of ``nodes`` (with the nodes int8 fused into it): how far the
+    signal-to-quantization-noise ratio of its output (float model against ``qdq_model``, on
+    ``samples`` calibration inputs) falls below its inputs' ratio, i.e. the noise the node's
+    own quantization adds; the noisiest first (the SQNR onnxruntime's ``qdq_loss_debug`` reports per tensor, taken per node)."""
     from nnfc.targets.onnxruntime import open_reference_session
     by_name = {n.name: n for n in float_model.graph.node}
     tensors = sorted({o for n in nodes if n in by_name for o in by_name[n].output if o})

@@ -63,48 +63,70 @@ class PrecisionStage:
             self._metrics[artifact] = float(value)
         return self._metrics[artifact]
 
-    # ---- int8 -----------------------------------------------------------------------------
-    def int8(self, float_model: bytes, float_artifact: Path) -> tuple[Controlled, dict]:
-        """The accuracy-controlled int8 artifact of ``float_model`` (the deployable float
-        graph the float artifact was lowered from)."""
+    # ---- reduced precisions ----------------------------------------------------------------
+    def build(self, precision: str, float_model: bytes, float_artifact: Path
+              ) -> tuple[Controlled, dict]:
+        """The ``precision`` artifact of ``float_model`` (the deployable float graph the float
+        artifact was lowered from), accuracy-controlled where it is int8."""
         from nnfc.precision import ort_quantize as oq
         from nnfc.precision.calibration import calibration_for
         model = oq.prepared(onnx.load_from_string(float_model))
         outputs = [o.name for o in model.graph.output]
-        calibration = calibration_for(self.bundle, self.task)
         raw = [o["name"] for o in self.bundle.output_spec]
+        own = getattr(self.target, "lower_precision", None)  # a target's own path (TFLite)
+        float_metric = self.metric(float_artifact, outputs)
+        if precision == "fp16":
+            work = self._work()
+            art = Path(own(model, "fp16", work) if own else
+                       self.target.lower_fp16(model.SerializeToString(), work))
+            result = control(lambda kept: art, lambda a: self.metric(a, outputs), float_metric,
+                             None, self.max_drop)
+            return self._finish(result, "fp16"), {}
+        calibration = calibration_for(self.bundle, self.task)
         # the layers that write the network's outputs stay float: their quantization coarsens
         # the scores the metric ranks (red,car: mAP@0.5 0.905 with them int8, 0.926 float)
         heads = oq.output_producers(model, raw)
         nodes = [n for n in oq.network_nodes(model, raw) if n not in heads]
-        quantize = getattr(self.target, "quantize_int8", None)
         symmetric = bool(getattr(type(self.target), "int8_symmetric", False))
         built: dict[tuple[str, ...], onnx.ModelProto] = {}
 
         def build(kept: list[str]) -> Path:
             self.progress(f"int8: calibrating on {len(calibration.images)} samples"
                           + (f", {len(kept)} layer(s) float" if kept else ""))
+            work = self._work()
+            if own is not None:
+                return Path(own(model, "int8", work, calibration=calibration,
+                                raw_outputs=raw, keep_float=kept))
             q = oq.quantize_qdq(model, calibration, nodes, kept, symmetric=symmetric)
             built[tuple(kept)] = q
-            work = self.out / f".int8-{len(built)}"
-            work.mkdir()
-            if quantize is not None:  # a target with its own int8 path (TFLite)
-                return Path(quantize(model, calibration, kept, work))
             return Path(self.target.lower(q.SerializeToString(), work))
 
-        float_metric = self.metric(float_artifact, outputs)
+        fallback = own is None  # layer by layer where nnfc quantizes (onnxruntime QDQ)
         result = control(build, lambda a: self.metric(a, outputs), float_metric,
-                         lambda: oq.sensitivity(model, built[()], calibration, nodes),
-                         self.max_drop, progress=self.progress)
+                         (lambda: oq.sensitivity(model, built[()], calibration, nodes))
+                         if fallback else None, self.max_drop, progress=self.progress)
+        info: dict[str, Any] = {"calibration": calibration.describe()}
+        if built:
+            qdq = built[tuple(result.best.kept_float)]
+            onnx.save(qdq, str(self.out / "model.int8.onnx"))
+            info.update(qdq_model="model.int8.onnx", qdq_param_bytes=_param_bytes(qdq))
+        return self._finish(result, "int8"), info
+
+    def _work(self) -> Path:
+        n = sum(1 for d in self.out.iterdir() if d.name.startswith(".precision-"))
+        work = self.out / f".precision-{n + 1}"
+        work.mkdir()
+        return work
+
+    def _finish(self, result: Controlled, precision: str) -> Controlled:
         best = result.best
-        qdq = built[tuple(best.kept_float)]
-        final = self._settle(best.artifact, "int8")
-        for a in result.attempts:
-            a.artifact = final if a is best else a.artifact
-        onnx.save(qdq, str(self.out / "model.int8.onnx"))
-        self._cleanup()
-        return result, {"calibration": calibration.describe(), "qdq_model": "model.int8.onnx",
-                        "qdq_param_bytes": _param_bytes(qdq)}
+        final = self._settle(best.artifact, precision)
+        self._metrics[final] = best.metric
+        best.artifact = final
+        for d in self.out.iterdir():
+            if d.is_dir() and d.name.startswith(".precision-"):
+                shutil.rmtree(d, ignore_errors=True)
+        return result
 
     def _settle(self, artifact: Path, precision: str) -> Path:
         """Move the artifact's directory's files to the output with the precision in their
@@ -119,11 +141,6 @@ class PrecisionStage:
         if final is None:
             raise NnfcError(f"the {precision} lowering wrote no {artifact.name}")
         return final
-
-    def _cleanup(self) -> None:
-        for d in self.out.iterdir():
-            if d.is_dir() and d.name.startswith(".int8-"):
-                shutil.rmtree(d, ignore_errors=True)
 
 
 def _param_bytes(model: onnx.ModelProto) -> int:
@@ -156,9 +173,7 @@ def run_stage(req, bundle, target, meter, kept, tmp: Path, stats,
                            progress=progress)
     tried = []
     for p in options:
-        if p != "int8":
-            raise NnfcError(f"{p} on {target.name} is not built yet")
-        result, info = stage.int8(kept.model, kept.artifact)
+        result, info = stage.build(p, kept.model, kept.artifact)
         best = result.best
         bench = meter(best.artifact)
         ms = bench.latency_ms if not isinstance(bench, str) else None
@@ -171,7 +186,8 @@ def run_stage(req, bundle, target, meter, kept, tmp: Path, stats,
                  "kept_float": best.kept_float,
                  "attempts": [a.entry(result.float_metric) for a in result.attempts],
                  "speedup_vs_float": (float_ms / ms) if ms and float_ms else None,
-                 "memory_mb": (info["qdq_param_bytes"] + stats.peak_tensor_bytes) / 1e6,
+                 **({"memory_mb": (info["qdq_param_bytes"] + stats.peak_tensor_bytes) / 1e6}
+                    if "qdq_param_bytes" in info else {}),
                  **info}
         tried.append(entry)
         faster = ms is None or float_ms is None or ms < float_ms

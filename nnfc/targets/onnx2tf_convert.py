@@ -52,8 +52,10 @@ def _patch_topk_k() -> None:
     topk.get_constant_or_variable = get
 
 
-def convert(model_path: Path, out_dir: Path) -> dict:
-    """Convert ``model_path`` into ``out_dir/model_float{32,16}.tflite``; return version info."""
+def convert(model_path: Path, out_dir: Path, int8: dict | None = None) -> dict:
+    """Convert ``model_path`` into ``out_dir/model_float{32,16}.tflite``; return version info.
+    ``int8``: also ``out_dir/model_int8.tflite`` (:mod:`nnfc.targets.tflite_int8_convert`)
+    from ``{"calibration": NHWC .npy, "raw_shapes": [[...]], "io": "float"|"int8"}``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import onnx
@@ -79,12 +81,16 @@ def convert(model_path: Path, out_dir: Path) -> dict:
                 import onnx2tf
                 import tensorflow as tf
                 _patch_topk_k()
+                extra = {}
+                if int8:
+                    from nnfc.targets.tflite_int8_convert import onnx2tf_options
+                    extra = onnx2tf_options(model, int8["calibration"])
                 onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"),
                                 output_folder_path=str(work / "tf"),
                                 copy_onnx_input_output_names_to_tflite=True,
                                 output_signaturedefs=True, not_use_onnxsim=True,
                                 replace_to_pseudo_operators=["erf"],
-                                non_verbose=True)
+                                non_verbose=True, **extra)
         except SystemExit as exc:  # onnx2tf calls sys.exit(1) on some errors
             tail = log.getvalue().strip().splitlines()[-3:]
             raise RuntimeError(f"onnx2tf stopped (exit {exc.code}): " + " | ".join(tail)) from None
@@ -95,6 +101,18 @@ def convert(model_path: Path, out_dir: Path) -> dict:
             tf_keras.backend.clear_session()
         except Exception:
             pass
+        info = {"onnx2tf": onnx2tf.__version__, "tensorflow": tf.__version__,
+                "onnxsim": onnxsim.__version__, "simplified": bool(ok)}
+        if int8:
+            from nnfc.targets.tflite_int8_convert import int8_model
+            data, kept, aliases = int8_model(
+                work / "tf", np.load(int8["calibration"]), [o.name for o in model.graph.output],
+                list(int8.get("raw_shapes") or []), int8.get("io", "float"))
+            (out_dir / "model_int8.tflite").write_bytes(data)
+            info["int8"] = {"io": int8.get("io", "float"), "tensors_kept_float": kept,
+                            "output_names": aliases,
+                            "quantizer": "TFLiteConverter full-integer, QuantizationDebugger "
+                                         "denylist"}
         for precision in ("float32", "float16"):
             src = work / "tf" / f"model_{precision}.tflite"
             if not src.is_file():
@@ -102,8 +120,7 @@ def convert(model_path: Path, out_dir: Path) -> dict:
                 raise RuntimeError(f"onnx2tf wrote no {precision} TFLite file; its last output: "
                                    + " | ".join(tail))
             shutil.move(str(src), out_dir / src.name)
-        return {"onnx2tf": onnx2tf.__version__, "tensorflow": tf.__version__,
-                "onnxsim": onnxsim.__version__, "simplified": bool(ok)}
+        return info
 
 
 def serve() -> int:
@@ -116,7 +133,8 @@ def serve() -> int:
             continue
         try:
             request = json.loads(line)
-            info = convert(Path(request["model"]).resolve(), Path(request["out"]).resolve())
+            info = convert(Path(request["model"]).resolve(), Path(request["out"]).resolve(),
+                           request.get("int8"))
             answer = {"ok": True, "info": info}
         except Exception as exc:  # report and keep serving; the caller decides
             answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000]}

@@ -48,6 +48,7 @@ from nnfc.targets.base import BenchResult, summarize, time_calls
 from nnfc.targets.onnx_rewrites import tokens_after_nhwc
 from nnfc.targets.peak_rss import PeakRss
 from nnfc.targets.static_shapes import with_static_batch
+from nnfc.targets.tflite_int8 import dequantize_output, quantize_input
 
 INSTALL_HINT = ("install the android extra: `make install-android` in the nnfc checkout, or "
                 "`pip install 'nnfc[android]' && pip install --no-deps onnx2tf==1.29.24 "
@@ -105,12 +106,14 @@ def _io_dims(model: onnx.ModelProto) -> tuple[dict[str, list[int]], dict[str, li
 
 
 def _match_layouts(kind: str, onnx_dims: dict[str, list[int]],
-                   details: dict[str, dict]) -> list[dict]:
+                   details: dict[str, dict], aliases: dict[str, str] | None = None
+                   ) -> list[dict]:
     """Sidecar entries pairing each ONNX input/output with the TFLite tensor of that name and
     the permutation between their layouts: inputs get ``to_tflite`` (ONNX -> TFLite, NHWC
     preferred), outputs ``to_onnx`` (TFLite -> ONNX, NCHW preferred)."""
     entries = []
-    for name, dims in onnx_dims.items():
+    for onnx_name, dims in onnx_dims.items():
+        name = (aliases or {}).get(onnx_name, onnx_name)
         if name not in details:
             raise NnfcError(f"the TFLite model has no {kind} {name!r} "
                             f"(it has {', '.join(details)})")
@@ -122,7 +125,8 @@ def _match_layouts(kind: str, onnx_dims: dict[str, list[int]],
         if perm is None:
             raise NnfcError(f"TFLite {kind} {name} has shape {tfl}, which is no layout of "
                             f"the ONNX shape {dims}")
-        entries.append({"name": name, "onnx_shape": dims, "tflite_shape": tfl, key: perm})
+        entries.append({"name": onnx_name, "onnx_shape": dims, "tflite_shape": tfl, key: perm,
+                        **({"tflite_name": name} if name != onnx_name else {})})
     return entries
 
 
@@ -146,16 +150,20 @@ class TFLiteTarget:
     runtime = "litert"
     option_help = {"threads": "LiteRT/XNNPACK threads (default: min(4, cores))",
                    "precision": "float32 or float16 TFLite",
-                   "device": "adb serial: benchmark on that phone with benchmark_model"}
+                   "device": "adb serial: benchmark on that phone with benchmark_model",
+                   "int8_io": "int8 artifacts take and return int8 (default: float32 I/O)"}
     #: one thread: LiteRT then computes in the calling thread, timed by its CPU clock
     repeatable_options = {"threads": 1}
+    #: ``nnfc compile --precision`` (:mod:`nnfc.targets.tflite_int8`)
+    precisions = ("fp32", "fp16", "int8")
 
     def __init__(self, threads: int | None = None, precision: str = "float32",
-                 device: str | None = None):
+                 device: str | None = None, int8_io: bool = False):
         if precision not in ("float32", "float16"):
             raise NnfcError(f"android precision must be float32 or float16, got {precision!r}")
         self.threads = threads or min(4, os.cpu_count() or 1)
         self.precision = precision
+        self.int8_io = bool(int8_io)
         self.device = device or os.environ.get("NNFC_ADB_SERIAL") or None
         if self.device:
             self.runner = None  # a phone benchmarks whole blocks with benchmark_model
@@ -246,6 +254,17 @@ class TFLiteTarget:
                 return None
         return metas
 
+    def lower_precision(self, model: onnx.ModelProto, precision: str, out_dir: Path,
+                        calibration=None, raw_outputs=(), keep_float=()) -> Path:
+        """The fp16 or int8 artifact of the float deployable ``model`` (see
+        :mod:`nnfc.targets.tflite_int8`); int8 keeps the raw outputs' layers and what follows
+        them float, ``keep_float`` (onnxruntime node names) is not used."""
+        from nnfc.targets.tflite_int8 import lower_fp16, lower_int8
+        if precision == "fp16":
+            return lower_fp16(self, model, out_dir)
+        return lower_int8(self, model, out_dir, calibration.images, raw_outputs,
+                          io="int8" if self.int8_io else "float")
+
     def _convert(self, python: str, model: Path, out: Path) -> dict:
         return converter_process(python).convert(model, out)
 
@@ -259,12 +278,14 @@ class TFLiteTarget:
         details_out = runner.get_output_details()
         onnx_in, onnx_out = _io_dims(static)
         inputs = _match_layouts("input", onnx_in, details_in)
-        outputs = _match_layouts("output", onnx_out, details_out)
+        outputs = _match_layouts("output", onnx_out, details_out,
+                                 (info.get("int8") or {}).get("output_names"))
         meta = {"format": "nnfc-tflite", "version": 1, "precision": precision,
                 "inputs": inputs, "outputs": outputs,
                 "layout": _layout_note(inputs),
                 "converter": {**info, "seconds": round(seconds, 2),
                               "token_layout_rewrites": rewrites}}
+        # int8 is held to the family's metric instead (nnfc.precision): no tolerance here
         meta["max_abs_diff_vs_onnx"] = self._check(static, tflite, meta, precision)
         return meta
 
@@ -280,7 +301,8 @@ class TFLiteTarget:
                  for i in meta["inputs"]}
         want = session.run(None, feeds)
         got = self._run_with(tflite, meta, feeds)
-        rtol = FLOAT32_TOLERANCE if precision == "float32" else FLOAT16_TOLERANCE
+        rtol = {"float32": FLOAT32_TOLERANCE, "float16": FLOAT16_TOLERANCE}.get(
+            precision, float("inf"))
         return max_diff(compare_outputs(
             [o.name for o in session.get_outputs()], got, want, rtol=rtol,
             got_is=f"the {precision} TFLite model's (onnx2tf)", want_is="the ONNX model's"))
@@ -307,11 +329,15 @@ class TFLiteTarget:
             if list(array.shape) != list(spec["onnx_shape"]):
                 raise NnfcError(f"input {spec['name']} must have shape {spec['onnx_shape']} "
                                 f"(ONNX layout), got {list(array.shape)}")
-            dtype = details_in[spec["name"]]["dtype"]
-            feeds[spec["name"]] = np.ascontiguousarray(
-                array.transpose(spec["to_tflite"]).astype(dtype, copy=False))
+            feeds[spec["name"]] = np.ascontiguousarray(quantize_input(
+                array.transpose(spec["to_tflite"]), details_in[spec["name"]]))
         results = runner(**feeds)
-        return [np.ascontiguousarray(results[spec["name"]].transpose(spec["to_onnx"]))
+        details_out = runner.get_output_details()
+        return [np.ascontiguousarray(dequantize_output(results[spec.get("tflite_name",
+                                                                         spec["name"])],
+                                                       details_out[spec.get("tflite_name",
+                                                                            spec["name"])])
+                                     .transpose(spec["to_onnx"]))
                 for spec in meta["outputs"]]
 
     def runner(self, artifact: str | Path):
@@ -440,14 +466,16 @@ class ConverterProcess:
             env=env, cwd=self._home, bufsize=1)
         self.count = 0
 
-    def convert(self, model: Path, out: Path) -> dict:
-        """Convert ``model`` into ``out/model_float{32,16}.tflite``; NnfcError on failure."""
+    def convert(self, model: Path, out: Path, int8: dict | None = None) -> dict:
+        """Convert ``model`` into ``out/model_float{32,16}.tflite`` (and with ``int8``,
+        ``out/model_int8.tflite``); NnfcError on failure."""
         with self.lock:
             if self.proc is None or self.proc.poll() is not None \
                     or self.count >= self.max_conversions:
                 self._start()
             self.count += 1
-            request = json.dumps({"model": str(model), "out": str(out)})
+            request = json.dumps({"model": str(model), "out": str(out),
+                                  **({"int8": int8} if int8 else {})})
             try:
                 self.proc.stdin.write(request + "\n")
                 self.proc.stdin.flush()

@@ -30,12 +30,16 @@ def write_bytes(path: Path, data: bytes, executable: bool = False) -> Path:
 
 
 def trtexec_command(onnx_name: str = ONNX_NAME, engine_name: str = ENGINE_NAME,
-                    fp16: bool = False, workspace_mb: int = DEFAULT_WORKSPACE_MB) -> str:
-    """The trtexec command that builds the engine from the TensorRT-ready ONNX."""
+                    fp16: bool = False, workspace_mb: int = DEFAULT_WORKSPACE_MB,
+                    int8: bool = False) -> str:
+    """The trtexec command that builds the engine from the TensorRT-ready ONNX (``int8``: the
+    ONNX carries Q/DQ nodes, explicit quantization, built with ``--int8``)."""
     parts = ["trtexec", f"--onnx={onnx_name}", f"--saveEngine={engine_name}",
              f"--memPoolSize=workspace:{workspace_mb}"]
     if fp16:
         parts.append("--fp16")
+    if int8:
+        parts.append("--int8")
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -70,10 +74,28 @@ def tensorrt_ready_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def is_qdq(model: onnx.ModelProto) -> bool:
+    """Whether ``model`` is explicitly quantized (QuantizeLinear/DequantizeLinear nodes)."""
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+
+
+def check_explicit_int8(model: onnx.ModelProto) -> None:
+    """TensorRT's explicit quantization takes int8 Q/DQ with zero point 0 only."""
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in inits:
+            zp = onnx.numpy_helper.to_array(inits[node.input[2]])
+            if zp.dtype != np.int8 or np.any(zp != 0):
+                raise NnfcError(f"TensorRT builds int8 Q/DQ with zero point 0 only; "
+                                f"{node.name or node.output[0]} quantizes to {zp.dtype} with "
+                                f"zero point {zp.ravel()[:1].tolist()}")
+
+
 def build_engine(trt, onnx_path: Path, fp16: bool = False,
-                 workspace_mb: int = DEFAULT_WORKSPACE_MB) -> bytes:
+                 workspace_mb: int = DEFAULT_WORKSPACE_MB, int8: bool = False) -> bytes:
     """Build a serialized engine with the TensorRT 10 Python API (explicit batch is the
-    default there, so the network is created with flags 0)."""
+    default there, so the network is created with flags 0); ``int8``: a Q/DQ network, built
+    with the INT8 flag (explicit quantization: the scales are the ONNX's)."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)
@@ -88,6 +110,8 @@ def build_engine(trt, onnx_path: Path, fp16: bool = False,
             print("nnfc: this GPU has no fast FP16; building the FP16 engine anyway",
                   file=sys.stderr)
         config.set_flag(trt.BuilderFlag.FP16)
+    if int8:
+        config.set_flag(trt.BuilderFlag.INT8)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise NnfcError(f"TensorRT could not build an engine from {onnx_path.name} "
@@ -96,9 +120,9 @@ def build_engine(trt, onnx_path: Path, fp16: bool = False,
 
 
 def write_recipe(out_dir: Path, reason: str, fp16: bool = False,
-                 workspace_mb: int = DEFAULT_WORKSPACE_MB) -> Path:
+                 workspace_mb: int = DEFAULT_WORKSPACE_MB, int8: bool = False) -> Path:
     """``out_dir/build_engine.sh``: the trtexec command to run on the Jetson."""
-    command = trtexec_command(fp16=fp16, workspace_mb=workspace_mb)
+    command = trtexec_command(fp16=fp16, workspace_mb=workspace_mb, int8=int8)
     text = ("#!/usr/bin/env bash\n"
             f"# Build the TensorRT engine on the Jetson (written by nnfc: {reason} here).\n"
             "# trtexec ships with JetPack: /usr/src/tensorrt/bin/trtexec\n"

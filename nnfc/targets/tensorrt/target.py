@@ -35,7 +35,8 @@ from nnfc.onnx_io import load_onnx
 from nnfc.targets.base import BenchResult, summarize, time_calls
 from nnfc.targets.tensorrt import cuda_runner, device_profiling
 from nnfc.targets.tensorrt.lowering import (DEFAULT_WORKSPACE_MB, ENGINE_NAME, ONNX_NAME,
-                                            build_engine, tensorrt_ready_onnx, trtexec_command,
+                                            build_engine, check_explicit_int8, is_qdq,
+                                            tensorrt_ready_onnx, trtexec_command,
                                             write_bytes, write_recipe)
 
 
@@ -49,6 +50,10 @@ class TensorRTTarget:
     runtime = "tensorrt"
     option_help = {"fp16": "build FP16 engines", "workspace_mb": "TensorRT builder workspace"}
     repeatable_options: dict = {}
+    #: ``nnfc compile --precision``: int8 is an explicitly quantized (Q/DQ, zero point 0) ONNX
+    #: that ``lower`` builds with INT8; fp16 builds with FP16
+    precisions = ("fp32", "fp16", "int8")
+    int8_symmetric = True
 
     def __init__(self, fp16: bool = False, workspace_mb: int = DEFAULT_WORKSPACE_MB):
         self.fp16 = fp16
@@ -60,21 +65,26 @@ class TensorRTTarget:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         ready = tensorrt_ready_onnx(load_onnx(pruned_onnx))
+        int8 = is_qdq(ready)
+        if int8:
+            check_explicit_int8(ready)
         onnx_path = write_bytes(out_dir / ONNX_NAME, ready.SerializeToString())
         trt, reason = cuda_runner.tensorrt_status()
         if trt is None:
-            recipe = write_recipe(out_dir, reason, self.fp16, self.workspace_mb)
+            recipe = write_recipe(out_dir, reason, self.fp16, self.workspace_mb, int8)
+            command = trtexec_command(fp16=self.fp16, workspace_mb=self.workspace_mb,
+                                      int8=int8)
             # out_dir may be a staging directory renamed into place later: name the files only
             print(f"nnfc: no TensorRT engine built ({reason}); on the Jetson run "
-                  f"`bash {recipe.name}` beside {onnx_path.name} "
-                  f"({trtexec_command(fp16=self.fp16, workspace_mb=self.workspace_mb)})",
-                  file=sys.stderr)
+                  f"`bash {recipe.name}` beside {onnx_path.name} ({command})", file=sys.stderr)
             return onnx_path
         t0 = time.perf_counter()
         engine_path = write_bytes(out_dir / ENGINE_NAME,
-                                  build_engine(trt, onnx_path, self.fp16, self.workspace_mb))
+                                  build_engine(trt, onnx_path, self.fp16, self.workspace_mb,
+                                               int8))
         meta = {"format": "nnfc-tensorrt", "version": 1, "tensorrt": trt.__version__,
-                "fp16": self.fp16, "workspace_mb": self.workspace_mb, "onnx": ONNX_NAME,
+                "fp16": self.fp16, "int8": int8, "workspace_mb": self.workspace_mb,
+                "onnx": ONNX_NAME,
                 "build_seconds": round(time.perf_counter() - t0, 2)}
         write_bytes(engine_path.with_name(ENGINE_NAME + ".json"),
                     (json.dumps(meta, indent=1) + "\n").encode())
@@ -114,9 +124,15 @@ class TensorRTTarget:
                             "memory": "GPU memory taken by engine, context and I/O buffers "
                                       "(cudaMemGetInfo)"})
 
+    def lower_fp16(self, pruned_onnx: bytes, out_dir: Path) -> Path:
+        """:meth:`lower` with FP16 on (``nnfc compile --precision fp16``)."""
+        half = TensorRTTarget(fp16=True, workspace_mb=self.workspace_mb)
+        return half.lower(pruned_onnx, out_dir)
+
     def _engine_bytes(self, trt, artifact: Path) -> bytes:
         if artifact.suffix == ".onnx":
-            return build_engine(trt, artifact, self.fp16, self.workspace_mb)
+            return build_engine(trt, artifact, self.fp16, self.workspace_mb,
+                                is_qdq(load_onnx(artifact)))
         return artifact.read_bytes()
 
     # ---- device-profiling hooks (nnfc profile --device-dir / nnfc profile fit) ----------------
