@@ -48,6 +48,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "The paper's analyses as pictures (frontier, activation, gates, ...) + report."),
 }
 
+#: optional modules -> (extra, how to install it): a verb that needs one says so in one line
+EXTRAS: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(("torch", "torch_pruning", "onnxscript", "timm"), (
+        "train", 'pip install torch==2.13.0 && pip install "nnfc[train]" (torch first: the CPU '
+                 'build)')),
+    **dict.fromkeys(("tensorflow", "ai_edge_litert", "onnx2tf", "tf_keras", "onnxsim",
+                     "onnx_graphsurgeon", "sng4onnx"), (
+        "android", 'pip install "nnfc[android]" && pip install --no-deps onnx2tf==1.29.24 '
+                   "tf-keras==2.21.0 (or make install-android)")),
+    "matplotlib": ("plot", 'pip install "nnfc[plot]"'),
+    **dict.fromkeys(("tensorrt", "cuda"), (
+        "jetson", 'pip install "nnfc[jetson]" and TensorRT (JetPack on a Jetson)')),
+}
+
 #: hidden old spellings of verbs -> the verb
 ALIASES: dict[str, str] = {"factories": "factory"}
 
@@ -153,6 +167,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except NnfcError as exc:
         _error(str(exc) or type(exc).__name__)
+        sys.exit(EXIT_ERROR)
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        verb = next((a for a in (argv if argv is not None else sys.argv[1:])
+                     if a in COMMANDS), "this command")
+        _error(f"nnfc {verb} needs {exc.name}, from the '{extra[0]}' extra: {extra[1]}")
         sys.exit(EXIT_ERROR)
     except OSError as exc:
         from nnfc.outputs import os_error_text

@@ -75,7 +75,9 @@ class Factory:
     def info(self) -> dict[str, Any]:
         """Everything above as one JSON-ready dict (``nnfc info --json``)."""
         m = self.bundle.manifest
-        return {"path": str(self.path), "family": self.family,
+        from nnfc.profile_cache import fingerprint
+        return {"path": str(self.path), "fingerprint": fingerprint(self.path),
+                "family": self.family,
                 "backbone": m.get("backbone", {}).get("family"),
                 "input": m.get("input"), "attributes": self.attributes,
                 "tasks": {"seen": self.seen_tasks, "unseen": self.unseen_tasks},

@@ -104,3 +104,16 @@ def test_readme_example_runs_as_written(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["r"].within_budget is True and scope["r"].artifact.is_file()
     assert isinstance(scope["small"], onnx.ModelProto)
+
+
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    """train without torch (a compiler-only install): one line saying which extra installs it."""
+    from cli_runner import run_cli
+    for name in [m for m in sys.modules if m == "torch" or m.startswith("torch.")
+                 or m.startswith("nnfc.training")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails as if not installed
+    code, out, err = run_cli(["export", "--preset", "resnet18", "--out",
+                              str(tmp_path / "r.onnx")], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "nnfc export needs torch, from the 'train' extra: pip install torch==2.13.0" in err

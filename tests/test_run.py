@@ -84,3 +84,15 @@ def test_bad_pipeline_files_are_one_error(tmp_path, body, message):
 
 def test_scenario_options_are_compile_request_fields():
     assert COMPILE_OPTIONS <= scenario_request_fields()
+
+
+def test_target_filter(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, '[[scenario]]\ntask = "odd"\nlatency = "50ms"\n'
+                            '[[scenario]]\ntask = "odd"\ntarget = "jetson"\nlatency = "5ms"\n')
+    code, out, err = run_cli(["run", str(path), "--target", "android"], capsys)
+    assert code == 2 and "no scenario for target(s) android" in err
+    code, out, err = run_cli(["run", str(path), "--target", "desktop", "--no-bench"], capsys)
+    assert code == 0, err
+    assert [r["target"] for r in json.loads((tmp_path / "out" / "run.json").read_text())[
+        "scenarios"]] == ["desktop"]

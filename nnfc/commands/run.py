@@ -112,10 +112,13 @@ Examples:
 @click.option("--markdown", "markdown_file", default=None,
               help="Markdown summary (default: [bench] markdown, else OUTPUT/summary.md); '-' "
                    "prints it; $GITHUB_STEP_SUMMARY is appended to.")
+@click.option("--target", "targets", multiple=True,
+              help="Only the scenarios for this target (repeatable), e.g. one CI job per "
+                   "target.")
 @click.option("--no-bench", is_flag=True, help="Compile the scenarios only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the pipeline run as JSON.")
 @click.pass_context
-def run(ctx, pipeline, baseline_file, junit_file, markdown_file, no_bench, as_json):
+def run(ctx, pipeline, baseline_file, junit_file, markdown_file, targets, no_bench, as_json):
     """Compile every scenario of PIPELINE (a TOML file: factory, output directory, scenarios
     task x target x budget, [bench] options) in one process, then benchmark the outputs as
     `nnfc bench` does. Writes OUTPUT/<scenario>/ per scenario, OUTPUT/run.json (every
@@ -130,6 +133,10 @@ def run(ctx, pipeline, baseline_file, junit_file, markdown_file, no_bench, as_js
     from nnfc.pipeline_report import write_reports
 
     pipe = load_pipeline(pipeline)
+    if targets:
+        pipe.scenarios = [s for s in pipe.scenarios if s.target in targets]
+        if not pipe.scenarios:
+            raise NnfcError(f"{pipeline} has no scenario for target(s) {', '.join(targets)}")
     if baseline_file is not None:
         pipe.bench["baseline"] = str(baseline_file)
     pipe.output.mkdir(parents=True, exist_ok=True)
