@@ -27,6 +27,8 @@ from nnfc.errors import NnfcError
 #: initializers smaller than this stay inside the ONNX file (shape constants and the like)
 INLINE_BYTES = 1024
 META_KEY = "nnfc.torch_state"
+#: safetensors' own limit on its JSON header
+MAX_HEADER_BYTES = 100_000_000
 #: BatchNorm eps values tried when matching a folded conv (torch's default first)
 BN_EPS = (1e-5, 1e-3)
 #: a recovered conv weight must match the trained one this closely (relative to its channel)
@@ -35,9 +37,13 @@ RECOVER_RTOL = 1e-5
 
 def _safetensors_offsets(path: Path) -> tuple[int, dict[str, Any]]:
     """(byte offset of the data section, header) of a safetensors file."""
+    from nnfc.jsonfile import parse_json
     with open(path, "rb") as fh:
-        (size,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(size))
+        head = fh.read(8)
+        size = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        if not 0 < size <= MAX_HEADER_BYTES:
+            raise NnfcError(f"{path} is not a safetensors file (header size {size})")
+        header = parse_json(fh.read(size), f"{path}: its safetensors header")
     return 8 + size, header
 
 
@@ -142,8 +148,10 @@ def training_state(weights_path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise NnfcError(f"{path} is not a readable safetensors file ({exc})") from exc
     if meta is None:
         return tensors
+    from nnfc.jsonfile import parse_json
+    from nnfc.schema import Map, Obj
+    mapping = parse_json(meta, f"{path}: its {META_KEY} metadata", Map(Obj()))
     try:
-        mapping = json.loads(meta)
         state = {}
         for name, src in mapping.items():
             if "tensor" in src:

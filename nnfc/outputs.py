@@ -40,12 +40,11 @@ from nnfc.atomic import (OLD_TAG, TMP_TAG, atomic_file, clean_stale, default_mod
                          locked, remove_path, stale_entries, temp_prefix)
 from nnfc.errors import NnfcError
 from nnfc.jsonfile import read_json
-from nnfc.schema import Const, List, Obj, Str
+from nnfc.file_schemas import OUTPUT_MARKER
+from nnfc.file_schemas import OUTPUT_MARKER_FORMAT as MARKER_FORMAT
 
 MARKER = ".nnfc-output.json"
-MARKER_FORMAT = "nnfc-output"
 KINDS = ("compile", "bundle", "checkpoint", "device-profile", "baseline", "analysis")
-MARKER_SCHEMA = Obj({"format": Const(MARKER_FORMAT), "files": List(Str())}, {"kind": Str()})
 
 
 def lock_timeout_s() -> float:
@@ -74,7 +73,7 @@ class DirState:
 def read_marker(directory: Path) -> dict | None:
     """The marker of an nnfc output directory, or None."""
     try:  # a foreign, malformed, special or huge marker is no marker
-        return read_json(directory / MARKER, MARKER_SCHEMA, max_bytes=16 << 20)
+        return read_json(directory / MARKER, OUTPUT_MARKER, max_bytes=16 << 20)
     except NnfcError:
         return None
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from nnfc.errors import NnfcError
 from nnfc.jsonfile import read_json
-from nnfc.schema import Any_, Int, List, Num, Obj, Optional_, SchemaError, Str
+from nnfc.file_schemas import BENCH_RUN, COMPILE_REPORT
+from nnfc.schema import Obj, SchemaError
 
 FORMAT, VERSION = "nnfc-bench", 1
 #: what a baseline's artifact path may name before nnfc hashes it
@@ -54,25 +55,11 @@ def relative_to_save(artifact: Path, save_path: Path | None) -> str:
     return str(artifact)
 
 
-_POS = Num(gt=0)
-#: a saved run as ``--baseline`` reads it: every figure finite, latencies and memory positive
-RUN_SCHEMA = Obj({"artifacts": List(Obj({
-    "name": Str(nonempty=True),
-    "latency_ms": Obj({}, {"median": Optional_(_POS), "best": Optional_(_POS),
-                           "p90": Optional_(_POS), "rounds": List(_POS, max_len=100_000)}),
-}, {"artifact": Optional_(Str()), "sha256": Optional_(Str()), "target": Str(),
-    "memory_mb": Optional_(_POS), "runtime_memory_mb": Optional_(Num(ge=0)),
-    "memory_source": Optional_(Str()),
-    "eval": Optional_(Obj({}, {"value": Optional_(Num()), "metric": Optional_(Str()),
-                               "samples": Optional_(Int(ge=0)), "seed": Optional_(Int())})),
-    }), max_len=10_000)}, {
-    "reference": Optional_(Obj({}, {"rounds": List(_POS), "version": Any_()})),
-})
 MAX_RUN_BYTES = 64 << 20
 
 
 def load_run(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a saved run through :func:`nnfc.jsonfile.read_json` (:data:`RUN_SCHEMA`); one clear
+    """Read a saved run through :func:`nnfc.jsonfile.read_json` (:data:`nnfc.file_schemas.BENCH_RUN`); one clear
     error naming the file and field for a missing, foreign or malformed file."""
     path = Path(path)
     data = read_json(path, Obj(), what="saved run", max_bytes=MAX_RUN_BYTES)
@@ -82,26 +69,16 @@ def load_run(path: str | os.PathLike) -> dict[str, Any]:
         raise NnfcError(f"{path} has nnfc-bench format version {data.get('version')}, this nnfc "
                         f"reads version {VERSION}")
     try:
-        RUN_SCHEMA.check(data)
+        BENCH_RUN.check(data)
     except SchemaError as exc:
         raise NnfcError(f"saved run {path}: field {exc.field}: {exc.message}") from None
     data["_path"] = str(path)
     return data
 
 
-#: a ``nnfc compile`` report as bench reads it (the figures it uses: finite and positive)
-REPORT_SCHEMA = Obj({"artifact": Str(nonempty=True),
-                     "request": Obj({"target": Str(nonempty=True)},
-                                    {"task": List(Str()), "lat_ms": Optional_(_POS),
-                                     "mem_mb": Optional_(_POS)})},
-                    {"measured": Obj({}, {"memory_mb": Optional_(_POS),
-                                          "runtime_memory_mb": Optional_(Num(ge=0))}),
-                     "bundle": Obj({}, {"path": Str()})})
-
-
 def read_report(path: str | os.PathLike) -> dict[str, Any]:
     """A compile output's ``report.json`` through :func:`nnfc.jsonfile.read_json`."""
-    return read_json(path, REPORT_SCHEMA, what="compile report", max_bytes=16 << 20)
+    return read_json(path, COMPILE_REPORT, what="compile report", max_bytes=16 << 20)
 
 
 def baseline_entry(run: dict[str, Any], name: str) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ from nnfc.atomic import atomic_file, write_json_atomic
 from nnfc.compiler.cost_legacy import structure_from_json
 from nnfc.compiler.cost_structure import CostStructure
 from nnfc.errors import NnfcError
-from nnfc.schema import Bool, List, Num, Obj, Optional_, SchemaError, Str
+from nnfc.schema import Obj, SchemaError
 
 FORMAT = "nnfc-predictor"
 VERSION = 1
@@ -240,9 +240,10 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Predictor":
-        """Read a predictor JSON through :func:`nnfc.jsonfile.read_json` (:data:`SCHEMA`: every
+        """Read a predictor JSON through :func:`nnfc.jsonfile.read_json` (:data:`nnfc.file_schemas.PREDICTOR`: every
         coefficient finite, margins and reference latency non-negative, thread counts
         sane); one NnfcError naming the file and the field."""
+        from nnfc.file_schemas import PREDICTOR
         from nnfc.jsonfile import read_json
         path = Path(path)
         data = read_json(path, Obj(), what="predictor")
@@ -250,7 +251,7 @@ class Predictor:
             raise NnfcError(f"{path} is not an nnfc predictor (version {VERSION}); "
                             "make it again with `nnfc profile`")
         try:
-            SCHEMA.check(data)
+            PREDICTOR.check(data)
         except SchemaError as exc:
             raise NnfcError(f"predictor {path}: field {exc.field}: {exc.message}") from None
         meta = {k: v for k, v in data.items()
@@ -274,25 +275,6 @@ class Predictor:
                    meta, features)
 
 
-#: what a predictor JSON must hold (other metadata is free-form and only displayed)
-SCHEMA = Obj({
-    "target": Str(nonempty=True),
-    "structure": Obj(),
-    "latency_model": Obj({"intercept": Num(), "coef": List(Num(), min_len=1)},
-                         {"feature_set": Str()}),
-    "memory_model": Obj({"intercept": Num(), "coef": List(Num(), min_len=2, max_len=2)}),
-}, {
-    "margin": Obj({"latency": Num(ge=0, le=10), "memory": Num(ge=0, le=10)}),
-    "reference": Obj({"artifact": Str(nonempty=True), "sha256": Str()},
-                     {"latency_ms": Optional_(Num(gt=0))}),
-    "target_options": Obj(optional={"threads": Optional_(Num(integer=True, ge=0, le=4096))}),
-    "measured_locally": Bool(),
-    "host": Obj(),
-    "bundle": Obj(),
-    "profile": Obj(),
-    "accuracy": Obj(),
-    "estimated": Optional_(Obj()),
-})
 
 
 def kfold_predictions(x: np.ndarray, y: np.ndarray, n_pos: int, ridge: float = 0.0,

@@ -34,7 +34,8 @@ from nnfc.atomic import copy_file_atomic, write_json_atomic
 from nnfc.compiler.predictor import host_info, pack_gates
 from nnfc.onnx_io import shapes_only
 from nnfc.errors import NnfcError
-from nnfc.schema import Int, List, Map, Num, Obj, OneOf, Optional_, SchemaError, Str
+from nnfc.file_schemas import DEVICE_PLAN, MEASUREMENTS
+from nnfc.schema import SchemaError
 
 MEASUREMENTS_FORMAT = "nnfc-profile-measurements"
 
@@ -155,33 +156,16 @@ def load_measurements(path: Path, bundle: Bundle, target: str) -> dict[str, Any]
     return data
 
 
-_POS = Num(gt=0)
-_NONNEG = Num(ge=0)
-#: one measured subnet (figures finite; latencies positive; other fields free-form)
-ROW_SCHEMA = Obj({"gates": Map(OneOf(Str(), List(Num()))), "latency_ms": _POS}, {
-    "index": Int(ge=0), "relative": Optional_(_POS), "candidate_ms": Optional_(_POS),
-    "reference_ms": Optional_(_POS), "round_ratios": List(_POS), "load": Optional_(_NONNEG),
-    "runtime_memory_mb": Optional_(_NONNEG), "graph_memory_mb": _NONNEG, "params": _NONNEG,
-    "param_bytes": _NONNEG, "peak_tensor_bytes": _NONNEG, "flops": _NONNEG,
-    "activation_ratio": Num(ge=0, le=1)})
-MEASUREMENTS_SCHEMA = Obj({"rows": List(ROW_SCHEMA)}, {
-    "failed": List(Obj({"index": Int(ge=0)})),
-    "reference": Optional_(Obj({}, {"artifact": Str(nonempty=True), "sha256": Str(),
-                                    "calibration_ms": Optional_(_POS),
-                                    "latency_ms": Optional_(_POS)})),
-    "runs": Optional_(Int(ge=1)), "warmup": Optional_(Int(ge=0)),
-    "rounds": Optional_(Int(ge=1)),
-    "target_options": Obj(optional={"threads": Optional_(Int(ge=0, le=4096))})})
 MAX_MEASUREMENTS_BYTES = 256 << 20
 
 
 def measurement_problem(data: Any, need_index: bool = True) -> str:
     """Why ``data`` is not ``{"rows": [{"gates": {...}, "latency_ms": ...}, ...]}`` with
-    finite, positive figures (:data:`MEASUREMENTS_SCHEMA`; "" if it is)."""
+    finite, positive figures (:data:`nnfc.file_schemas.MEASUREMENTS`; "" if it is)."""
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         return "it has no measurement rows (expected an object with a list 'rows')"
     try:
-        MEASUREMENTS_SCHEMA.check(data)
+        MEASUREMENTS.check(data)
     except SchemaError as exc:
         return f"field {exc.field}: {exc.message}"
     if need_index:
@@ -408,9 +392,7 @@ def read_measurements(path: str | os.PathLike) -> dict[str, Any]:
 # ---- profiling on a device this machine cannot drive (e.g. a Jetson) ------------------------
 PLAN_FORMAT = "nnfc-device-plan"
 PLAN_NAME = "plan.json"
-PLAN_SCHEMA = Obj({"target": Str(nonempty=True), "bundle": Obj(), "rows": List(Obj({
-    "model": Str(nonempty=True), "gates": Map(OneOf(Str(), List(Num())))}, {
-    "graph_memory_mb": Num(ge=0), "params": Num(ge=0), "flops": Num(ge=0)}))})
+
 
 
 def export_device_subnets(bundle: Bundle, target, out_dir: str | os.PathLike,
@@ -474,7 +456,7 @@ def read_device_measurements(path: str | os.PathLike, target, plan: str | os.Pat
     if not isinstance(plan_data, dict) or plan_data.get("format") != PLAN_FORMAT:
         raise NnfcError(f"{plan_path} is not an nnfc device plan")
     try:
-        PLAN_SCHEMA.check(plan_data)
+        DEVICE_PLAN.check(plan_data)
     except SchemaError as exc:
         raise NnfcError(f"subnet plan {plan_path}: field {exc.field}: {exc.message}") from None
     by_model = {r["model"]: r for r in plan_data["rows"]}

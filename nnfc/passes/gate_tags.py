@@ -34,10 +34,17 @@ def recorded_gates(model: ir.Model) -> dict[str, np.ndarray]:
     raw = model.metadata_props.get(GATES_KEY)
     if not raw:
         return {}
+    from nnfc.errors import NnfcError
+    from nnfc.jsonfile import parse_json
+    from nnfc.file_schemas import GATES
     try:
-        return {k: np.asarray(v, np.float32) for k, v in json.loads(raw).items()}
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise PruneError(f"model metadata {GATES_KEY} is not valid gate JSON: {exc}") from exc
+        gates = parse_json(raw, f"model metadata {GATES_KEY}", GATES)
+    except NnfcError as exc:
+        raise PruneError(str(exc)) from None
+    bad = next((k for k, v in gates.items() if any(x not in (0, 1) for x in v)), None)
+    if bad is not None:  # checked before the cast: 1e-46 must not become a 0
+        raise PruneError(f"model metadata {GATES_KEY}: {bad} must hold only 0 and 1")
+    return {k: np.asarray(v, np.float32) for k, v in gates.items()}
 
 
 def _gate_operand(value: ir.Value) -> np.ndarray | None:

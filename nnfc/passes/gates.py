@@ -11,7 +11,7 @@ import onnx
 from nnfc.errors import NnfcError
 from nnfc.jsonfile import read_json
 from nnfc.passes.errors import PruneError
-from nnfc.schema import List, Map, Num
+from nnfc.file_schemas import GATES
 
 GATE_PREFIX = "gate."
 
@@ -29,8 +29,6 @@ def gate_inputs(model: onnx.ModelProto) -> dict[str, int]:
     return found
 
 
-#: a gates file: gate name -> list of numbers (0/1 checked below, before any cast)
-GATES_SCHEMA = Map(List(Num(), max_len=1 << 20))
 MAX_GATES_BYTES = 16 << 20
 
 
@@ -39,7 +37,7 @@ def load_gates_json(path: str | os.PathLike) -> dict[str, np.ndarray]:
     duplicate gates refused) into name -> float32 array; every value must be exactly 0 or 1
     before the cast (1e-46 would round to 0)."""
     try:
-        raw = read_json(path, GATES_SCHEMA, what="gates file", max_bytes=MAX_GATES_BYTES)
+        raw = read_json(path, GATES, what="gates file", max_bytes=MAX_GATES_BYTES)
     except NnfcError as exc:
         raise PruneError(str(exc)) from None
     gates = {}
