@@ -95,6 +95,18 @@ def test_frontier_reuses_cached_evaluations_and_measurements(factory, tmp_path, 
                                                            second["points"]]
 
 
+def test_frontier_int8_curve(factory, tmp_path, capsys):
+    code, stdout, err = _analyze(capsys, factory, "frontier", tmp_path / "q", "--task", "has,0",
+                                 "--limits", "0.5,1", "--precision", "fp32,int8")
+    assert code == 0, err
+    data = json.loads((tmp_path / "q" / "frontier.json").read_text())
+    rows = data["by_precision"]["int8"]
+    assert [r["limit"] for r in rows] == [0.5, 1.0] and "int8:" in stdout
+    assert all(r["latency_ms"] > 0 and 0 <= r["metric"] <= 1 for r in rows)
+    code, _, err = _analyze(capsys, factory, "frontier", tmp_path / "r", "--precision", "fp16")
+    assert code == 2 and "--precision" in err and err.count("\n") == 1
+
+
 def test_report_index_shows_every_figure(factory, tmp_path, capsys):
     out = tmp_path / "report"
     code, stdout, err = _analyze(capsys, factory, "report", out, "--task", "has,0")

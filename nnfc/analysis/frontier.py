@@ -16,12 +16,13 @@ DEFAULT_LIMITS = (0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0)
 
 
 def compute(a: Analysis, task: list[str], limits: Iterable[float] = DEFAULT_LIMITS,
-            samples: int = 50, progress: Callable[[Iterable], Iterable] = lambda x: x
-            ) -> dict[str, Any]:
+            samples: int = 50, progress: Callable[[Iterable], Iterable] = lambda x: x,
+            precisions: Iterable[str] = ("fp32",)) -> dict[str, Any]:
     """``{"task", "target", "metric", "points": [{"limit", "activation_ratio", "latency_ms",
     "memory_mb", "metric", "predicted_latency_ms", "predicted_memory_mb", "budget_ms",
-    "budget_mb", "latency_source"}], "latency_span", ...}``; subnets several limits share are
-    measured and evaluated once."""
+    "budget_mb", "latency_source"}], "latency_span", "by_precision": {"int8": [{"limit",
+    "latency_ms", "metric"}]}, ...}``; subnets several limits share are measured and evaluated
+    once; ``precisions`` beyond fp32 (int8) add a curve each (:mod:`nnfc.analysis.quantized`)."""
     from nnfc.analysis.cache import gates_key
     from nnfc.analysis.measuring import SubnetMeter
     from nnfc.analysis.metric import MetricEvaluator
@@ -34,8 +35,11 @@ def compute(a: Analysis, task: list[str], limits: Iterable[float] = DEFAULT_LIMI
     pred_lat, pred_mem = a.predictor.predict(gates)
     lat_margin, mem_margin = a.predictor.margins
     meter, metric = SubnetMeter(a), MetricEvaluator(a, samples)
+    extra = [p for p in precisions if p != "fp32"]
+    builder: list = []  # the int8 builder, made when a subnet is not cached yet
     done: dict[str, dict[str, Any]] = {}
     points = []
+    by_precision: dict[str, list[dict[str, Any]]] = {p: [] for p in extra}
     try:
         for i in progress(range(len(limits))):
             g = select(gates, i)
@@ -50,6 +54,13 @@ def compute(a: Analysis, task: list[str], limits: Iterable[float] = DEFAULT_LIMI
                            "predicted_memory_mb": float(pred_mem[i]),
                            "budget_ms": float(pred_lat[i]) * (1 + lat_margin),
                            "budget_mb": float(pred_mem[i]) * (1 + mem_margin)})
+            for p in extra:
+                if f"{p}:{key}" not in done:
+                    build = _memo(lambda g=g: _int8(a, task, builder).model(g))
+                    lat, source = meter.latency_ms(g, p, build)
+                    done[f"{p}:{key}"] = {"latency_ms": lat, "latency_source": source,
+                                          "metric": metric.value(task, g, p, build)}
+                by_precision[p].append({"limit": limits[i], **done[f"{p}:{key}"]})
     except BaseException:
         meter.close()
         raise
@@ -62,7 +73,9 @@ def compute(a: Analysis, task: list[str], limits: Iterable[float] = DEFAULT_LIMI
     measured = [p["latency_ms"] for p in points if p["latency_ms"] is not None]
     span = max(measured) / min(measured) if measured else None
     return {"task": task, "target": a.target, "metric_name": metric.name, "samples": samples,
-            "points": points, "distinct_subnets": len(done),
+            "points": points, "distinct_subnets": len([k for k in done if ":" not in k]),
+            "by_precision": by_precision,
+            "int8": builder[0].describe() if builder else None,
             "supernet_latency_ms": supernet_ms, "supernet_latency_source": supernet_source,
             "latency_span": span, "margins": {"latency": lat_margin, "memory": mem_margin},
             "measurement": meter.describe(), "metric_evaluations": metric.evaluated,
@@ -85,7 +98,13 @@ def plot(data: dict[str, Any], path) -> None:
     front = _pareto(x[order], metric[order])
     a0.plot(x[order][front], metric[order][front], "-", color=PALETTE["blue"], lw=2,
             label="frontier: best metric for the latency")
-    a0.plot(x, metric, "o", color=PALETTE["blue"], ms=7, label="generated subnet at a limit")
+    a0.plot(x, metric, "o", color=PALETTE["blue"], ms=7, label="generated subnet at a limit (fp32)")
+    for prec, rows in (data.get("by_precision") or {}).items():
+        px = np.array([np.nan if r["latency_ms"] is None else r["latency_ms"] for r in rows])
+        py = np.array([r["metric"] for r in rows])
+        o = np.argsort(px)
+        a0.plot(px[o], py[o], ":s", color=PALETTE["orange"], ms=6,
+                label=f"{prec} (onnxruntime QDQ) of the same subnets")
     if data.get("supernet_latency_ms"):
         a0.axvline(data["supernet_latency_ms"], ls="--", color=PALETTE["black"], lw=1,
                    label=f"full supernet: {data['supernet_latency_ms']:.2f} ms")
@@ -102,6 +121,9 @@ def plot(data: dict[str, Any], path) -> None:
     a1.plot(limits, lat, "-o", color=PALETTE["blue"], label="measured")
     a1.plot(limits, [p["predicted_latency_ms"] for p in pts], "--s", color=PALETTE["orange"],
             mfc="none", label="predicted")
+    for prec, rows in (data.get("by_precision") or {}).items():
+        a1.plot(limits, [np.nan if r["latency_ms"] is None else r["latency_ms"] for r in rows],
+                "-D", color=PALETTE["green"], ms=5, label=f"measured, {prec}")
     a1.plot(limits, [p["budget_ms"] for p in pts], ":^", color=PALETTE["vermillion"],
             label=f"budget it needs (+{data['margins']['latency']:.1%} margin)")
     if data.get("supernet_latency_ms"):
@@ -149,6 +171,20 @@ def _spread(limits: np.ndarray) -> list[int]:
     return keep
 
 
+def _memo(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` called once, its result reused (the latency and the metric share one model)."""
+    box: list = []
+    return lambda: box[0] if box else (box.append(fn()) or box[0])
+
+
+def _int8(a: Analysis, task: list[str], holder: list):
+    """The analysis' int8 builder (calibration drawn once)."""
+    if not holder:
+        from nnfc.analysis.quantized import Int8Builder
+        holder.append(Int8Builder(a, task))
+    return holder[0]
+
+
 def _pareto(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Indices (into x sorted ascending) of the points no faster point beats on ``y``."""
     keep, best = [], -np.inf
@@ -161,6 +197,13 @@ def _pareto(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def summary(data: dict[str, Any]) -> str:
     span = data["latency_span"]
-    return (f"frontier of {','.join(data['task'])} on {data['target']}: {len(data['points'])} "
+    text = (f"frontier of {','.join(data['task'])} on {data['target']}: {len(data['points'])} "
             f"limits, {data['distinct_subnets']} distinct subnets"
             + (f", measured latency spans {span:.2f}x" if span else ""))
+    for prec, rows in (data.get("by_precision") or {}).items():
+        pairs = [(r["latency_ms"] / p["latency_ms"], r["metric"] - p["metric"])
+                 for r, p in zip(rows, data["points"]) if r["latency_ms"] and p["latency_ms"]]
+        if pairs:
+            text += (f"; {prec}: {np.median([q for q, _ in pairs]):.2f}x the fp32 latency "
+                     f"(median), metric {np.median([d for _, d in pairs]):+.3f}")
+    return text

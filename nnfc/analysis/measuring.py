@@ -10,7 +10,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import onnx
@@ -79,9 +79,12 @@ class SubnetMeter:
         return float(graph_stats(shapes_only(apply_gates(self.a.supernet, dict(gates))))
                      .memory_mb)
 
-    def latency_ms(self, gates: Mapping[str, np.ndarray]) -> tuple[float | None, str]:
-        """(measured ms or None, where the figure comes from)."""
-        key = gates_key(gates)
+    def latency_ms(self, gates: Mapping[str, np.ndarray], variant: str = "fp32",
+                   build: Callable[[], onnx.ModelProto] | None = None
+                   ) -> tuple[float | None, str]:
+        """(measured ms or None, where the figure comes from) of the pruned network, or of
+        ``build()``'s model (e.g. its int8 version) under the cache name ``variant``."""
+        key = gates_key(gates) if variant == "fp32" else f"{variant}:{gates_key(gates)}"
         if key in self.known:
             self.reused += 1
             return self.known[key], "profile"
@@ -90,18 +93,18 @@ class SubnetMeter:
         cached = self.cache.get(f"{self.key_prefix}|{key}")
         if cached is not None:
             return float(cached), "cache"
-        value = self._measure(gates)
+        from nnfc.passes import apply_gates
+        value = self._measure(build() if build else apply_gates(self.a.supernet, dict(gates)))
         self.cache.put(f"{self.key_prefix}|{key}", value)
         self.measured += 1
         return value, "measured"
 
-    def _measure(self, gates: Mapping[str, np.ndarray]) -> float:
+    def _measure(self, model: onnx.ModelProto) -> float:
         from nnfc.compiler.measure import clock_for, measure, measure_relative, runner
-        from nnfc.passes import apply_gates
         work = self.work / "subnet"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
-        onnx.save_model(apply_gates(self.a.supernet, dict(gates)), str(work / "model.onnx"))
+        onnx.save_model(model, str(work / "model.onnx"))
         artifact = self.target.lower(work / "model.onnx", work)
         ref_run = self._reference()
         if ref_run is not None:

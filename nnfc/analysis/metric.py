@@ -4,7 +4,7 @@ number of test samples."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -21,8 +21,12 @@ class MetricEvaluator:
         self.name = analysis.family.metric
         self.evaluated = 0
 
-    def value(self, task: list[str], gates: Mapping[str, np.ndarray]) -> float:
+    def value(self, task: list[str], gates: Mapping[str, np.ndarray], variant: str = "fp32",
+              build: Callable[[], "onnx.ModelProto"] | None = None) -> float:
+        """The metric of the pruned network, or of ``build()``'s model (e.g. its int8 version)
+        cached under ``variant``."""
         key = f"{self.a.weights_key}|{','.join(task)}|{self.samples}|{gates_key(gates)}"
+        key += "" if variant == "fp32" else f"|{variant}"
         cached = self.cache.get(key)
         if cached is not None:
             return float(cached)
@@ -31,8 +35,8 @@ class MetricEvaluator:
         from nnfc.passes import apply_gates
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        session = ort.InferenceSession(apply_gates(self.a.supernet, dict(gates))
-                                       .SerializeToString(), opts,
+        model = build() if build else apply_gates(self.a.supernet, dict(gates))
+        session = ort.InferenceSession(model.SerializeToString(), opts,
                                        providers=["CPUExecutionProvider"])
         in_name = self.a.bundle.input_spec.get("name", "input")
         out_names = [o["name"] for o in self.a.bundle.output_spec]

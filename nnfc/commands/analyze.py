@@ -18,6 +18,7 @@ EPILOG = """\b
 Examples:
   nnfc analyze report --task red,car --target desktop -o out/analysis
   nnfc analyze frontier --task red,car --target desktop -o out/frontier
+  nnfc analyze frontier --task "crimson cars" --precision fp32,int8 -o out/frontier-int8
   nnfc analyze activation -o out/activation
   nnfc analyze predictor --target desktop --profile profiles/default-desktop.json -o out/pred
 Every subcommand writes <name>.png and <name>.json into its -o directory (replaced atomically
@@ -63,6 +64,13 @@ def _target_options(f):
     return f
 
 
+def _precision_option(f):
+    return click.option("--precision", default="fp32", show_default=True,
+                        help="Frontier precisions, comma-separated: fp32 and int8 (the same "
+                             "subnets quantized by onnxruntime's static QDQ, desktop; "
+                             "~5 s more per subnet, cached).")(f)
+
+
 def _task_option():
     return click.option("--task", default=None,
                         help="The task: attributes (red,car) or words (\"crimson cars\") as "
@@ -94,9 +102,12 @@ def run_analysis(name: str, a, opts: dict[str, Any]) -> dict[str, Any]:
     from nnfc.analysis.context import parse_limits
     module = importlib.import_module(ANALYSES[name])
     if name == "frontier":
+        from nnfc.analysis.quantized import parse_precisions
+        from nnfc.compiler.pipeline import make_target
+        precisions = parse_precisions(opts.get("precision"), make_target(a.target))
         return module.compute(a, _task(a, opts.get("task")),
                               parse_limits(opts.get("limits"), module.DEFAULT_LIMITS),
-                              opts.get("samples", 50), _progress("frontier"))
+                              opts.get("samples", 50), _progress("frontier"), precisions)
     if name == "activation":
         return module.compute(a, parse_limits(opts.get("limits"), module.DEFAULT_LIMITS))
     if name == "gates":
@@ -139,13 +150,16 @@ def analyze() -> None:
                    "0.1,0.15,0.25,0.5,0.75,1).")
 @click.option("--samples", type=click.IntRange(2, None), default=50, show_default=True,
               help="Test samples per subnet for the metric.")
+@_precision_option
 @_output_option("out/analyze/frontier")
-def frontier(bundle_dir, no_cache, force, target, profile, task, limits, samples, output):
+def frontier(bundle_dir, no_cache, force, target, profile, task, limits, samples, precision,
+             output):
     """Per limit: actual activation ratio, predicted and measured latency, memory, the task
     metric on the target's runtime, and the budget each point needs (frontier.json: {task,
     target, points: [{limit, activation_ratio, latency_ms, memory_mb, metric, ...}]})."""
     a = _open(bundle_dir, target, profile, no_cache)
-    _write("frontier", a, output, force, {"task": task, "limits": limits, "samples": samples})
+    _write("frontier", a, output, force, {"task": task, "limits": limits, "samples": samples,
+                                          "precision": precision})
 
 
 @analyze.command(epilog=EPILOG)
@@ -212,9 +226,10 @@ def environments(bundle_dir, no_cache, force, target, profile, output):
 @click.option("--samples", type=click.IntRange(2, None), default=50, show_default=True,
               help="Test samples per subnet for the frontier's metric.")
 @_profile_subnets_option
+@_precision_option
 @_output_option("out/analyze/report")
 def report(bundle_dir, no_cache, force, target, profile, task, samples, profile_subnets,
-           output):
+           precision, output):
     """Every analysis (frontier, activation, gates, predictor, training, environments) into one
     directory with an index.html that opens from disk. An analysis that cannot be made (e.g. a
     profile without its measurement file) is named in the page and on stderr."""
@@ -226,7 +241,8 @@ def report(bundle_dir, no_cache, force, target, profile, task, samples, profile_
 
     a = _open(bundle_dir, target, profile, no_cache)
     check_output_dir(output, "analysis", force=force, inputs=[a.bundle.root])
-    opts = {"task": task, "samples": samples, "profile_subnets": profile_subnets}
+    opts = {"task": task, "samples": samples, "profile_subnets": profile_subnets,
+            "precision": precision}
     if not a.estimated:  # every analysis then reads the same, large enough profile
         a.ensure_profiled(profile_subnets)
     sections, t_all = [], time.perf_counter()
