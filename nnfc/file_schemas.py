@@ -80,6 +80,22 @@ BENCH_RUN = Obj({"artifacts": List(Obj({
     "reference": Optional_(Obj({}, {"rounds": List(POSITIVE), "version": Any_()})),
 })
 
+#: a pipeline file's (``nnfc run``) compile options of a scenario or [matrix]
+PIPELINE_COMPILE_OPTIONS = Obj(optional={
+    "precision": Str(), "max_drop": NON_NEGATIVE, "method": Str(), "step": Num(gt=0, le=1),
+    "margin": NON_NEGATIVE, "refine_rounds": Int(ge=1, le=100), "device": Str(),
+    "runs": Int(ge=1, le=1_000_000), "rounds": Int(ge=1, le=10_000),
+    "warmup": Int(ge=0, le=1_000_000), "verify": Bool(), "profile": Str(nonempty=True)})
+
+#: a pipeline file's [bench] table (the ranges of `nnfc bench`'s options)
+PIPELINE_BENCH = Obj(optional={
+    "baseline": Str(nonempty=True), "max_regression": Str(), "eval": Bool(),
+    "eval_samples": Int(ge=2), "rounds": Int(ge=3, le=10_000),
+    "runs": Int(ge=1, le=1_000_000), "warmup": Int(ge=0, le=1_000_000),
+    "confidence": Num(ge=0.5, le=0.9999), "lat_stat": Str(choices=("median", "p90")),
+    "min_round_time": NON_NEGATIVE, "save": Str(nonempty=True), "junit": Str(nonempty=True),
+    "markdown": Str(nonempty=True)})
+
 #: a ``nnfc compile`` output's ``report.json`` as ``nnfc bench`` reads it
 COMPILE_REPORT = Obj({"artifact": Str(nonempty=True),
                       "request": Obj({"target": Str(nonempty=True)},

@@ -129,6 +129,16 @@ def read_bytes_capped(path: str | os.PathLike, max_bytes: int, what: str = "file
     return data
 
 
+def read_text(path: str | os.PathLike, max_bytes: int = 1 << 20, what: str = "file") -> str:
+    """The UTF-8 text of a regular file of at most ``max_bytes`` (TOML configs, pipeline files):
+    the same checks as :func:`read_json` before parsing."""
+    data = read_bytes_capped(path, max_bytes, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NnfcError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+
+
 def read_json(path: str | os.PathLike, schema: Schema | None = None, *, what: str = "file",
               max_bytes: int = MAX_BYTES) -> Any:
     """Read a JSON file with every check of the module doc; ``what`` names the kind of file in

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nnfc.errors import NnfcError
+from nnfc.file_schemas import PIPELINE_BENCH, PIPELINE_COMPILE_OPTIONS
 
 TOP_KEYS = {"bundle", "output", "bench", "scenario", "matrix"}
 SCENARIO_KEYS = {"name", "task", "target", "latency", "memory"}
@@ -87,6 +88,15 @@ def _text(value: Any, key: str, where: str) -> str | None:
                     f"{'5ms' if key == 'latency' else '50MB'} (got {value!r})")
 
 
+def _check_schema(table: Mapping[str, Any], schema, where: str) -> None:
+    """Numbers in range, of the right type (``runs = -3`` is one error naming the key)."""
+    from nnfc.schema import SchemaError
+    try:
+        schema.check(dict(table))
+    except SchemaError as exc:
+        raise NnfcError(f"{where}: {exc.field}: {exc.message}") from None
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
@@ -111,6 +121,7 @@ def _scenario(raw: Mapping[str, Any], where: str) -> Scenario:
     if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
         raise NnfcError(f"{where}: name {name!r} must be a plain directory name")
     options = {k: v for k, v in raw.items() if k in COMPILE_OPTIONS}
+    _check_schema(options, PIPELINE_COMPILE_OPTIONS, where)
     return Scenario(name, task, str(target), latency, memory, options)
 
 
@@ -139,15 +150,15 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
     """Read and validate a pipeline file; every problem is one NnfcError line."""
     import tomllib
 
+    from nnfc.jsonfile import read_text
     path = Path(path)
+    text = read_text(path, what="pipeline file")  # regular file, at most 1 MiB
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NnfcError(f"pipeline file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise NnfcError(f"{path} is not valid TOML: {exc}") from exc
-    except OSError as exc:
-        raise NnfcError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except RecursionError:
+        raise NnfcError(f"{path} is not valid TOML: nested too deeply") from None
     _check_keys(raw, TOP_KEYS, str(path))
     items = raw.get("scenario", [])
     if not isinstance(items, list):
@@ -166,6 +177,7 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
     if not isinstance(bench, Mapping):
         raise NnfcError(f"{path}: [bench] must be a table")
     _check_keys(bench, BENCH_KEYS, f"{path} [bench]")
+    _check_schema(bench, PIPELINE_BENCH, f"{path} [bench]")
     bundle = raw.get("bundle")
     if bundle is not None and not isinstance(bundle, str):
         raise NnfcError(f"{path}: bundle must be a factory name or a path")

@@ -148,3 +148,46 @@ def test_tampered_android_template_is_not_used(tmp_path):
     info_path.write_text(json.dumps({HASHES: {"onnx": "0" * 64, "tflite": "0" * 64}}))
     store._load(("float32", topology_key(model)), onnx_path, tflite_path, info_path)
     assert store.templates == {}
+
+
+@pytest.mark.parametrize("loader", ["pipeline", "config"])
+@pytest.mark.parametrize("content, needle", [
+    ("a = " + "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ("FIFO", "not a regular file"),
+    ("BIG", "more than the"),
+])
+def test_toml_files_are_read_like_json_files(tmp_path, loader, content, needle):
+    from nnfc.pipeline_file import load_pipeline
+    from nnfc.training.config import load_config
+    path = tmp_path / "f.toml"
+    if content == "FIFO":
+        os.mkfifo(path)
+    elif content == "BIG":
+        with open(path, "wb") as fh:
+            fh.truncate(1 << 30)
+    else:
+        path.write_text(content)
+    with pytest.raises(NnfcError, match=needle):
+        (load_pipeline if loader == "pipeline" else load_config)(path)
+
+
+@pytest.mark.parametrize("line, needle", [
+    ("runs = -3", "runs: must be >= 1"),
+    ("rounds = 'many'", "rounds: must be an integer"),
+    ("margin = nan", "margin: must be finite"),
+    ("step = 0", "step: must be > 0"),
+])
+def test_pipeline_scenario_numbers_are_validated(tmp_path, line, needle):
+    from nnfc.pipeline_file import load_pipeline
+    path = tmp_path / "p.toml"
+    path.write_text(f'[[scenario]]\ntask = "odd"\nlatency = "5ms"\n{line}\n')
+    with pytest.raises(NnfcError, match=needle):
+        load_pipeline(path)
+
+
+def test_pipeline_bench_numbers_are_validated(tmp_path):
+    from nnfc.pipeline_file import load_pipeline
+    path = tmp_path / "p.toml"
+    path.write_text('[[scenario]]\ntask = "odd"\nlatency = "5ms"\n[bench]\nconfidence = 2.0\n')
+    with pytest.raises(NnfcError, match=r"\[bench\]: confidence: must be <= 0.9999"):
+        load_pipeline(path)

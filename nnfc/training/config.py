@@ -254,13 +254,15 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
                 ) -> FactoryConfig:
     """Read a TOML config file, apply ``overrides`` (see :func:`config_from_dict`) and validate
     the result; every problem is one line of one NnfcError."""
+    from nnfc.jsonfile import read_text
     path = Path(path)
-    if not path.is_file():
-        raise NnfcError(f"config file {path} does not exist")
+    text = read_text(path, what="config file")  # regular file, at most 1 MiB
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise NnfcError(f"{path} is not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise NnfcError(f"{path} is not valid TOML: nested too deeply") from None
     try:
         return config_from_dict(data, str(path), overrides)
     except TypeError as exc:
