@@ -1,12 +1,12 @@
 """A per-factory cache of the analyses' expensive results (metric evaluations, latency
 measurements), so a second ``nnfc analyze`` of the same factory reuses them.
 
-One JSON file per factory and kind in nnfc's cache directory (:func:`nnfc.profile_cache.cache_root`:
-``$NNFC_CACHE_DIR``, else the platform's user cache), ``analysis/<factory fingerprint>/<kind>.json``:
-``{"format": "nnfc-analysis-cache", "version": 1, "entries": {key: number}}``. The file is read
-as untrusted input (:func:`nnfc.jsonfile.read_json`): anything unreadable or malformed is ignored
-(and rewritten), never an error; entries are written atomically after each new result, so an interrupted run keeps what it
-finished.
+One JSON file per factory and kind in nnfc's cache directory
+(:func:`nnfc.profile_cache.cache_root`: ``$NNFC_CACHE_DIR``, else the platform's user cache),
+``analysis/<factory fingerprint>/<kind>.json``: ``{"format": "nnfc-analysis-cache", "version": 1,
+"entries": {key: number}}``. The file is read as untrusted input (:func:`nnfc.jsonfile.read_json`):
+anything unreadable or malformed is ignored (and rewritten), never an error; entries are written
+atomically after each new result, so an interrupted run keeps what it finished.
 """
 
 from __future__ import annotations

@@ -151,7 +151,8 @@ def plot(data: dict[str, Any], path) -> None:
     ax.set_xlabel("execution environment")
     ax.set_ylim(0, float(max(r["p90_ms"] for r in rows)) * 1.25)
     ax.set_title(f"Full supernet on {data['target']} in different environments\n(bar: median "
-                 f"of {rows[0]['runs']} calls in interleaved rounds, whiskers: p10–p90; {data['cores']} cores, "
+                 f"of {rows[0]['runs']} calls in interleaved rounds, whiskers: p10–p90; "
+                 f"{data['cores']} cores, "
                  f"1-min load {data['load_before']:.1f} before)")
     from matplotlib.patches import Patch
     ax.legend(handles=[Patch(color=PALETTE["blue"], label="alone, 1 thread (baseline)"),

@@ -1,6 +1,6 @@
 """The task metric against training epochs (the paper's Fig. 12) from the bundle's training
-history (``manifest.json`` → ``training.metrics.history``): the loss of every epoch, and the periodic
-evaluation the trainer records (per seen/unseen group and limit) where the bundle has one;
+history (``manifest.json`` → ``training.metrics.history``): the loss of every epoch, and the
+periodic evaluation the trainer records (per seen/unseen group and limit) where the bundle has one;
 otherwise the final evaluation (``training.metrics``) at the last epoch, and a note saying so."""
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ def plot(data: dict[str, Any], path) -> None:
                 a1.plot([p[0] for p in pts], [p[1] for p in pts],
                         LINESTYLES[k % len(LINESTYLES)], marker="osD^v"[k % 5],
                         ms=5 if data["periodic"] else 9, color=colour,
-                        mfc="none" if group == "unseen" else colour, label=f"{group} tasks, limit {percent(lim)}")
+                        mfc="none" if group == "unseen" else colour,
+                        label=f"{group} tasks, limit {percent(lim)}")
     a1.set_xlabel("epoch")
     a1.set_ylabel(f"{data['metric']} (training's own evaluation)")
     title = f"{data['metric']} vs epoch"

@@ -80,8 +80,9 @@ def detections_png(bundle, compiled: list[tuple[str, list[str], str, dict, Path]
         for img, truth in zip(batch["image"], batch["gt_boxes"]):
             found = run(img[None])
             tiles.append(draw_detections(img, found["boxes"][0], found["scores"][0], truth,
-                                         title=f"{target_name}: {','.join(task)} <= {lat}, "
-                                               f"{report['activation_ratio']:.0%} active"))
+                                         title=f"{target_name}: {','.join(task)}, latency budget "
+                                               f"{lat}, {report['activation_ratio']:.0%} of "
+                                               "channels on"))
     return contact_sheet(tiles, path, columns=scenes)
 
 
