@@ -140,3 +140,26 @@ def test_disk_full_is_named(tmp_path, monkeypatch, capsys):
     with pytest.raises(NnfcError, match="No space left on device"):
         outputs.write_output_text(tmp_path / "r.md", "x", b"x", "report")
     assert not (tmp_path / "r.md").exists()
+
+
+def test_export_never_overwrites_a_users_file(tmp_path, capsys):
+    notes = tmp_path / "notes.onnx"
+    notes.write_text("mine")
+    code, _, err = run_cli(["export", "--preset", "resnet-tiny", "--out", str(notes)], capsys)
+    assert code == 2 and "not written by nnfc" in _err_line(err)
+    assert notes.read_text() == "mine"
+    out = tmp_path / "s.onnx"
+    for _ in range(2):  # its own file is replaced
+        code, _, err = run_cli(["export", "--preset", "resnet-tiny", "--out", str(out)], capsys)
+        assert code == 0, err
+
+
+def test_run_never_overwrites_a_users_summary(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.md").write_text("mine")
+    pipe = tmp_path / "p.toml"
+    pipe.write_text(f'output = "{out}"\n[[scenario]]\ntask = "odd"\nlatency = "5ms"\n')
+    code, _, err = run_cli(["run", str(pipe)], capsys)
+    assert code == 2 and "not written by nnfc" in _err_line(err)
+    assert sorted(os.listdir(out)) == ["summary.md"]

@@ -139,6 +139,14 @@ def run(ctx, pipeline, baseline_file, junit_file, markdown_file, targets, no_ben
             raise NnfcError(f"{pipeline} has no scenario for target(s) {', '.join(targets)}")
     if baseline_file is not None:
         pipe.bench["baseline"] = str(baseline_file)
+    from nnfc.outputs import check_output_file  # no clobbering, checked before any work
+    junit = junit_file or pipe.bench.get("junit") or pipe.output / "junit.xml"
+    markdown_out = markdown_file or pipe.bench.get("markdown") or pipe.output / "summary.md"
+    check_output_file(pipe.output / "run.json", b'"format": "nnfc-run"', "run summary")
+    from nnfc.benchmarking.outputs import check_replaceable
+    from nnfc.pipeline_report import MARKER, SUITE
+    check_replaceable(Path(junit), f'name="{SUITE}"'.encode(), "JUnit report")
+    check_replaceable(Path(markdown_out), MARKER.encode(), "Markdown summary")
     pipe.output.mkdir(parents=True, exist_ok=True)
     rows = _compile_all(pipe)
     save = Path(pipe.bench.get("save") or pipe.output / "bench.json")
@@ -148,9 +156,7 @@ def run(ctx, pipeline, baseline_file, junit_file, markdown_file, targets, no_ben
               "scenarios": rows, "bench": str(save) if bench_run else None,
               "bench_exit_code": code, "exit_code": 1 if bad or code else 0}
     write_json_atomic(pipe.output / "run.json", result)
-    write_reports(result, bench_run,
-                  junit_file or pipe.bench.get("junit") or pipe.output / "junit.xml",
-                  markdown_file or pipe.bench.get("markdown") or pipe.output / "summary.md")
+    write_reports(result, bench_run, junit, markdown_out)
     if as_json:
         click.echo(json.dumps(result, indent=1))
     else:

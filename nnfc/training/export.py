@@ -79,6 +79,10 @@ def output_names(net: GatedSupernet, example: torch.Tensor) -> list[str]:
     return list(out) if isinstance(out, dict) else [OUTPUT_NAME]
 
 
+#: the exported supernet's doc_string: marks a file ``nnfc export --preset --out`` may replace
+EXPORT_MARKER = "exported by nnfc export"
+
+
 def export_supernet(net: GatedSupernet, path: str | os.PathLike, input_shape: tuple[int, ...],
                     opset: int = DEFAULT_OPSET, dynamic_batch: bool = True) -> onnx.ModelProto:
     """Export ``net`` (eval mode) to ``path`` atomically and return the ONNX model.
@@ -99,5 +103,6 @@ def export_supernet(net: GatedSupernet, path: str | os.PathLike, input_shape: tu
     dynamic = ({0: batch_dim()}, (None,) * len(layers)) if dynamic_batch else None
     model = export_dynamo(_GateInputs(net), example, dynamic,
                           [INPUT_NAME] + [g.input_name for g in layers], outputs, opset)
+    model.doc_string = EXPORT_MARKER  # lets `nnfc export --out` recognise and replace its file
     save_onnx(model, path)
     return model
