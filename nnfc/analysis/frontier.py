@@ -133,7 +133,7 @@ def plot(data: dict[str, Any], path) -> None:
     a1.set_xlabel("activation limit (log scale)")
     a1.set_ylabel("latency (ms, batch 1)")
     a1.set_title("latency per limit")
-    a1.legend(loc="center left")
+    a1.legend(loc="upper left", bbox_to_anchor=(0.0, 0.94))  # below the supernet's line
     a2 = ax[1, 0]
     a2.plot(limits, [p["memory_mb"] for p in pts], "-o", color=PALETTE["green"],
             label="pruned graph (exact)")

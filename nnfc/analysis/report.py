@@ -26,17 +26,26 @@ nav a{margin-right:1em}"""
 
 
 def _frontier_table(data: dict[str, Any]) -> str:
+    metric = html.escape(data["metric_name"])
+    extra = data.get("by_precision") or {}
     head = ("<tr><th>limit</th><th>activation</th><th>measured latency (ms)</th>"
             "<th>predicted (ms)</th><th>--lat it needs (ms)</th><th>memory (MB)</th>"
-            f"<th>{html.escape(data['metric_name'])}</th></tr>")
+            f"<th>{metric}</th>"
+            + "".join(f"<th>{p} latency (ms)</th><th>{p} {metric}</th>" for p in extra)
+            + "</tr>")
     rows = []
-    for p in data["points"]:
-        lat = "—" if p["latency_ms"] is None else f"{p['latency_ms']:.3f}"
-        rows.append(f"<tr><td>{percent(p['limit'])}</td><td>{p['activation_ratio']:.3f}</td>"
-                    f"<td>{lat}</td><td>{p['predicted_latency_ms']:.3f}</td>"
-                    f"<td>{p['budget_ms']:.3f}</td><td>{p['memory_mb']:.2f}</td>"
-                    f"<td>{p['metric']:.3f}</td></tr>")
+    for i, p in enumerate(data["points"]):
+        cells = [percent(p["limit"]), f"{p['activation_ratio']:.3f}", _ms(p["latency_ms"]),
+                 f"{p['predicted_latency_ms']:.3f}", f"{p['budget_ms']:.3f}",
+                 f"{p['memory_mb']:.2f}", f"{p['metric']:.3f}"]
+        for q in extra.values():
+            cells += [_ms(q[i]["latency_ms"]), f"{q[i]['metric']:.3f}"]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def index_html(title: str, sections: list[dict[str, Any]], command: str) -> str:
