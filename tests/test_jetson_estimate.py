@@ -30,8 +30,10 @@ def test_roofline_grows_with_gates_and_orders_modules(structure):
     full = int(np.argmax(on))
     assert all(lat[d][full] == lat[d].max() for d in MODULES)
     assert np.all(lat["agx-orin"] < lat["orin-nx"]) and np.all(lat["orin-nx"] < lat["orin-nano"])
-    fp16 = estimated_predictor(structure, "B", "orin-nano", fp16=True).predict(gates)[0]
+    fp16 = estimated_predictor(structure, "B", "orin-nano", "fp16").predict(gates)[0]
     assert np.all(fp16 < lat["orin-nano"])
+    int8 = estimated_predictor(structure, "B", "orin-nano", "int8").predict(gates)[0]
+    assert np.all(int8 < fp16)
     with pytest.raises(NnfcError, match="unknown Jetson module"):
         estimated_predictor(structure, "B", "tx2")
 

@@ -241,3 +241,42 @@ def test_jetson_int8_is_an_explicitly_quantized_onnx_built_with_int8(tmp_path, c
     asym = oq.quantize_qdq(model, calibration(), oq.network_nodes(model, ["raw"]))
     with pytest.raises(NnfcError, match="zero point 0"):
         target.lower(asym.SerializeToString(), tmp_path / "bad")
+
+
+def test_precision_target_builds_int8_and_keeps_the_float_lowering(tmp_path):
+    from nnfc.precision.target import PrecisionTarget
+    from nnfc.targets import get_target
+    inner = get_target("desktop", threads=1)
+    target = PrecisionTarget(inner, "int8", calibration(), ["raw"])
+    art = target.lower(conv_net().SerializeToString(), tmp_path)
+    assert art.parent == tmp_path and target.name == "desktop"  # forwarded
+    lowered = onnx.load(str(art))
+    assert any("Quant" in n.op_type or n.op_type.startswith("QLinear")
+               for n in lowered.graph.node)
+    flt = target.float_artifact(art)
+    assert flt is not None and flt.is_file() and flt != art
+    x = calibration(2).images[:1]
+    want = run(conv_net(), x)
+    assert np.allclose(target.run(flt, {"input": x})[0], want, atol=1e-5)
+    assert float(np.max(np.abs(target.run(art, {"input": x})[0] - want))) < 0.05
+
+
+@pytest.mark.slow
+def test_profile_per_precision_drives_the_compile(tmp_path, capsys):
+    prof = tmp_path / "desktop-int8.json"
+    code, _, err = run_cli(["profile", "--target", "desktop", "--precision", "int8",
+                            "--subnets", "10", "--runs", "3", "--rounds", "2", "-o",
+                            str(prof)], capsys)
+    assert code == 0, err
+    assert json.loads(prof.read_text())["precision"] == "int8"
+    out = tmp_path / "int8"
+    code, stdout, err = run_cli(["compile", "--task", "red,car", "--lat", "1s", "--profile",
+                                 str(prof), "--precision", "int8", "--runs", "3", "--rounds",
+                                 "1", "-o", str(out)], capsys)
+    assert code in (0, 3), err
+    report = json.loads((out / "report.json").read_text())
+    assert report["precision"]["profile_precision"] == "int8"
+    assert report["precision"]["built"] == "int8"
+    assert report["max_abs_diff_vs_supernet"] is not None  # the float twin was verified
+    assert {"model.ort.onnx", "model.int8.ort.onnx"} <= {p.name for p in out.iterdir()}
+    assert not [p for p in out.iterdir() if p.is_dir()]

@@ -25,9 +25,10 @@ def measurement_options(target: str, threads: int | None) -> dict:
     return options
 
 
-def _paths(bundle_root: Path, target: str, out: str | None) -> tuple[Path, Path, Path]:
+def _paths(bundle_root: Path, target: str, out: str | None,
+           precision: str = "fp32") -> tuple[Path, Path, Path]:
     from nnfc.compiler.pipeline import default_profile_path
-    predictor = Path(out) if out else default_profile_path(bundle_root, target)
+    predictor = Path(out) if out else default_profile_path(bundle_root, target, precision)
     stem = predictor.with_suffix("")
     return (predictor, stem.with_name(stem.name + ".measurements.json"),
             stem.with_name(stem.name + ".png"))
@@ -114,10 +115,15 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
 @click.option("--force", is_flag=True,
               help="--device-dir: also write into a non-empty directory that is not an nnfc "
                    "device profile (never deletes or overwrites files nnfc did not write).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
+              show_default=True,
+              help="Measure the subnets built in this precision (as `nnfc compile --precision` "
+                   "builds them; int8 calibrated on the factory's first seen task): a profile "
+                   "per target and precision, which compile uses for that precision's budget.")
 @click.option("--json", "as_json", is_flag=True, help="Print the accuracy as JSON.")
 @click.pass_context
 def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, threads, seed,
-            device_dir, fresh, force, as_json):
+            device_dir, fresh, force, precision, as_json):
     """Profile random subnets of a factory on a target and fit its latency/memory predictor.
 
     Resumable: rerunning continues from the measurements already on disk.
@@ -148,8 +154,13 @@ def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, thr
                    f"--measurements {Path(device_dir) / '<log>'}")
         return
     options = measurement_options(target, threads)
+    from nnfc.precision.stage import check as check_precision
+    from nnfc.precision.target import LATENCY_CALIBRATION_SAMPLES, precision_target
     tgt = make_target(target, options)
-    pred_path, meas_path, png_path = _paths(bundle.root, target, output)
+    check_precision(precision, tgt)
+    tgt = precision_target(tgt, precision, bundle, keep_float_lowering=False,
+                           samples=LATENCY_CALIBRATION_SAMPLES)
+    pred_path, meas_path, png_path = _paths(bundle.root, target, output, precision)
     check_profile_outputs((pred_path, meas_path, png_path), inputs=[bundle.root], fresh=fresh)
     data = profile_subnets(bundle, tgt, meas_path, subnets=subnets, runs=runs, warmup=warmup,
                            rounds=rounds,
@@ -157,7 +168,7 @@ def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, thr
     data["_path"] = str(meas_path)
     data["rows"] = data["rows"][:subnets]
     predictor, png = fit_and_save(bundle, target, data, pred_path, png_path,
-                                  target_options=options)
+                                  target_options=options, precision=precision)
     _print_accuracy(predictor, pred_path, png, as_json)
 
 

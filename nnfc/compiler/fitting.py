@@ -33,8 +33,10 @@ def fill_graph_memory(bundle: Bundle, rows: list[dict[str, Any]], supernet=None)
 
 def fit_and_save(bundle: Bundle, target: str, measurements: dict[str, Any], out: Path,
                  plot: Path | None = None, measured_locally: bool = True,
-                 target_options: dict | None = None) -> tuple[Predictor, Path | None]:
-    """Fit latency/memory on held-out-scored rows, save the predictor JSON (and PNG)."""
+                 target_options: dict | None = None, precision: str = "fp32"
+                 ) -> tuple[Predictor, Path | None]:
+    """Fit latency/memory on held-out-scored rows, save the predictor JSON (and PNG);
+    ``precision``: what the measured subnets were built as (a profile per precision)."""
     rows = measurements["rows"]
     if not same_factory(measurements.get("bundle", {}), bundle):
         have = measurements["bundle"].get("supernet_sha256", "")
@@ -48,6 +50,7 @@ def fit_and_save(bundle: Bundle, target: str, measurements: dict[str, Any], out:
     meta = {"bundle": bundle_fingerprint(bundle), "host": measurements.get("host", {}),
             "measured_locally": measured_locally,
             "target_options": dict(target_options or measurements.get("target_options") or {}),
+            "precision": precision,
             "runtime": measurements.get("runtime") or measurements.get("host", {}).get(
                 "onnxruntime"),
             "profile": {"runs": measurements.get("runs"), "warmup": measurements.get("warmup"),
@@ -71,7 +74,7 @@ def fit_and_save(bundle: Bundle, target: str, measurements: dict[str, Any], out:
     # only once the predictor is in place (a full disk leaves the old pair, never a mix)
     with atomic_file(plot, suffix=".png") as tmp:
         plot_accuracy(held, predictor.meta["accuracy"], tmp,
-                      f"{target} predictor, {len(rows)} subnets")
+                      f"{target} {precision} predictor, {len(rows)} subnets")
         predictor.save(out)
     return predictor, Path(plot)
 

@@ -6,7 +6,9 @@ per-inference overhead. Peak compute and bandwidth are the modules' published fi
 only, no DLA); the efficiencies and overheads are typical of TensorRT on these GPUs, not
 calibrated. The estimate is used only where no measured jetson profile exists: a measured
 profile (``nnfc profile --target jetson --device-dir D`` on the device, then ``profile fit``)
-always wins, and every report and summary says the latency is estimated, not measured.
+always wins, and every report and summary says the latency is estimated, not measured. An
+int8 or fp16 compile gets the estimate of its precision: the peak of that precision and its
+element size in the bytes moved.
 
 Memory is the exact graph figure (parameters + largest intermediate tensor), as for every target.
 """
@@ -32,6 +34,17 @@ class JetsonModule:
     fp16_tflops: float        # dense FP16 on the tensor cores
     bandwidth_gbs: float      # LPDDR memory bandwidth
     source: str
+
+    def peak_ops(self, precision: str) -> float:
+        """Peak operations per second in ``precision``: dense INT8 on the tensor cores runs
+        at twice their FP16 rate (Ampere and Volta alike)."""
+        tera = {"fp32": self.fp32_tflops, "fp16": self.fp16_tflops,
+                "int8": 2.0 * self.fp16_tflops}[precision]
+        return tera * 1e12
+
+
+#: bytes per weight/activation element as TensorRT runs each precision
+ELEMENT_BYTES = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0}
 
 
 MODULES: dict[str, JetsonModule] = {m.name: m for m in (
@@ -69,18 +82,18 @@ def profile_hint(bundle_root: str, device_dir: str = "jetson-subnets") -> str:
 class RooflinePredictor(Predictor):
     """A ``Predictor`` whose latency is the roofline estimate of one Jetson module."""
 
-    def __init__(self, structure: CostStructure, module: JetsonModule, fp16: bool,
+    def __init__(self, structure: CostStructure, module: JetsonModule, precision: str,
                  meta: Mapping[str, Any]):
         # memory: parameter MB + largest intermediate MB, exactly (coefficients 1, 1)
         super().__init__("jetson", structure, LinearModel(0.0, []), LinearModel(0.0, [1.0, 1.0]),
                          dict(meta), "layer-traffic")
-        self.module, self.fp16 = module, fp16
+        self.module, self.precision = module, precision
 
     def layer_ms(self, gates: Mapping[str, np.ndarray]) -> np.ndarray:
         """[B, L] estimated milliseconds of every compute layer."""
         t = self.structure.layer_terms(gates)
-        elem = 2.0 if self.fp16 else 4.0
-        peak = (self.module.fp16_tflops if self.fp16 else self.module.fp32_tflops) * 1e12
+        elem = ELEMENT_BYTES[self.precision]
+        peak = self.module.peak_ops(self.precision)
         compute_s = 2.0 * t["macs"] / (peak * COMPUTE_EFFICIENCY)
         bytes_moved = elem * (t["in_elems"] + t["out_elems"] + t["params"])
         memory_s = bytes_moved / (self.module.bandwidth_gbs * 1e9 * MEMORY_EFFICIENCY)
@@ -97,8 +110,11 @@ class RooflinePredictor(Predictor):
 
 
 def estimated_predictor(structure: CostStructure, bundle_root: str, device: str,
-                        fp16: bool = False) -> RooflinePredictor:
-    """The roofline predictor of ``device`` (one of ``MODULES``) for a factory's structure."""
+                        precision: str = "fp32") -> RooflinePredictor:
+    """The roofline predictor of ``device`` (one of ``MODULES``) for a factory's structure,
+    for engines built in ``precision`` (fp32, fp16 or int8)."""
+    if precision not in ELEMENT_BYTES:
+        raise NnfcError(f"no roofline estimate for precision {precision!r}")
     if device not in MODULES:
         raise NnfcError(f"unknown Jetson module {device!r} (known: {', '.join(MODULES)})")
     module = MODULES[device]
@@ -106,11 +122,13 @@ def estimated_predictor(structure: CostStructure, bundle_root: str, device: str,
             f"({module.source}; {COMPUTE_EFFICIENCY:.0%} of peak compute, "
             f"{MEMORY_EFFICIENCY:.0%} of bandwidth, {LAYER_OVERHEAD_MS * 1e3:.0f} us per layer); "
             f"measure the real device with: {profile_hint(bundle_root)}")
-    meta = {"estimated": {"device": device, "module": asdict(module), "fp16": fp16,
+    meta = {"precision": precision,
+            "estimated": {"device": device, "module": asdict(module), "precision": precision,
                           "compute_efficiency": COMPUTE_EFFICIENCY,
                           "memory_efficiency": MEMORY_EFFICIENCY,
                           "layer_overhead_ms": LAYER_OVERHEAD_MS,
                           "inference_overhead_ms": INFERENCE_OVERHEAD_MS, "note": note,
                           "profile_command": profile_hint(bundle_root)},
-            "measured_locally": False, "target_options": {"fp16": fp16} if fp16 else {}}
-    return RooflinePredictor(structure, module, fp16, meta)
+            "measured_locally": False,
+            "target_options": {"fp16": True} if precision == "fp16" else {}}
+    return RooflinePredictor(structure, module, precision, meta)

@@ -52,21 +52,23 @@ def make_target(name: str, options: dict | None = None):
     return target
 
 
-def default_profile_path(bundle_root: str | os.PathLike, target: str) -> Path:
-    """Where ``nnfc profile`` writes a bundle's predictor for ``target`` by default: this
-    host's entry in the user's cache (:mod:`nnfc.profile_cache`)."""
+def default_profile_path(bundle_root: str | os.PathLike, target: str,
+                         precision: str = "fp32") -> Path:
+    """Where ``nnfc profile`` writes a bundle's predictor for ``target`` (and ``precision``)
+    by default: this host's entry in the user's cache (:mod:`nnfc.profile_cache`)."""
     from nnfc.profile_cache import cache_profile_path
-    return cache_profile_path(bundle_root, target)
+    return cache_profile_path(bundle_root, target, precision)
 
 
 def profile_in_use(bundle_root: str | os.PathLike, target: str,
-                   explicit: str | os.PathLike | None = None) -> Path:
-    """The profile a compile reads: ``explicit``, else the cached or shipped one, else where
-    a new one would be written."""
+                   explicit: str | os.PathLike | None = None, precision: str = "fp32") -> Path:
+    """The profile a compile reads: ``explicit``, else the cached or shipped one of
+    ``precision``, else the fp32 one, else where a new one would be written."""
     from nnfc.profile_cache import find_profile
     if explicit:
         return Path(explicit)
-    return find_profile(bundle_root, target) or default_profile_path(bundle_root, target)
+    own = find_profile(bundle_root, target, precision) if precision != "fp32" else None
+    return own or find_profile(bundle_root, target) or default_profile_path(bundle_root, target)
 
 
 class ProfileMissing(NnfcError):
@@ -79,19 +81,21 @@ def profile_command(bundle_root: str | os.PathLike, target: str) -> str:
 
 
 def load_predictor_for(bundle: Bundle, target: str, path: str | os.PathLike | None = None,
-                       device: str | None = None) -> Predictor:
+                       device: str | None = None, precision: str = "fp32") -> Predictor:
     """The predictor for ``bundle`` on ``target``; a clear error naming the command that makes
     it when it is missing or was made for another factory, target or machine. A jetson target
     without a measured profile gets the roofline estimate of ``device`` (default: Orin Nano);
-    a measured profile always wins."""
+    a measured profile always wins. ``precision``: that precision's profile where one exists
+    (its ``meta["precision"]`` says which was read)."""
     cmd = profile_command(bundle.root, target) + (f" -o {path}" if path else "")
     explicit = path is not None
-    path = profile_in_use(bundle.root, target, path)
+    path = profile_in_use(bundle.root, target, path, precision)
     if target == "jetson" and not explicit and not path.is_file():
         from nnfc.compiler.cost_structure import analyse
         from nnfc.compiler.jetson_estimate import DEFAULT_MODULE, estimated_predictor
         return estimated_predictor(analyse(onnx.load(str(bundle.supernet_path))),
-                                   str(bundle.root), device or DEFAULT_MODULE)
+                                   str(bundle.root), device or DEFAULT_MODULE,
+                                   precision if precision in ("fp16", "int8") else "fp32")
     if not path.is_file():
         raise (NnfcError if explicit else ProfileMissing)(
             f"no {target} profile for factory {bundle.root} ({path} is missing); make it "
@@ -190,6 +194,11 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     target = make_target(req.target, predictor.meta.get("target_options"))
     from nnfc.precision.stage import check as check_precision
     check_precision(req.precision, target)  # a precision the target refuses: before any work
+    if req.precision != "fp32" and predictor.meta.get("precision") == req.precision:
+        # the profile measured this precision: so do the rounds (search and rounds agree)
+        from nnfc.precision.target import precision_target
+        target = precision_target(target, req.precision, bundle, req.task,
+                                  keep_float_lowering=False)
     store = getattr(target, "use_template_store", None)  # android: reuse earlier conversions
     if store is not None:  # in the cache: a shipped profile's directory may be read-only
         store((Path(req.profile).parent if req.profile else default_profile_path(
@@ -218,13 +227,14 @@ def _predictor(bundle: Bundle, req: CompileRequest) -> tuple[Predictor, bool]:
     """The request's predictor, and whether this machine was profiled first for it (it had
     none: one log line and a progress bar), which ``auto_profile`` off refuses."""
     try:
-        return load_predictor_for(bundle, req.target, req.profile, req.device), False
+        return load_predictor_for(bundle, req.target, req.profile, req.device,
+                                  req.precision), False
     except ProfileMissing as exc:
         if not req.auto_profile:
             raise NnfcError(f"{exc} (--no-profile: not profiling it now)") from exc
         from nnfc.compiler.auto_profile import profile_here
         profile_here(bundle, req.target)
-        return load_predictor_for(bundle, req.target, None, req.device), True
+        return load_predictor_for(bundle, req.target, None, req.device, req.precision), True
 
 
 def _compile(req: CompileRequest, bundle: Bundle, task_vec, predictor: Predictor, target,
@@ -248,14 +258,22 @@ def _compile(req: CompileRequest, bundle: Bundle, task_vec, predictor: Predictor
                     inputs=[bundle.root, req.profile]) as tmp:
         kept, rounds = _measured_rounds(req, builder, assembler, predictor, task_vec, margins,
                                         found, tmp, lap)
-        if req.verify and kept.diff is None:
+        rounds_in_precision = getattr(builder.target, "inner", None) is not None
+        if req.verify and kept.diff is None and not rounds_in_precision:
             builder.verify(kept)
             lap("verify")
         from nnfc.precision.stage import run_stage
         precision = run_stage(req, bundle, builder.target, builder.meter(), kept, tmp,
-                              kept.stats)
+                              kept.stats, verify=builder.verify if req.verify else None)
+        precision["profile_precision"] = predictor.meta.get("precision", "fp32")
         if req.precision != "fp32":
             lap("precision")
+        runtime_memory = None
+        if req.mem_mb is not None:  # a memory budget: the runtime's figure beside nnfc's
+            from nnfc.targets.memory_probe import measure_runtime_memory
+            runtime_memory = measure_runtime_memory(
+                req.target, kept.artifact, (getattr(target, "options", {}) or {}).get("threads"))
+            lap("memory")
         found, bench = kept.found, kept.bench
         (tmp / "gates.json").write_text(json.dumps(gates_to_json(found.gates)) + "\n",
                                         encoding="utf-8")
@@ -265,6 +283,9 @@ def _compile(req: CompileRequest, bundle: Bundle, task_vec, predictor: Predictor
         report = _report(req, bundle, found, predictor, margins, bench, kept.stats, kept.diff,
                          kept.artifact.name, timings, target, [r.entry() for r in rounds],
                          precision)
+        report["measured"]["runtime_peak_memory"] = runtime_memory
+        report["memory_budget_held_to"] = ("computed: parameter bytes + largest intermediate "
+                                           "tensor (MB = 1e6 bytes)")
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         (tmp / "summary.txt").write_text(summary(report) + "\n", encoding="utf-8")
     return report
@@ -430,6 +451,11 @@ def summary(report: dict[str, Any]) -> str:
         verdict = "within budget" if report["within_budget"] else "OVER BUDGET"
     runtime_mem = (f" (runtime reports {format_mb(meas['runtime_memory_mb'])})"
                    if meas.get("runtime_memory_mb") is not None else "")
+    peak = meas.get("runtime_peak_memory")
+    if peak:
+        runtime_mem += (f"; a process loading and running it grows by "
+                        f"{format_mb(peak['peak_rss_growth_mb'])} (peak RSS; the budget holds "
+                        f"the computed figure)")
     use = report.get("budget_use") or {}
     use_line = ", ".join(f"{k} {v['utilisation']:.1%} of budget ({v['of']}"
                          + (", binding)" if v["binding"] else ")") for k, v in use.items())

@@ -64,10 +64,12 @@ class PrecisionStage:
         return self._metrics[artifact]
 
     # ---- reduced precisions ----------------------------------------------------------------
-    def build(self, precision: str, float_model: bytes, float_artifact: Path
-              ) -> tuple[Controlled, dict]:
+    def build(self, precision: str, float_model: bytes, float_artifact: Path,
+              reuse: Path | None = None) -> tuple[Controlled, dict]:
         """The ``precision`` artifact of ``float_model`` (the deployable float graph the float
-        artifact was lowered from), accuracy-controlled where it is int8."""
+        artifact was lowered from), accuracy-controlled where it is int8; ``reuse``: that
+        artifact as a measured round already built it (taken where the target builds it
+        itself, e.g. a TFLite conversion of minutes)."""
         from nnfc.precision import ort_quantize as oq
         from nnfc.precision.calibration import calibration_for
         model = oq.prepared(onnx.load_from_string(float_model))
@@ -77,8 +79,8 @@ class PrecisionStage:
         float_metric = self.metric(float_artifact, outputs)
         if precision == "fp16":
             work = self._work()
-            art = Path(own(model, "fp16", work) if own else
-                       self.target.lower_fp16(model.SerializeToString(), work))
+            art = reuse or Path(own(model, "fp16", work) if own else
+                                self.target.lower_fp16(model.SerializeToString(), work))
             result = control(lambda kept: art, lambda a: self.metric(a, outputs), float_metric,
                              None, self.max_drop)
             return self._finish(result, "fp16"), {}
@@ -93,6 +95,8 @@ class PrecisionStage:
         def build(kept: list[str]) -> Path:
             self.progress(f"int8: calibrating on {len(calibration.images)} samples"
                           + (f", {len(kept)} layer(s) float" if kept else ""))
+            if own is not None and reuse is not None and not kept:
+                return reuse
             work = self._work()
             if own is not None:
                 return Path(own(model, "int8", work, calibration=calibration,
@@ -155,10 +159,22 @@ def _param_bytes(model: onnx.ModelProto) -> int:
 
 
 def run_stage(req, bundle, target, meter, kept, tmp: Path, stats,
-              progress: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+              progress: Callable[[str], None] = lambda msg: None,
+              verify: Callable | None = None) -> dict[str, Any]:
     """Quantize ``kept`` (the measured float round) as ``req.precision`` asks; update
     ``kept.artifact``/``kept.bench`` to the chosen artifact; return the report's
-    ``precision`` section."""
+    ``precision`` section. Where the rounds were built in the precision (``target`` a
+    :class:`~nnfc.precision.target.PrecisionTarget`), the float artifact of the kept subnet is
+    lowered here, verified with ``verify`` and measured beside it."""
+    inner = getattr(target, "inner", target)
+    reuse = None
+    if inner is not target:
+        reuse = _set_aside(kept.artifact, tmp)
+        kept.artifact = Path(inner.lower(kept.model, tmp))
+        if verify is not None:
+            verify(kept)
+        kept.bench = meter(kept.artifact)
+    target = inner
     precision = check(req.precision, target)
     float_ms = kept.latency_ms
     section: dict[str, Any] = {"requested": precision, "built": "fp32",
@@ -173,7 +189,8 @@ def run_stage(req, bundle, target, meter, kept, tmp: Path, stats,
                            progress=progress)
     tried = []
     for p in options:
-        result, info = stage.build(p, kept.model, kept.artifact)
+        result, info = stage.build(p, kept.model, kept.artifact,
+                                   reuse if p == req.precision else None)
         best = result.best
         bench = meter(best.artifact)
         ms = bench.latency_ms if not isinstance(bench, str) else None
@@ -197,6 +214,17 @@ def run_stage(req, bundle, target, meter, kept, tmp: Path, stats,
             break
     section["tried"] = tried
     return section
+
+
+def _set_aside(artifact: Path, out: Path) -> Path:
+    """Move the artifact's files (all but ``model.onnx``) from ``out`` into a work directory
+    beside the others (removed with them); return the artifact's new path."""
+    pre = out / ".precision-0"
+    pre.mkdir()
+    for f in list(out.iterdir()):
+        if f.is_file() and f.name != "model.onnx":
+            os.replace(f, pre / f.name)
+    return pre / artifact.name
 
 
 def bundle_metric(bundle) -> str:
