@@ -62,6 +62,28 @@ EXTRAS: dict[str, tuple[str, str]] = {
         "jetson", 'pip install "nnfc[jetson]" and TensorRT (JetPack on a Jetson)')),
 }
 
+#: examples shown under a verb's --help where its module gives none
+EXAMPLES: dict[str, str] = {
+    "bench": """nnfc bench out/red-car --lat 5ms --mem 20MB
+  nnfc bench out/a out/b --eval --save main.json
+  nnfc bench out/a out/b --baseline main.json --junit junit.xml --markdown -
+  nnfc bench --trend run1.json run2.json --plot trend.png""",
+    "profile": """nnfc profile --target desktop --subnets 300
+  nnfc profile --bundle attrod-mobilenet --target android --subnets 60 -o android.json
+  nnfc profile --target jetson --device-dir jetson-subnets/      # measure on the device""",
+    "prune": """nnfc prune supernet.onnx --gates out/red-car/gates.json -o small.onnx""",
+    "demo": """nnfc demo
+  nnfc demo --target desktop --target jetson -o out/demo""",
+    "eval": """nnfc eval --task red,car --limit 0.05,0.25,1
+  nnfc eval --bundle factories/numvqa-resnet --json""",
+    "train": """nnfc train --config configs/attrod-resnet.toml -o factories/mine
+  nnfc train --config configs/attrod-resnet.toml -o factories/mine --resume""",
+    "export": """nnfc export --preset resnet18 -o r18.onnx
+  nnfc export --checkpoint factories/mine.ckpt -o factories/mine""",
+    "baseline": """nnfc baseline retrain --task red,car --target desktop -o out/retrain
+  nnfc baseline prune-tune --task red,car --lat 3ms -o out/prune-tune""",
+}
+
 #: hidden old spellings of verbs -> the verb
 ALIASES: dict[str, str] = {"factories": "factory"}
 
@@ -90,7 +112,10 @@ class LazyGroup(click.Group):
         if target is None or not _module_exists(target):
             return None
         module, attr = target.split(":")
-        return getattr(importlib.import_module(module), attr)
+        command = getattr(importlib.import_module(module), attr)
+        if not command.epilog and name in EXAMPLES:
+            command.epilog = "\b\nExamples:\n  " + EXAMPLES[name]
+        return command
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name = args[0] if args else ""

@@ -41,8 +41,12 @@ def _parse(text: str | float | int, units: dict[str, float], what: str, example:
         raise NnfcError(f"{what} budget {raw!r} has no unit; write e.g. {example!r} "
                         f"(units: {accepted})")
     lookup = {u.lower(): u for u in units}
-    # units are case-insensitive except that "b"/"B" ambiguity does not arise: only bytes exist.
     key = lookup.get(unit.lower())
+    if key is not None and units is MEMORY_UNITS and unit != key and unit.endswith("b"):
+        # "50Mb" is megabits to many people, megabytes to others: refuse to guess
+        raise NnfcError(f"{what} unit {unit!r} in {raw!r} is ambiguous (bits or bytes?); write "
+                        f"{number:g}{key} for bytes or {number / 8:g}{key} for {number:g} "
+                        f"{unit[:-1]}bits (units: {accepted})")
     if key is None:
         raise NnfcError(f"unknown {what} unit {unit!r} in {raw!r}; accepted units: {accepted}")
     value = number * units[key]

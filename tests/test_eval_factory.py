@@ -9,10 +9,10 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors.torch import load_file
 
 from factory_fixtures import train_tiny
 from nnfc.bundle import read_bundle
+from nnfc.bundle_weights import torch_state
 from nnfc.cli import cli, main
 from nnfc.passes import apply_gates
 from nnfc.evaluation import (EvalRow, activation_ratio, evaluate_bundle, run_assembler,
@@ -29,7 +29,7 @@ def bundle(tmp_path_factory):
 def test_pruned_models_equal_torch_supernet(bundle):
     family = task_family_of(bundle)
     net, _ = build_models(config_from_dict(bundle.manifest["training"]["config"]), family)
-    net.load_state_dict(load_file(str(bundle.root / "supernet.safetensors")))
+    net.load_state_dict(torch_state(bundle.root / "supernet.safetensors"))
     net.eval()
     names = [o["name"] for o in bundle.output_spec]
     x, _, _ = family.sample([("has", "0")], 8, "test", np.random.default_rng(0))

@@ -15,7 +15,7 @@ def test_latency(text, ms):
 
 @pytest.mark.parametrize("text,mb", [("50MB", 50.0), ("512KB", 0.512), ("1GB", 1000.0),
                                      ("1GiB", 1024 ** 3 / 1e6), ("1MiB", 1.048576),
-                                     ("64KiB", 0.065536), ("2mb", 2.0), ("1000000B", 1.0)])
+                                     ("64KiB", 0.065536), ("2MB", 2.0), ("1000000B", 1.0)])
 def test_memory(text, mb):
     assert parse_memory_mb(text) == pytest.approx(mb)
 
@@ -30,7 +30,10 @@ def test_latency_errors(text, needle):
 
 
 @pytest.mark.parametrize("text,needle", [("50", "no unit"), ("50MiBs", "unknown memory unit"),
-                                         ("lots", "cannot parse"), ("0GB", "positive")])
+                                         ("lots", "cannot parse"), ("0GB", "positive"),
+                                         ("50Mb", r"ambiguous \(bits or bytes\?\); write 50MB "
+                                                  r"for bytes or 6.25MB for 50 Mbits"),
+                                         ("8kb", "ambiguous")])
 def test_memory_errors(text, needle):
     with pytest.raises(NnfcError, match=needle) as err:
         parse_memory_mb(text)

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from nnfc.baselines import task_data
-from nnfc.bundle import Bundle, default_bundle_path, read_bundle
+from nnfc.bundle import Bundle, read_bundle
+from nnfc.factories import resolve_factory
 from nnfc.compiler.pipeline import ScenarioRequest
 from nnfc.compiler.predictor import Predictor
 from nnfc.errors import NnfcError
@@ -61,7 +62,7 @@ def open_context(bundle_path: str | Path | None, task: Sequence[str], target: st
     if not task:
         raise NnfcError("--task needs at least one attribute, e.g. --task red,car")
     get_target(target)  # an unknown target is the first error
-    bundle = read_bundle(bundle_path or default_bundle_path())
+    bundle = read_bundle(resolve_factory(bundle_path))
     if out is not None:  # a bad -o fails before any training
         from nnfc.outputs import check_output_dir
         check_output_dir(out, "baseline", inputs=[bundle.root])

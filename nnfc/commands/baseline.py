@@ -8,13 +8,15 @@ from pathlib import Path
 
 import click
 
+from nnfc.commands.options import target_option
+
 _COMMON = [
     click.option("--bundle", "bundle_path", type=click.Path(), default=None,
                  help="Factory bundle directory (default: the shipped default factory)."),
     click.option("--task", required=True,
                  help="Comma-separated attributes from the factory's vocabulary, e.g. "
                       "red,car."),
-    click.option("--target", default="desktop", show_default=True, help="Deployment target."),
+    target_option(),
     click.option("-o", "--output", required=True, type=click.Path(),
                  help="Output directory (written atomically at the end)."),
     click.option("--profile", "profile_path", type=click.Path(), default=None,

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from nnfc.commands.options import AliasedOption, target_choice
 from nnfc.errors import NnfcError
 
 DEFAULT_ROUNDS, DEFAULT_RUNS, DEFAULT_WARMUP, DEFAULT_MIN_ROUND_MS = 15, 20, 5, 25.0
@@ -296,7 +297,7 @@ def _trend(files: tuple[Path, ...], plot: str | None, as_json: bool) -> None:
 
 @click.command("bench")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--target", default=None,
+@click.option("--target", default=None, type=target_choice(),
               help="Target of every ARTIFACT (default: the target a compile output was built "
                    "for, or the one whose artifacts end with the file's suffix: .onnx desktop, "
                    ".tflite android, .engine jetson). An .onnx file given for a target that "
@@ -317,14 +318,17 @@ def _trend(files: tuple[Path, ...], plot: str | None, as_json: bool) -> None:
 @click.option("--threads", default=None, type=click.IntRange(1, None),
               help="Runtime threads, for targets that take them (default: the setting the "
                    "artifact was compiled with; desktop 1, android min(4, cores)).")
-@click.option("--device", default=None, metavar="SERIAL",
+@click.option("--adb-serial", "--device", "device", default=None, metavar="SERIAL",
+              cls=AliasedOption, hidden_aliases=("--device",),
               help="android: benchmark on this adb device with TFLite's benchmark_model "
                    "instead of LiteRT on this machine.")
-@click.option("--lat-budget", default=None, metavar="LATENCY",
+@click.option("--lat", "--lat-budget", "lat_budget", default=None, metavar="LATENCY",
+              cls=AliasedOption, hidden_aliases=("--lat-budget",),
               help="Fail (exit 1) when an artifact's latency exceeds this, e.g. 20ms, 0.5s.")
 @click.option("--lat-stat", type=click.Choice(["median", "p90"]), default="median",
               show_default=True, help="Which latency the budget applies to.")
-@click.option("--mem-budget", default=None, metavar="MEMORY",
+@click.option("--mem", "--mem-budget", "mem_budget", default=None, metavar="MEMORY",
+              cls=AliasedOption, hidden_aliases=("--mem-budget",),
               help="Fail (exit 1) when an artifact's memory exceeds this, e.g. 300MB.")
 @click.option("--baseline", "baseline_file", default=None, type=click.Path(path_type=Path),
               help="A run saved with --save (e.g. on main): compare each artifact with its "

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from nnfc.commands.options import AliasedOption, target_option
+
 from nnfc.outputs import nonempty_path
 
 from nnfc.errors import EXIT_OVER_BUDGET
@@ -19,7 +21,7 @@ from nnfc.errors import EXIT_OVER_BUDGET
 @click.option("--task", required=True,
               help="The task: the factory's attributes (red,car) or words (\"crimson cars\", "
                    "\"people in white\", \"red or blue cars\"); the resolution is printed.")
-@click.option("--target", default="desktop", show_default=True, help="Deployment target.")
+@target_option()
 @click.option("--lat", default=None, help="Latency budget at batch 1, e.g. 5ms, 0.5s, 800us.")
 @click.option("--mem", default=None,
               help="Memory budget (parameters + largest intermediate tensor), e.g. 50MB, 1GiB.")
@@ -56,7 +58,8 @@ from nnfc.errors import EXIT_OVER_BUDGET
                    "lands below 97% of it, step to the limit the measurement suggests and "
                    "measure again (1: measure once, the fastest compile; each further measured "
                    "subnet costs a prune, a lowering and a measurement).")
-@click.option("--device", default=None,
+@click.option("--jetson-module", "--device", "device", default=None, cls=AliasedOption,
+              hidden_aliases=("--device",),
               type=click.Choice(["orin-nano", "orin-nx", "agx-orin", "agx-xavier"]),
               help="jetson without a measured profile: estimate latency for this module "
                    "(roofline; default orin-nano). A measured profile always wins.")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from nnfc.commands.options import target_choice
+
 from nnfc.compiler.auto_profile import MIN_SUBNETS
 from nnfc.targets import TARGETS
 
@@ -89,7 +91,7 @@ def detections_png(bundle, compiled: list[tuple[str, list[str], str, dict, Path]
 @click.command()
 @click.option("--bundle", "bundle_path", type=click.Path(), default=None,
               help="Factory bundle (default: the shipped default factory).")
-@click.option("--target", "targets", multiple=True,
+@click.option("--target", "targets", multiple=True, type=target_choice(),
               help=f"Target(s) to compile for ({', '.join(TARGETS)}; repeatable; default: "
                    f"{', '.join(DEFAULT_TARGETS)}).")
 @click.option("-o", "--output", default="out/demo", show_default=True, type=click.Path(),

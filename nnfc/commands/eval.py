@@ -42,12 +42,13 @@ def eval_(bundle_dir: str | None, tasks: tuple[str, ...], limits: tuple[str, ...
           images: str | None) -> None:
     from tqdm import tqdm
 
-    from nnfc.bundle import default_bundle_path, read_bundle
+    from nnfc.bundle import read_bundle
+    from nnfc.factories import resolve_factory
     from nnfc.errors import NnfcError
     from nnfc.evaluation import (DEFAULT_LIMITS, evaluate_bundle, summary_rows, task_family_of,
                                  unseen_gaps)
 
-    bundle = read_bundle(bundle_dir or default_bundle_path())
+    bundle = read_bundle(resolve_factory(bundle_dir))
     family = None
     if data is None and (colours or images):
         raise NnfcError("--colours and --images go with --data (a COCO instances file)")

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from nnfc.commands.options import AliasedOption
+
 from nnfc.outputs import nonempty_path
 
 from nnfc.errors import NnfcError
@@ -25,7 +27,8 @@ def _parse_value(text: str):
 @click.option("--checkpoint", type=click.Path(file_okay=False), default=None,
               help="Training checkpoint directory (from `nnfc train`), or a factory bundle "
                    "to re-export.")
-@click.option("--out", required=True, type=click.Path(), callback=nonempty_path,
+@click.option("-o", "--output", "--out", "out", required=True, cls=AliasedOption,
+              hidden_aliases=("--out",), type=click.Path(), callback=nonempty_path,
               help="Output ONNX file or bundle dir.")
 @click.option("--input-shape", default="1,3,32,32", show_default=True,
               help="Input shape with batch (preset export).")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from nnfc.commands.options import target_choice
+
 from nnfc.outputs import nonempty_path
 
 from nnfc.errors import NnfcError
@@ -86,7 +88,7 @@ def _print_accuracy(predictor, path: Path, png: Path | None, as_json: bool) -> N
 @click.group(invoke_without_command=True)
 @click.option("--bundle", "bundle_path", type=click.Path(), default=None,
               help="Factory bundle directory (default: the shipped default factory).")
-@click.option("--target", default=DEFAULT_TARGET, show_default=True,
+@click.option("--target", default=DEFAULT_TARGET, show_default=True, type=target_choice(),
               help=f"Target to profile ({', '.join(TARGETS)}).")
 @click.option("--subnets", default=300, show_default=True, type=click.IntRange(10, None),
               help="Random subnets to measure (the paper: 200-1000 are enough).")
@@ -132,12 +134,13 @@ def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, thr
     ctx.obj.update(bundle_path=bundle_path, target=target, output=output, as_json=as_json)
     if ctx.invoked_subcommand is not None:
         return
-    from nnfc.bundle import default_bundle_path, read_bundle
+    from nnfc.bundle import read_bundle
+    from nnfc.factories import resolve_factory
     from nnfc.compiler.fitting import fit_and_save
     from nnfc.compiler.profiler import profile_subnets
     from nnfc.compiler.pipeline import make_target
 
-    bundle = read_bundle(bundle_path or default_bundle_path())
+    bundle = read_bundle(resolve_factory(bundle_path))
     if device_dir:
         from nnfc.compiler.profiler import export_device_subnets
         from nnfc.outputs import output_dir
@@ -184,13 +187,14 @@ def profile(ctx, bundle_path, target, subnets, output, runs, rounds, warmup, thr
 def fit(ctx, measurements, plan, local):
     """Fit a predictor from measurements made elsewhere (nnfc profile's options apply:
     --bundle, --target, -o go before `fit`)."""
-    from nnfc.bundle import default_bundle_path, read_bundle
+    from nnfc.bundle import read_bundle
+    from nnfc.factories import resolve_factory
     from nnfc.compiler.fitting import fit_and_save
     from nnfc.compiler.pipeline import make_target
     from nnfc.compiler.profiler import read_device_measurements, read_measurements
 
     opts = ctx.obj
-    bundle = read_bundle(opts["bundle_path"] or default_bundle_path())
+    bundle = read_bundle(resolve_factory(opts["bundle_path"]))
     if plan or not str(measurements).endswith(".json"):
         data = read_device_measurements(measurements, make_target(opts["target"]), plan)
     else:

@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from nnfc.commands.options import target_choice
+
 from nnfc.errors import NnfcError
 
 log = logging.getLogger("nnfc")
@@ -112,7 +114,7 @@ Examples:
 @click.option("--markdown", "markdown_file", default=None,
               help="Markdown summary (default: [bench] markdown, else OUTPUT/summary.md); '-' "
                    "prints it; $GITHUB_STEP_SUMMARY is appended to.")
-@click.option("--target", "targets", multiple=True,
+@click.option("--target", "targets", multiple=True, type=target_choice(),
               help="Only the scenarios for this target (repeatable), e.g. one CI job per "
                    "target.")
 @click.option("--no-bench", is_flag=True, help="Compile the scenarios only.")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import click
 
+from nnfc.commands.options import AliasedOption
+
 from nnfc.outputs import nonempty_path
 
 
 @click.command(help="Train a model factory (gated supernet + assembler) from a TOML config and "
-                    "write the bundle to --out. Runs unchanged under "
+                    "write the bundle to -o/--output. Runs unchanged under "
                     "`torchrun --nproc_per_node N` (DistributedDataParallel).")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="TOML config (see configs/numvqa-*.toml).")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("-o", "--output", "--out", "out", required=True, cls=AliasedOption,
+              hidden_aliases=("--out",), type=click.Path(file_okay=False),
               callback=nonempty_path,
               help="Bundle directory to write, e.g. factories/NAME.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint.")
@@ -26,7 +29,8 @@ from nnfc.outputs import nonempty_path
                    "count).")
 @click.option("--stop-after", type=click.IntRange(1, None), default=None,
               help="Stop after this epoch, leaving a checkpoint (continue with --resume).")
-@click.option("--no-progress", is_flag=True, help="One JSON line per epoch instead of a bar.")
+@click.option("--quiet", "--no-progress", "no_progress", is_flag=True, cls=AliasedOption,
+              hidden_aliases=("--no-progress",), help="One JSON line per epoch instead of a bar.")
 @click.option("--force", is_flag=True,
               help="Also write into a non-empty directory that is not an nnfc bundle (adds "
                    "nnfc's files; never deletes or overwrites files nnfc did not write).")

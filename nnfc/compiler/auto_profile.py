@@ -18,8 +18,14 @@ MAX_SUBNETS = 250
 
 
 def affordable_subnets(bundle: Bundle, target, seconds: float = 30.0) -> int:
-    """How many subnets profile in about ``seconds``: time the full supernet once (half of it is
-    a fair average over random subnets) plus a fixed prune/lower/session cost per subnet."""
+    """How many subnets profile in about ``seconds`` (at least ``MIN_SUBNETS``): see
+    :func:`seconds_per_subnet`."""
+    return int(min(MAX_SUBNETS, max(MIN_SUBNETS, seconds / seconds_per_subnet(bundle, target))))
+
+
+def seconds_per_subnet(bundle: Bundle, target) -> float:
+    """Profiling time of one subnet: time the full supernet once (half of it is a fair average
+    over random subnets) plus a fixed prune/lower/session cost per subnet."""
     import onnx
 
     from nnfc.compiler.measure import measure
@@ -35,8 +41,7 @@ def affordable_subnets(bundle: Bundle, target, seconds: float = 30.0) -> int:
         artifact = target.lower(f"{tmp}/m.onnx", tmp)
         overhead = time.perf_counter() - t0
         lat_s = measure(target, artifact, runs=5, warmup=1, rounds=1).latency_ms / 1e3
-    per_subnet = overhead + 0.02 * 5 + 0.5 * lat_s * 12 * 5 * 1.5
-    return int(min(MAX_SUBNETS, max(MIN_SUBNETS, seconds / per_subnet)))
+    return overhead + 0.02 * 5 + 0.5 * lat_s * 12 * 5 * 1.5
 
 
 def profile_here(bundle: Bundle, target: str, reason: str = "",
@@ -54,8 +59,8 @@ def profile_here(bundle: Bundle, target: str, reason: str = "",
     t0 = time.perf_counter()
     count = subnets or affordable_subnets(bundle, tgt)
     log.info("no %s profile of this factory on this machine%s: profiling %d subnets first "
-             "(about half a minute, once; saved in %s)", target,
-             f" ({reason})" if reason else "", count, pred_path.parent)
+             "(once; saved in %s)", target, f" ({reason})" if reason else "", count,
+             pred_path.parent)
     data = profile_subnets(bundle, tgt, pred_path.with_name(pred_path.stem + ".measurements.json"),
                            subnets=count, runs=10, warmup=2, rounds=5, resume=False,
                            progress=progress)

@@ -165,7 +165,7 @@ class CompileRequest(ScenarioRequest):
 
 def compile_model(req: CompileRequest) -> dict[str, Any]:
     """Run the whole compile and return the report (also written to ``out/report.json``)."""
-    from nnfc.bundle import default_bundle_path
+    from nnfc.factories import resolve_factory
     from nnfc.targets import get_target
 
     timings: dict[str, float] = {}
@@ -183,7 +183,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     if req.lat_ms is None and req.mem_mb is None:
         raise NnfcError("give a budget: --lat (e.g. 5ms) and/or --mem (e.g. 50MB)")
     get_target(req.target)  # an unknown target is the first error
-    bundle = read_bundle(req.bundle or default_bundle_path())
+    bundle = read_bundle(resolve_factory(req.bundle))
     check_output_dir(req.out, "compile", force=req.force, inputs=[bundle.root, req.profile])
     resolve_task(bundle, req)
     task_vec = bundle.encode_task(req.task)
