@@ -64,3 +64,15 @@ def test_malformed_onnx_is_a_clear_error(tmp_path):
     gates_file.write_text("{}")
     proc = nnfc("prune", str(bad), "--gates", str(gates_file), "-o", str(tmp_path / "o.onnx"))
     assert proc.returncode == 2 and "is not a valid ONNX model" in proc.stderr
+
+
+def test_output_in_a_missing_directory_is_refused(model_path, tmp_path):
+    """A typo in -o makes no directories: one error line, nothing created."""
+    gates_file = tmp_path / "gates.json"
+    gates_file.write_text(json.dumps({"gate.layer1.0.conv1": [1] * 8}))
+    out = tmp_path / "no" / "such" / "x.onnx"
+    proc = subprocess.run([sys.executable, "-m", "nnfc", "prune", str(model_path), "--gates",
+                           str(gates_file), "-o", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert proc.stderr.startswith("nnfc: error:") and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "no").exists()

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from nnfc.errors import NnfcError
 from nnfc.outputs import check_output_file, nonempty_path
 
 from nnfc.onnx_io import count_params, load_onnx, save_onnx
@@ -38,6 +39,9 @@ def prune(model: str, gates_path: str, output: str, as_json: bool, shapes: bool)
     # validate the gates and fail with one error naming the op on a graph they cannot handle
     out = check_output_file(output, PRUNED_MARKER.encode(), "pruned model",
                             inputs=[model, gates_path])
+    if out is not None and not out.parent.is_dir():  # a typo'd path makes no directories
+        raise NnfcError(f"-o {output}: the directory {out.parent} does not exist; create it "
+                        "first or give another path")
     supernet = load_onnx(model, check=False)
     gates = load_gates_json(gates_path)
     pruned, reports = apply_gates_with_report(supernet, gates, infer_shapes=shapes)
