@@ -96,3 +96,15 @@ def test_target_filter(tmp_path, capsys, monkeypatch):
     assert code == 0, err
     assert [r["target"] for r in json.loads((tmp_path / "out" / "run.json").read_text())[
         "scenarios"]] == ["desktop"]
+
+
+def test_the_ci_examples_pipeline_file_is_valid():
+    from pathlib import Path
+
+    from nnfc.targets import TARGETS
+    root = Path(__file__).resolve().parent.parent / "examples" / "github-actions"
+    pipe = load_pipeline(root / "pipeline.toml")
+    assert {s.target for s in pipe.scenarios} == set(TARGETS)
+    workflow = (root / "nnfc-bench.yml").read_text()
+    assert "checks: write" in workflow and "nnfc run" in workflow
+    assert "scenarios.txt" not in workflow and "set -e" not in workflow
