@@ -116,6 +116,9 @@ def _text_graphs():
               .replace("float[4] gate_s, ", "").replace("gs = Reshape (gate_s, shape)", ""), "fpn": FPN, "nhwc": NHWC, "ghost": GHOST,
               "split": SPLIT.replace("SPLIT_LINE", "split = Constant <value = int64[2] {3, 5}> ()"
                                      "\n s1, s2 = Split <axis = 1> (r1, split)")}
+    from test_passes_exporters import PATTERNS, header
+    graphs.update({f"exporter-{name}": header(12) + body
+                   for name, (body, _, _) in PATTERNS.items()})
     for op, line in {"relu": "b = Relu (a)", "clip": UNARY_LINES["Clip"],
                      "mul-k": "b = Mul (a, K)", "add-k": "b = Add (a, K)",
                      "maxpool": "b = MaxPool <kernel_shape = [3,3], pads = [1,1,1,1]> (a)"

@@ -19,7 +19,7 @@ from nnfc.compiler.graph_stats import with_batch
 from nnfc.errors import NnfcError
 from nnfc.passes import (BindGatesPass, FoldGateConstantsPass, PruneError, RemoveUnusedPass,
                          gate_inputs)
-from nnfc.passes.cleanup import Bypass, zero_foldable_producer
+from nnfc.passes.cleanup import Bypass, zero_foldable_consumers, zero_foldable_producer
 from nnfc.passes.graph_utils import GATE_TAG, fresh_names
 from nnfc.passes.layout import Layout
 from nnfc.passes.plan import RegionPlan, gate_muls, plan_region
@@ -110,9 +110,9 @@ class _Builder:
             self._term((value, edit.axis), s, _weights(edit.layout) / edit.groups)
             if edit.sink:  # the bias a fold adds where there was none
                 axis = region.sinks[edit.node].new_bias_axis(edit.node)
-                channels = carry.get(edit.node, [])
-                if axis is not None and channels:
-                    self.added.append((Monomial(1.0, [], 4, True, ["carry", s, channels]),
+                cond = _carry_cond(s, carry.get(edit.node, []), table)
+                if axis is not None and cond is not None:
+                    self.added.append((Monomial(1.0, [], 4, True, cond),
                                        [(edit.node.outputs[0], axis)]))
             tag = value.metadata_props.get(GATE_TAG)
             if tag:
@@ -125,9 +125,9 @@ class _Builder:
                                         ["pruned", s]), None))
 
     def _table(self, plan: RegionPlan, gate_values, names: list[str]
-               ) -> tuple[np.ndarray, dict[ir.Node, list[int]]]:
+               ) -> tuple[np.ndarray, dict[ir.Node, list[list[int]]]]:
         """Removable channels for every combination of the gates' bits, by the passes'
-        constant analysis; and per sink the channels that carry a non-zero constant when off."""
+        constant analysis; and per sink and code the channels that carry a non-zero constant."""
         region = plan.region
         k = len(names)
         combos = range(2 ** k) if k <= MAX_TABLE_GATES else (0, 2 ** k - 1)
@@ -142,11 +142,11 @@ class _Builder:
                                                           np.float32))
                 states = plan.analyze(self.order)
                 table[code] = plan.decide_removable(states)
-                if code == 0:
-                    for sink in region.sinks:
-                        st = states.get(sink.inputs[0])
-                        if st is not None:
-                            carry[sink] = np.flatnonzero(st.const & (st.val != 0)).tolist()
+                for sink in region.sinks:
+                    st = states.get(sink.inputs[0])
+                    rows = carry.setdefault(sink, [[] for _ in range(2 ** k)])
+                    if st is not None:
+                        rows[code] = np.flatnonzero(st.const & (st.val != 0)).tolist()
         finally:
             for value, const in saved.items():
                 value.const_value = const
@@ -250,9 +250,11 @@ class _Builder:
 
     def _constant(self, value: ir.Value, monomial) -> None:
         if value.metadata_props.get(GATE_TAG) and any(
-                u.node.op_type == "Mul" and zero_foldable_producer(u.node, value, self.rules) is not None
+                u.node.op_type == "Mul" and (
+                    zero_foldable_producer(u.node, value, self.rules) is not None
+                    or zero_foldable_consumers(u.node, value, self.rules))
                 for u in value.uses()):
-            return  # its zeros go into the producing conv's filters: never in a pruned graph
+            return  # its zeros go into its producer or readers: never in a pruned graph
         dtype = value.const_value.dtype
         shape = list(value.const_value.shape)
         cond = self.gate_conds.get(value)
@@ -283,6 +285,18 @@ class _Builder:
                      ref((out, axes.out_axis)), int(x.shape[axes.in_axis]),
                      int(out.shape[axes.out_axis]), axes.depthwise, axes.spatial, axes.kernel,
                      axes.bias, axes.groups)
+
+
+def _carry_cond(s: int, rows: list[list[int]], table: np.ndarray) -> list | None:
+    """When a folded bias exists: a removed channel carries a constant under its gates' bits.
+    The short form (channels carrying when all gates are off) where it says the same."""
+    if not any(rows):
+        return None
+    first = set(rows[0])
+    if all(set(np.flatnonzero(table[code])) & (set(row) ^ first) == set()
+           for code, row in enumerate(rows)):
+        return ["carry", s, rows[0]] if rows[0] else None
+    return ["carry", s, sorted({c for row in rows for c in row}), rows]
 
 
 def _shape(value: ir.Value) -> list | None:

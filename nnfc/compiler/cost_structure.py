@@ -49,13 +49,24 @@ class ChannelSet:
 
     def dropped(self, gates: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(dropped [B, size] bool, placeholder [B] bool) for the structure's gate masks."""
+        removable = self.table[self.codes(gates), np.arange(self.size)[None, :]]
+        kept, placeholder = self.keep.decide(removable)
+        return ~kept, placeholder
+
+    def codes(self, gates: list[np.ndarray]) -> np.ndarray:
+        """[B, size]: the code its gates' bits spell at each channel."""
         batch = max(g.shape[0] for g in gates) if gates else 1
         code = np.zeros((batch, self.size), np.int64)
         for j in range(len(self.vars)):
             code |= self.bit(gates, j).astype(np.int64) << j
-        removable = self.table[code, np.arange(self.size)[None, :]]
-        kept, placeholder = self.keep.decide(removable)
-        return ~kept, placeholder
+        return code
+
+    def marked(self, gates: list[np.ndarray], rows: list[list[int]]) -> np.ndarray:
+        """[B, size]: channel c is in ``rows[code]`` for the code its bits spell."""
+        table = np.zeros((max(len(rows), 1), self.size), bool)
+        for code, channels in enumerate(rows):
+            table[code, np.asarray(channels, np.int64)] = True
+        return table[np.minimum(self.codes(gates), len(rows) - 1), np.arange(self.size)[None, :]]
 
     def bit(self, gates: list[np.ndarray], j: int, every: bool = False) -> np.ndarray:
         """[B, size]: gate ``vars[j]`` is on at any (``every``: all) of each channel's entries."""
@@ -110,7 +121,8 @@ class Monomial:
     """``coef · Π dims``; for a constant also its element size, whether it counts as a float
     parameter, and when it exists (``cond``: None always; ``["gate", set, var, channels]``: a
     gate left with a zero on a kept channel; ``["zeros", gate]``: an unpruned gate with a zero;
-    ``["carry", set, channels]``: a bias made by folding removed channels' constants;
+    ``["carry", set, channels, per_code]``: a bias made by folding removed channels' constants
+    (``per_code[code]``: the channels that carry one when their gates' bits spell ``code``);
     ``["pruned", set]``: the region dropped something); ``alive``: the structure's bypasses
     that remove it (a branch behind a residual gate of zeros)."""
 
@@ -234,6 +246,9 @@ class CostStructure:
         if kind == "pruned":
             return dropped.any(axis=1)
         if kind == "carry":
+            if len(cond) > 3:  # channels carrying a constant, per code of their gates' bits
+                carries = self.sets[s].marked(ev["masks"], cond[3])
+                return ((dropped | ev["placeholder"][s][:, None]) & carries).any(axis=1)
             ch = np.asarray(cond[2], np.int64)
             return dropped[:, ch].any(axis=1) | (ev["placeholder"][s] & (ch.size > 0))
         ch = np.asarray(cond[3], np.int64)  # gate

@@ -22,10 +22,13 @@ class RemoveIdentityGatesPass(InPlacePass):
     gated branch is left for :class:`RemoveUnusedPass`. ``bypassed`` names those gates.
 
     A gate that keeps zeros (channels pruning had to keep, e.g. off in one operand of an FPN
-    ``Add`` and on in the other) goes too where ``x`` is a conv's output through ops that map 0
-    to 0 (``Relu``, ``Resize``, ...; each op rule's ``zero_preserving``): those channels'
-    filters and biases become zeros (the producer rule's ``zero_outputs``), which is the same
-    product, so every subnet of a factory has one graph topology."""
+    ``Add`` and on in the other, or on in a GhostNet module's primary half and off in its cheap
+    half) goes too, its zeros moved where that is exact: into the op producing ``x`` through ops
+    that map 0 to 0 (``Relu``, ``Resize``, ...; each op rule's ``zero_preserving``): a conv's
+    filters and bias, a BatchNormalization's scale and bias (the producer rule's
+    ``zero_outputs``); else into the ops reading the product (a conv's or MatMul's input
+    columns: their rules' ``zero_inputs``). Either way the product is the same and every subnet
+    of a factory has one graph topology."""
 
     def __init__(self, rules: RuleSet | None = None):
         super().__init__()
@@ -88,6 +91,12 @@ def _remove_identity_gates(graph: ir.Graph, rules: GraphRules) -> list[str]:
                 rules.get(producer).zero_outputs(producer, np.flatnonzero(gate.reshape(-1) == 0))
                 out.replace_all_uses_with(data)
                 graph.remove(node, safe=True)
+            elif consumers := zero_foldable_consumers(node, value, rules):
+                for consumer in consumers:
+                    rules.get(consumer).zero_inputs(consumer,
+                                                    np.flatnonzero(gate.reshape(-1) == 0))
+                out.replace_all_uses_with(data)
+                graph.remove(node, safe=True)
             break
     return bypassed
 
@@ -119,6 +128,33 @@ def zero_foldable_producer(mul: ir.Node, gate: ir.Value, rules: GraphRules) -> i
         if not rule.zero_preserving(node) or not node.inputs or node.inputs[0] is None:
             return None
         value = node.inputs[0]  # Resize / Upsample: scales and sizes are the other inputs
+
+
+def zero_foldable_consumers(mul: ir.Node, gate: ir.Value, rules: GraphRules
+                            ) -> list[ir.Node]:
+    """The ops reading ``mul``'s product that can read its gate's zeros from their own weights
+    instead (each rule's ``can_zero_inputs``: a conv's or MatMul's input columns), when those are
+    all its readers; else []. Decided from the graph's structure alone, like
+    :func:`zero_foldable_producer`."""
+    data = next((v for v in mul.inputs if v is not gate), None)
+    g = const_array(gate)
+    out = mul.outputs[0]
+    if data is None or g is None or len(mul.inputs) != 2 or out.is_graph_output():
+        return []
+    big = [i - g.ndim for i, d in enumerate(g.shape) if d != 1]
+    if g.size == 1:  # one channel left: any axis of size 1 of the data is "the" channel axis
+        rank = len(data.shape) if data.shape is not None else 0
+        big = [a for a in range(-g.ndim, 0) if rank >= -a and data.shape[a] == 1]
+    elif len(big) != 1:
+        return []
+    readers = [(u.node, u.idx) for u in out.uses()]
+    nodes = [n for n, _ in readers]
+    if not readers or len(set(nodes)) != len(nodes):
+        return []
+    for axis in big:
+        if all(rules.get(n).can_zero_inputs(n, i, axis) for n, i in readers):
+            return nodes
+    return []
 
 
 @dataclass

@@ -14,7 +14,9 @@ An :class:`OpRule` answers, for one node of its family:
   (``source_constants``) and consumer (``sink_constant``, ``groups``), whether a channel
   carrying a non-zero constant can be folded into its bias (``folds_constants``), the folding
   itself (``fold_bias``) and the constant a fold adds (``new_bias_axis``);
-- ``zero_outputs``: setting output channels to exact zeros (a gate's zeros moved into the op);
+- ``zero_outputs`` / ``zero_inputs``: making output channels exact zeros, or reading input
+  channels as zeros, by editing its own constants (a gate's zeros moved into its producer or
+  its consumers, so no gate ``Mul`` stays);
 - ``zero_preserving``: a channel of zeros stays zeros through it;
 - ``fold``: its value on constant inputs (shape-only ops such as ``Reshape`` of a gate);
 - ``macs`` and ``layer``: its multiply-adds as ``(tensor, axis)`` factors, and the shape record
@@ -30,6 +32,8 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 import onnx_ir as ir
+
+from nnfc.passes.graph_utils import const_array
 
 from nnfc.passes.channel_state import ChannelState
 
@@ -122,6 +126,15 @@ class OpRule:
     def new_bias_axis(self, node: ir.Node) -> int | None:
         """The output axis of the constant :meth:`fold_bias` adds (None: it adds none)."""
         return None
+
+    def can_zero_inputs(self, node: ir.Node, index: int, axis: int) -> bool:
+        """Whether it can read channels of input ``index`` (on ``axis``) as zeros by editing its
+        own constants (a gate's zeros folded into the consumer's weight)."""
+        return False
+
+    def zero_inputs(self, node: ir.Node, channels: np.ndarray) -> None:
+        """Read input ``channels`` as zeros (see :meth:`can_zero_inputs`)."""
+        raise NotImplementedError(f"{node.op_type} cannot zero its input channels")
 
     def zero_outputs(self, node: ir.Node, channels: np.ndarray) -> bool:
         """Make output ``channels`` exact zeros by editing its own constants; False: cannot."""
@@ -234,3 +247,15 @@ class GraphRules:
 
 
 _CUTS = OpRule()
+
+
+def own_constant(value: ir.Value | None) -> bool:
+    """A constant only one node reads (safe to edit in place)."""
+    return value is not None and value.const_value is not None and len(value.uses()) == 1
+
+
+def zero_entries(value: ir.Value, index: tuple) -> None:
+    """Set ``value[index]`` of a constant to 0, in place."""
+    arr = const_array(value).copy()
+    arr[index] = 0
+    value.const_value = ir.tensor(arr, name=value.name)

@@ -11,7 +11,7 @@ import onnx_ir as ir
 
 from nnfc.passes.channel_state import ChannelState, agreeing, columns
 from nnfc.passes.graph_utils import attr, const_array, is_const, new_initializer, rank_of
-from nnfc.passes.rules.base import GateFlow, LayerAxes, OpRule
+from nnfc.passes.rules.base import GateFlow, LayerAxes, OpRule, own_constant, zero_entries
 
 
 def is_depthwise_conv(node: ir.Node) -> bool:
@@ -112,6 +112,20 @@ class ConvRule(OpRule):
 
     def new_bias_axis(self, node) -> int | None:
         return None if _bias(node) is not None else 1
+
+    def can_zero_inputs(self, node, index, axis) -> bool:
+        """Any conv (depthwise too): its weight's input columns for those channels become 0."""
+        return index == 0 and self._channels(node.inputs[0], axis) \
+            and own_constant(node.inputs[1])
+
+    def zero_inputs(self, node, channels) -> None:
+        w = node.inputs[1]
+        shape = list(w.const_value.shape)
+        groups = self.groups(node)
+        per, rows = shape[1], shape[0] // groups  # input channel c: group c // per, column c % per
+        for c in channels:
+            g = int(c) // per
+            zero_entries(w, (slice(g * rows, (g + 1) * rows), int(c) % per))
 
     def zero_outputs(self, node, channels) -> bool:
         if not self.can_zero_outputs(node, -1):

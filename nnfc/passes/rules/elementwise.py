@@ -13,7 +13,7 @@ import onnx_ir as ir
 from nnfc.passes.channel_state import ChannelState, agreeing, columns
 from nnfc.passes.graph_utils import GATE_TAG, attr, const_array, dim_of, is_const, rank_of
 from nnfc.passes.layout import Layout
-from nnfc.passes.rules.base import GateFlow, OpRule
+from nnfc.passes.rules.base import GateFlow, OpRule, own_constant, zero_entries
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -203,3 +203,17 @@ class BatchNormRule(OpRule):
 
     def constants(self, node, layout) -> list[tuple[int, int]]:
         return [(i, 0) for i in range(1, min(5, len(node.inputs))) if node.inputs[i] is not None]
+
+    def can_zero_outputs(self, node, size) -> bool:
+        """Scale and bias 0 make a channel 0: when it alone uses them (one output read)."""
+        scale, bias = node.inputs[1], node.inputs[2]
+        return own_constant(scale) and own_constant(bias) and len(
+            [o for o in node.outputs if o.uses()]) == 1 and (
+            size < 0 or list(scale.const_value.shape) == [size])
+
+    def zero_outputs(self, node, channels) -> bool:
+        if not self.can_zero_outputs(node, -1):
+            return False
+        for value in node.inputs[1:3]:
+            zero_entries(value, (np.asarray(channels, np.int64),))
+        return True

@@ -7,7 +7,7 @@ import numpy as np
 import onnx_ir as ir
 
 from nnfc.passes.graph_utils import attr, const_array, is_const, new_initializer, rank_of
-from nnfc.passes.rules.base import LayerAxes, OpRule
+from nnfc.passes.rules.base import LayerAxes, OpRule, own_constant, zero_entries
 from nnfc.passes.rules.conv import add_to_input
 
 
@@ -53,6 +53,12 @@ class MatMulRule(OpRule):
 
     def folds_constants(self, node) -> bool:
         return True
+
+    def can_zero_inputs(self, node, index, axis) -> bool:
+        return self.consumes(node, index, axis) and own_constant(node.inputs[1])
+
+    def zero_inputs(self, node, channels) -> None:
+        zero_entries(node.inputs[1], (np.asarray(channels, np.int64),))
 
     def fold_bias(self, graph, node, vals, positions) -> None:
         delta = _rows(node, positions, const_array(node.inputs[1]).astype(np.float64), vals)
@@ -108,6 +114,13 @@ class GemmRule(OpRule):
 
     def folds_constants(self, node) -> bool:
         return True
+
+    def can_zero_inputs(self, node, index, axis) -> bool:
+        return self.consumes(node, index, axis) and own_constant(node.inputs[1])
+
+    def zero_inputs(self, node, channels) -> None:
+        rows = np.asarray(channels, np.int64)
+        zero_entries(node.inputs[1], (slice(None), rows) if attr(node, "transB", 0) else (rows,))
 
     def fold_bias(self, graph, node, vals, positions) -> None:
         w = const_array(node.inputs[1]).astype(np.float64)
