@@ -199,3 +199,25 @@ def test_manifest_loader(bundle_copy, key, value):
         pass
     finally:
         manifest_path.write_text(original)
+
+
+toml_like = st.lists(st.sampled_from([
+    "[[scenario]]\n", "[bench]\n", "[matrix]\n", "[train]\n", "[task]\n", "[model]\n",
+    'task = "odd"\n', 'latency = "5ms"\n', "runs = -3\n", "rounds = 1e9\n", "epochs = 0\n",
+    "threads = -3\n", "lr = nan\n", "batch_size = 'x'\n", "tasks = [1, 2]\n",
+    'budgets = [{latency = "1ms"}]\n', "confidence = 2\n", "a = [[[[1]]]]\n", "x = {y = 1}\n",
+    'output = ""\n', "verify = 3\n"]), max_size=8).map("".join)
+
+
+@FUZZ
+@given(toml_like | st.text(max_size=120))
+def test_toml_loaders(tmp_path, text):
+    from nnfc.pipeline_file import load_pipeline
+    from nnfc.training.config import load_config
+    path = tmp_path / "f.toml"
+    path.write_text(text, encoding="utf-8")
+    for load in (load_pipeline, load_config):
+        try:
+            load(path)
+        except NnfcError:
+            pass
