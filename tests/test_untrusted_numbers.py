@@ -196,3 +196,20 @@ def test_lock_timeout_env_is_one_clear_error(monkeypatch, tmp_path, value):
     importlib.reload(nnfc.outputs)  # importing never fails
     with pytest.raises(NnfcError, match="NNFC_LOCK_TIMEOUT"):
         nnfc.outputs.check_output_dir(tmp_path / "out", "compile")
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"latency_model": {"intercept": 0.1, "coef": [1.0, 2.0], "feature_set": "layer-align"}},
+     "do not fit its structure"),
+    ({"latency_model": {"intercept": 1.7e308, "coef": [1.7e308], "feature_set": "total-macs"}},
+     "not finite"),
+])
+def test_predictor_coefficients_must_fit_the_structure(tmp_path, change, needle):
+    from compile_fixtures import profiled_bundle
+    from nnfc.compiler.predictor import Predictor
+    data = json.loads((profiled_bundle() / "profiles" / "desktop.json").read_text())
+    data.update(change)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(NnfcError, match=needle):
+        Predictor.load(path)

@@ -270,9 +270,27 @@ class Predictor:
         if features not in FEATURE_SETS:
             raise NnfcError(f"{path}: unknown latency feature set {features!r}; make it again "
                             "with `nnfc profile`")
-        return cls(data["target"], structure, LinearModel(lat["intercept"], lat["coef"]),
-                   LinearModel(data["memory_model"]["intercept"], data["memory_model"]["coef"]),
-                   meta, features)
+        predictor = cls(data["target"], structure, LinearModel(lat["intercept"], lat["coef"]),
+                        LinearModel(data["memory_model"]["intercept"],
+                                    data["memory_model"]["coef"]), meta, features)
+        predictor.check_fits(path)
+        return predictor
+
+    def check_fits(self, path) -> None:
+        """One prediction of the full subnet: the coefficients must fit the structure's features
+        and give finite figures (a file from someone else fails here, not mid-compile)."""
+        try:
+            full = {g: np.ones((1, n), np.float32)
+                    for g, n in zip(self.structure.gates, self.structure.sizes)}
+            lat, mem = self.predict(full)
+            ok = lat.shape == (1,) and mem.shape == (1,) and np.all(np.isfinite([lat, mem]))
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+            raise NnfcError(f"predictor {path}: its coefficients do not fit its structure "
+                            f"({type(exc).__name__}: {exc}); make it again with "
+                            "`nnfc profile`") from None
+        if not ok:
+            raise NnfcError(f"predictor {path}: the full subnet's prediction is not finite; "
+                            "make it again with `nnfc profile`")
 
 
 
