@@ -28,7 +28,7 @@ def test_compile_a_phrase_on_the_default_factory(tmp_path, monkeypatch, caplog):
     """The README's example with a phrase: a first compile profiles this machine, the report
     keeps the resolved task and the phrase, the result points at the artifact."""
     from nnfc.compiler import auto_profile
-    monkeypatch.setattr(auto_profile, "affordable_subnets", lambda *a, **k: 12)
+    monkeypatch.setattr(auto_profile, "affordable_subnets", lambda *a, **k: (12, 0.5))
     caplog.set_level("INFO", logger="nnfc")
     r = nnfc.compile("crimson cars", target="desktop", latency="20ms", output=tmp_path / "x")
     assert r.report["request"]["task"] == ["red", "car"]

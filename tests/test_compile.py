@@ -115,7 +115,7 @@ def test_first_compile_profiles_this_machine(bundle, tmp_path, capsys, monkeypat
     """No profile: the compile profiles the target itself into the user's cache (one line
     saying so), never into the bundle; the next compile reuses it."""
     from nnfc.compiler import auto_profile
-    monkeypatch.setattr(auto_profile, "affordable_subnets", lambda *a, **k: 12)
+    monkeypatch.setattr(auto_profile, "affordable_subnets", lambda *a, **k: (12, 0.5))
     copy = tmp_path / "factory"
     shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("profiles"))
     code, _, err = run_cli(["compile", "--bundle", str(copy), "--task", "odd", "--lat", "50ms",

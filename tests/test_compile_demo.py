@@ -48,7 +48,7 @@ def test_demo_on_the_default_detection_factory_draws_boxes(tmp_path, capsys, mon
 
 def test_demo_unknown_target(tmp_path, capsys):
     code, _, err = run_cli(["demo", "--target", "toaster", "-o", str(tmp_path / "d")], capsys)
-    assert code == 2 and "unknown target(s) toaster" in err
+    assert code == 2 and "'toaster' is not one of 'desktop', 'android', 'jetson'" in err
     assert not (tmp_path / "d").exists()
 
 

@@ -17,10 +17,11 @@ MIN_SUBNETS = 12  # fewest subnets profiled (the predictor's fit needs a dozen)
 MAX_SUBNETS = 250
 
 
-def affordable_subnets(bundle: Bundle, target, seconds: float = 30.0) -> int:
-    """How many subnets profile in about ``seconds`` (at least ``MIN_SUBNETS``): see
-    :func:`seconds_per_subnet`."""
-    return int(min(MAX_SUBNETS, max(MIN_SUBNETS, seconds / seconds_per_subnet(bundle, target))))
+def affordable_subnets(bundle: Bundle, target, seconds: float = 30.0) -> tuple[int, float]:
+    """(How many subnets profile in about ``seconds``, at least ``MIN_SUBNETS``; the estimated
+    seconds per subnet, :func:`seconds_per_subnet`)."""
+    per = seconds_per_subnet(bundle, target)
+    return int(min(MAX_SUBNETS, max(MIN_SUBNETS, seconds / per))), per
 
 
 def seconds_per_subnet(bundle: Bundle, target) -> float:
@@ -57,10 +58,10 @@ def profile_here(bundle: Bundle, target: str, reason: str = "",
     options = dict(target_class(target).repeatable_options)
     tgt = make_target(target, options)
     t0 = time.perf_counter()
-    count = subnets or affordable_subnets(bundle, tgt)
-    log.info("no %s profile of this factory on this machine%s: profiling %d subnets first "
-             "(once; saved in %s)", target, f" ({reason})" if reason else "", count,
-             pred_path.parent)
+    count, per = (subnets, None) if subnets else affordable_subnets(bundle, tgt)
+    log.info("no %s profile of this factory on this machine%s: profiling %d subnets first (%s"
+             "once; saved in %s)", target, f" ({reason})" if reason else "", count,
+             f"about {count * per:.0f} s, " if per else "", pred_path.parent)
     data = profile_subnets(bundle, tgt, pred_path.with_name(pred_path.stem + ".measurements.json"),
                            subnets=count, runs=10, warmup=2, rounds=5, resume=False,
                            progress=progress)
