@@ -63,11 +63,13 @@ def default_profile_path(bundle_root: str | os.PathLike, target: str,
 def profile_in_use(bundle_root: str | os.PathLike, target: str,
                    explicit: str | os.PathLike | None = None, precision: str = "fp32") -> Path:
     """The profile a compile reads: ``explicit``, else the cached or shipped one of
-    ``precision``, else the fp32 one, else where a new one would be written."""
+    ``precision`` (``auto``: an int8, else fp16 one), else the fp32 one, else where a new one
+    would be written."""
     from nnfc.profile_cache import find_profile
     if explicit:
         return Path(explicit)
-    own = find_profile(bundle_root, target, precision) if precision != "fp32" else None
+    wanted = {"fp32": [], "auto": ["int8", "fp16"]}.get(precision, [precision])
+    own = next((p for p in (find_profile(bundle_root, target, w) for w in wanted) if p), None)
     return own or find_profile(bundle_root, target) or default_profile_path(bundle_root, target)
 
 
@@ -190,14 +192,19 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     predictor, profiled = _predictor(bundle, req)
     if profiled:
         lap("profile")
+    if req.precision == "auto" and req.profile is None and req.method in SEARCHES:
+        from nnfc.precision.auto import choose
+        predictor = choose(bundle, req, task_vec, predictor, lambda p: load_predictor_for(
+            bundle, req.target, None, req.device, p))
     # measure the artifact exactly as the profile measured its subnets (e.g. threads)
     target = make_target(req.target, predictor.meta.get("target_options"))
     from nnfc.precision.stage import check as check_precision
     check_precision(req.precision, target)  # a precision the target refuses: before any work
-    if req.precision != "fp32" and predictor.meta.get("precision") == req.precision:
+    measured_in = predictor.meta.get("precision", "fp32")
+    if measured_in != "fp32" and req.precision in (measured_in, "auto"):
         # the profile measured this precision: so do the rounds (search and rounds agree)
         from nnfc.precision.target import precision_target
-        target = precision_target(target, req.precision, bundle, req.task,
+        target = precision_target(target, measured_in, bundle, req.task,
                                   keep_float_lowering=False)
     store = getattr(target, "use_template_store", None)  # android: reuse earlier conversions
     if store is not None:  # in the cache: a shipped profile's directory may be read-only

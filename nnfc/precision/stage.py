@@ -167,7 +167,7 @@ def run_stage(req, bundle, target, meter, kept, tmp: Path, stats,
     :class:`~nnfc.precision.target.PrecisionTarget`), the float artifact of the kept subnet is
     lowered here, verified with ``verify`` and measured beside it."""
     inner = getattr(target, "inner", target)
-    reuse = None
+    rounds_target, reuse = target, None
     if inner is not target:
         reuse = _set_aside(kept.artifact, tmp)
         kept.artifact = Path(inner.lower(kept.model, tmp))
@@ -190,7 +190,8 @@ def run_stage(req, bundle, target, meter, kept, tmp: Path, stats,
     tried = []
     for p in options:
         result, info = stage.build(p, kept.model, kept.artifact,
-                                   reuse if p == req.precision else None)
+                                   reuse if p == getattr(rounds_target, "precision", None)
+                                   else None)
         best = result.best
         bench = meter(best.artifact)
         ms = bench.latency_ms if not isinstance(bench, str) else None
