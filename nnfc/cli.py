@@ -144,6 +144,9 @@ class _EchoHandler(logging.Handler):
         click.echo(prefix + self.format(record), err=True)
 
 
+_tqdm_disabled_here = False
+
+
 def setup_logging(verbosity: int) -> None:
     """``nnfc`` logger: INFO by default, DEBUG with --verbose, warnings only with --quiet."""
     logger = logging.getLogger("nnfc")
@@ -151,8 +154,13 @@ def setup_logging(verbosity: int) -> None:
         logger.addHandler(_EchoHandler())
         logger.propagate = False
     logger.setLevel({-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG))
-    if verbosity < 0:
+    global _tqdm_disabled_here
+    if verbosity < 0 and not os.environ.get("TQDM_DISABLE"):
         os.environ["TQDM_DISABLE"] = "1"  # progress bars are information too
+        _tqdm_disabled_here = True
+    elif verbosity >= 0 and _tqdm_disabled_here:  # an earlier -q in this process (tests)
+        os.environ.pop("TQDM_DISABLE", None)
+        _tqdm_disabled_here = False
 
 
 @click.group(cls=LazyGroup, epilog=EPILOG,

@@ -224,3 +224,14 @@ def test_compile_measures_against_reference_and_steps_up(bundle, tmp_path, capsy
     if report["within_budget"] and len(rounds) > 1:
         assert report["limit"] >= rounds[0]["limit"]
     assert "of budget" in stdout
+
+
+def test_quiet_shows_only_results(bundle, tmp_path, capsys):
+    """-q: no notes (the jetson recipe line) and no progress, only the summary on stdout; the
+    same compile without -q says how to build the engine."""
+    args = ["compile", "--bundle", str(bundle), "--task", "odd", "--target", "jetson", "--lat",
+            "50ms"]
+    code, out, err = run_cli(["-q", *args, "-o", str(tmp_path / "q")], capsys)
+    assert code == 0 and err == "" and "within budget" in out
+    code, out, err = run_cli([*args, "-o", str(tmp_path / "v")], capsys)
+    assert code == 0 and "no TensorRT engine built" in err

@@ -38,7 +38,8 @@ def no_tensorrt(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
 
 
-def test_lower_writes_tensorrt_ready_onnx_and_recipe(pruned, tmp_path, capsys, no_tensorrt):
+def test_lower_writes_tensorrt_ready_onnx_and_recipe(pruned, tmp_path, caplog, no_tensorrt):
+    caplog.set_level("INFO", logger="nnfc")
     path, model = pruned
     artifact = get_target("jetson").lower(path, tmp_path)
     assert artifact == tmp_path / "model.trt.onnx"
@@ -54,8 +55,8 @@ def test_lower_writes_tensorrt_ready_onnx_and_recipe(pruned, tmp_path, capsys, n
     assert "trtexec --onnx=model.trt.onnx --saveEngine=model.engine" in recipe
     assert "--fp16" not in recipe
     assert os.stat(tmp_path / "build_engine.sh").st_mode & stat.S_IXUSR
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no TensorRT engine built" in err[0] and "trtexec" in err[0]
+    notes = [r.getMessage() for r in caplog.records if r.name == "nnfc"]
+    assert len(notes) == 1 and "no TensorRT engine built" in notes[0] and "trtexec" in notes[0]
     # without TensorRT, run() executes the very ONNX the engine is built from
     x = np.random.default_rng(1).standard_normal((1, 3, IMAGE, IMAGE)).astype(np.float32)
     (got,) = get_target("jetson").run(artifact, {"input": x})

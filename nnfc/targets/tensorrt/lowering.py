@@ -3,8 +3,8 @@ the ``trtexec`` recipe written where TensorRT is absent."""
 
 from __future__ import annotations
 
+import logging
 import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +107,8 @@ def build_engine(trt, onnx_path: Path, fp16: bool = False,
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb * (1 << 20))
     if fp16:
         if not builder.platform_has_fast_fp16:
-            print("nnfc: this GPU has no fast FP16; building the FP16 engine anyway",
-                  file=sys.stderr)
+            logging.getLogger("nnfc").warning(
+                "this GPU has no fast FP16; building the FP16 engine anyway")
         config.set_flag(trt.BuilderFlag.FP16)
     if int8:
         config.set_flag(trt.BuilderFlag.INT8)

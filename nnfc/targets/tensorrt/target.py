@@ -23,7 +23,7 @@ Profiling on the Jetson itself goes through the device-profiling hooks
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -75,8 +75,9 @@ class TensorRTTarget:
             command = trtexec_command(fp16=self.fp16, workspace_mb=self.workspace_mb,
                                       int8=int8)
             # out_dir may be a staging directory renamed into place later: name the files only
-            print(f"nnfc: no TensorRT engine built ({reason}); on the Jetson run "
-                  f"`bash {recipe.name}` beside {onnx_path.name} ({command})", file=sys.stderr)
+            logging.getLogger("nnfc").info(
+                "no TensorRT engine built (%s); on the Jetson run `bash %s` beside %s (%s)",
+                reason, recipe.name, onnx_path.name, command)
             return onnx_path
         t0 = time.perf_counter()
         engine_path = write_bytes(out_dir / ENGINE_NAME,
