@@ -191,3 +191,26 @@ def test_pipeline_bench_numbers_are_validated(tmp_path):
     path.write_text('[[scenario]]\ntask = "odd"\nlatency = "5ms"\n[bench]\nconfidence = 2.0\n')
     with pytest.raises(NnfcError, match=r"\[bench\]: confidence: must be <= 0.9999"):
         load_pipeline(path)
+
+
+@pytest.mark.parametrize("location, needle", [
+    ("../../../etc/passwd", "points outside the directory"),
+    ("/etc/passwd", "absolute path"),
+    ("missing.bin", "not regular file"),
+    ("link.bin", "symbolic link"),
+])
+def test_prune_of_hostile_external_data_is_one_line(tmp_path, capsys, location, needle):
+    """ONNX's own external-data guard holds; its ValidationError is one line, not a traceback."""
+    from cli_runner import run_cli
+    os.symlink("/etc/passwd", tmp_path / "link.bin")
+    w = numpy_helper.from_array(np.zeros(300, np.float32), "w")
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    w.external_data.add(key="location", value=location)
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    (tmp_path / "m.onnx").write_bytes(helper.make_model(graph).SerializeToString())
+    (tmp_path / "g.json").write_text("{}")
+    code, _, err = run_cli(["prune", str(tmp_path / "m.onnx"), "--gates",
+                            str(tmp_path / "g.json"), "-o", str(tmp_path / "o.onnx")], capsys)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
