@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from nnfc.errors import NnfcError
 from nnfc.jsonfile import parse_json
 
-FUZZ = settings(max_examples=120, deadline=None,
+FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 

@@ -282,7 +282,8 @@ class Predictor:
         try:
             full = {g: np.ones((1, n), np.float32)
                     for g, n in zip(self.structure.gates, self.structure.sizes)}
-            lat, mem = self.predict(full)
+            with np.errstate(all="ignore"):  # an overflow is reported below, as not finite
+                lat, mem = self.predict(full)
             ok = lat.shape == (1,) and mem.shape == (1,) and np.all(np.isfinite([lat, mem]))
         except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
             raise NnfcError(f"predictor {path}: its coefficients do not fit its structure "
