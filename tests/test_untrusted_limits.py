@@ -214,3 +214,14 @@ def test_prune_of_hostile_external_data_is_one_line(tmp_path, capsys, location, 
     code, _, err = run_cli(["prune", str(tmp_path / "m.onnx"), "--gates",
                             str(tmp_path / "g.json"), "-o", str(tmp_path / "o.onnx")], capsys)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_device_log_from_a_special_file_is_refused(tmp_path, special):
+    from nnfc.targets.tensorrt.device_profiling import parse_device_measurements
+    path = special
+    if special == "fifo":
+        path = tmp_path / "trt_measurements.log"
+        os.mkfifo(path)
+    with pytest.raises(NnfcError, match="not a regular file"):
+        parse_device_measurements(path)

@@ -466,7 +466,11 @@ def read_device_measurements(path: str | os.PathLike, target, plan: str | os.Pat
         if planned is None:
             raise NnfcError(f"{path}: model {measured['model']} is not in {plan_path}")
         rows.append({**planned, **{k: v for k, v in measured.items() if k != "model"}})
-    return {"format": MEASUREMENTS_FORMAT, "version": 1, "target": plan_data["target"],
+    data = {"format": MEASUREMENTS_FORMAT, "version": 1, "target": plan_data["target"],
             "bundle": plan_data["bundle"], "host": {"device": f"{target.name} (device log "
                                                               f"{path.name})"},
             "seed": plan_data.get("seed"), "rows": rows}
+    problem = measurement_problem(data, need_index=False)  # the device's figures, checked
+    if problem:
+        raise NnfcError(f"{path}: {problem}")
+    return data

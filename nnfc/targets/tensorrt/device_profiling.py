@@ -108,11 +108,10 @@ def parse_device_measurements(path: str | Path, strict: bool = True) -> list[dic
     reports holding, MiB converted to MB; the engine size if no such line), ``engine_mb``.
     A model whose build or timing failed raises NnfcError naming it (``strict``), or is left
     out of the rows (``strict=False``; compare the rows' ``model`` names with what was sent)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise NnfcError(f"cannot read TensorRT measurements {path}: {exc}") from exc
+    from nnfc.jsonfile import read_bytes_capped
+    path = Path(path)  # a log from another machine: a regular file of bounded size
+    text = read_bytes_capped(path, 256 << 20, "TensorRT measurements").decode(
+        "utf-8", errors="replace")
     blocks: list[dict] = []
     for line in text.splitlines():
         if (m := _MODEL.match(line)):
