@@ -417,11 +417,17 @@ def _runtime_memory_check(rows: Sequence[Mapping[str, Any]], graph_mb: np.ndarra
         return {"note": "the measurements carry no runtime memory reading"}
     rt, g = rt[ok], graph_mb[ok]
     corr = float(np.corrcoef(g, rt)[0, 1]) if rt.std() > 0 and g.std() > 0 else None
-    return {"runtime_median_mb": float(np.median(rt)), "graph_median_mb": float(np.median(g)),
+    ratio = rt / np.maximum(g, 1e-9)
+    return {"subnets": int(ok.sum()),
+            "runtime_median_mb": float(np.median(rt)), "graph_median_mb": float(np.median(g)),
+            "runtime_over_graph": {f"p{q}": float(np.percentile(ratio, q))
+                                   for q in (5, 50, 95)},
+            "runtime_minus_graph_mb": {f"p{q}": float(np.percentile(rt - g, q))
+                                       for q in (5, 50, 95)},
             "zero_readings": int((rt <= 0).sum()), "correlation": corr,
-            "note": "runtime reading = resident-memory growth while the session runs; the "
-                    "allocator reuses freed pages, so small models often read 0 — the exact "
-                    "graph figure is the memory the predictor and budgets use"}
+            "note": "runtime reading = peak RSS growth of a fresh process that loads and runs "
+                    "the subnet (every few subnets); the computed graph figure (parameters + "
+                    "largest tensor) is the memory the predictor and budgets use"}
 
 
 def plot_accuracy(held: Mapping[str, np.ndarray], accuracy: Mapping[str, Any],

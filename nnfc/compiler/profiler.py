@@ -343,6 +343,22 @@ def _remeasure_outliers(data, path: Path, supernet, apply_gates, target, tmp: Pa
     write_json_atomic(path, data)
 
 
+#: every n-th subnet's runtime memory is measured in a fresh process (~1.5 s each), so that
+#: the profile records how far the runtime's memory lies from the computed figure
+MEMORY_PROBE_EVERY = 5
+
+
+def _probed_memory(i: int, target, artifact) -> float | None:
+    """Peak RSS growth (MB) of a process loading and running ``artifact``, for every
+    ``MEMORY_PROBE_EVERY``-th subnet; None for the others or where it cannot run."""
+    if i % MEMORY_PROBE_EVERY:
+        return None
+    from nnfc.targets.memory_probe import measure_runtime_memory
+    probe = measure_runtime_memory(target.name, artifact,
+                                   (getattr(target, "options", {}) or {}).get("threads"))
+    return probe["peak_rss_growth_mb"] if probe else None
+
+
 def _profile_one(i, gates, supernet, apply_gates, target, work: Path, runs, warmup, rounds,
                  total_size, ref_run=None, reference=None) -> dict[str, Any]:
     """Prune, lower and measure one subnet; its measurement row."""
@@ -361,7 +377,7 @@ def _profile_one(i, gates, supernet, apply_gates, target, work: Path, runs, warm
         row.update(latency_ms=m.relative * float(reference["calibration_ms"]),
                    relative=m.relative, candidate_ms=m.candidate_ms, reference_ms=m.reference_ms,
                    round_ratios=m.round_ratios, outlier_rounds=m.outlier_rounds, load=m.load,
-                   runtime_memory_mb=None)
+                   runtime_memory_mb=_probed_memory(i, target, artifact))
     else:
         result = measure(target, artifact, runs=runs, warmup=warmup, rounds=rounds)
         row.update(latency_ms=result.latency_ms, latency_p90_ms=result.p90_ms,
