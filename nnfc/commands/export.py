@@ -50,8 +50,8 @@ def export(preset: str | None, checkpoint: str | None, out: str, input_shape: st
         return
     from nnfc.outputs import check_output_file
     from nnfc.training.export import EXPORT_MARKER
-    if check_output_file(out, EXPORT_MARKER.encode(), "exported supernet", option="--out") is None:
-        raise NnfcError("--out needs an ONNX file path (standard output is not supported)")
+    if check_output_file(out, EXPORT_MARKER.encode(), "exported supernet", option="-o") is None:
+        raise NnfcError("-o needs an ONNX file path (standard output is not supported)")
     import torch
 
     from nnfc.training.backbones import build_backbone

@@ -96,7 +96,8 @@ def _bench(ctx: click.Context, pipe, rows, save: Path) -> tuple[int, dict | None
         code = 0
     except SystemExit as exc:
         code = int(exc.code or 0)
-    return code, json.loads(save.read_text(encoding="utf-8"))
+    from nnfc.benchmarking.record import load_run
+    return code, load_run(save)
 
 
 @click.command("run", epilog="""\b
