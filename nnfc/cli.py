@@ -57,7 +57,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
                      "onnx_graphsurgeon", "sng4onnx"), (
         "android", 'pip install "nnfc[android]" && pip install --no-deps onnx2tf==1.29.24 '
                    "tf-keras==2.21.0 (or make install-android)")),
-    "matplotlib": ("plot", 'pip install "nnfc[plot]"'),
+    "matplotlib": ("plot", "pip install matplotlib (a dependency of nnfc: reinstall nnfc)"),
     **dict.fromkeys(("tensorrt", "cuda"), (
         "jetson", 'pip install "nnfc[jetson]" and TensorRT (JetPack on a Jetson)')),
 }
