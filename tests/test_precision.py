@@ -280,3 +280,10 @@ def test_profile_per_precision_drives_the_compile(tmp_path, capsys):
     assert report["max_abs_diff_vs_supernet"] is not None  # the float twin was verified
     assert {"model.ort.onnx", "model.int8.ort.onnx"} <= {p.name for p in out.iterdir()}
     assert not [p for p in out.iterdir() if p.is_dir()]
+
+
+def test_memory_counts_weights_at_the_precision_size():
+    from nnfc.precision import memory_mb
+    assert memory_mb(4_000_000, 500_000, "fp32") == pytest.approx(4.5)
+    assert memory_mb(4_000_000, 500_000, "int8") == pytest.approx(1.5)
+    assert memory_mb(4_000_000, 500_000, "fp16") == pytest.approx(2.5)

@@ -45,6 +45,11 @@ def fit_and_save(bundle: Bundle, target: str, measurements: dict[str, Any], out:
                         f"{supernet_sha256(bundle)[:12]}…, another architecture)")
     supernet = onnx.load(str(bundle.supernet_path))
     fill_graph_memory(bundle, rows, supernet)
+    if precision != "fp32":  # memory as that precision stores the weights
+        from nnfc.precision import memory_mb
+        rows = [dict(r, graph_memory_mb=memory_mb(r["param_bytes"], r["peak_tensor_bytes"],
+                                                  precision))
+                if "param_bytes" in r and "peak_tensor_bytes" in r else r for r in rows]
     reference = _place_reference(measurements, out)
     structure = analyse(supernet)
     meta = {"bundle": bundle_fingerprint(bundle), "host": measurements.get("host", {}),

@@ -17,6 +17,16 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 CHOICES: tuple[str, ...] = PRECISIONS + ("auto",)
 #: ``--max-drop`` default: points of the family's metric (mAP@0.5 x 100, accuracy in %)
 DEFAULT_MAX_DROP = 1.0
+#: bytes per weight as each precision stores it
+WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+
+
+def memory_mb(param_bytes: float, peak_tensor_bytes: float, precision: str) -> float:
+    """nnfc's computed memory (MB) of a subnet built in ``precision``: its float32 weights'
+    ``param_bytes`` at the precision's size (int8: one byte per weight; the per-channel scales
+    and int32 biases, under 1 %, are not counted) plus the largest intermediate tensor (float:
+    the layers at the network's edges and a detector's decode graph stay float)."""
+    return (param_bytes * WEIGHT_BYTES[precision] / 4 + peak_tensor_bytes) / 1e6
 
 
 def check_precision(precision: str, target_name: str, supported: tuple[str, ...],
@@ -33,4 +43,5 @@ def check_precision(precision: str, target_name: str, supported: tuple[str, ...]
     return precision
 
 
-__all__ = ["CHOICES", "DEFAULT_MAX_DROP", "PRECISIONS", "check_precision"]
+__all__ = ["CHOICES", "DEFAULT_MAX_DROP", "PRECISIONS", "WEIGHT_BYTES", "check_precision",
+           "memory_mb"]

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import onnx
 
 from nnfc.errors import NnfcError
-from nnfc.precision import DEFAULT_MAX_DROP, check_precision
+from nnfc.precision import DEFAULT_MAX_DROP, check_precision, memory_mb
 from nnfc.precision.accuracy import Controlled, control, drop_points
 
 
@@ -204,8 +204,7 @@ def run_stage(req, bundle, target, meter, kept, tmp: Path, stats,
                  "kept_float": best.kept_float,
                  "attempts": [a.entry(result.float_metric) for a in result.attempts],
                  "speedup_vs_float": (float_ms / ms) if ms and float_ms else None,
-                 **({"memory_mb": (info["qdq_param_bytes"] + stats.peak_tensor_bytes) / 1e6}
-                    if "qdq_param_bytes" in info else {}),
+                 "memory_mb": memory_mb(stats.param_bytes, stats.peak_tensor_bytes, p),
                  **info}
         tried.append(entry)
         faster = ms is None or float_ms is None or ms < float_ms
