@@ -102,5 +102,10 @@ COMPILE_REPORT = Obj({"artifact": Str(nonempty=True),
                                      {"task": List(Str()), "lat_ms": Optional_(POSITIVE),
                                       "mem_mb": Optional_(POSITIVE)})},
                      {"measured": Obj({}, {"memory_mb": Optional_(POSITIVE),
-                                           "runtime_memory_mb": Optional_(NON_NEGATIVE)}),
+                                           "runtime_memory_mb": Optional_(NON_NEGATIVE),
+                                           "latency_ms": Optional_(Obj({}, {
+                                               "median": Optional_(POSITIVE),
+                                               "p90": Optional_(POSITIVE),
+                                               "round_medians": List(POSITIVE)}))}),
+                      "limit": Optional_(Num(ge=0, le=1)), "activation_ratio": Num(ge=0, le=1),
                       "bundle": Obj({}, {"path": Str()})})

@@ -144,6 +144,7 @@ def test_equivalence_compares_every_output(tmp_path):
     gates = {"gate.a": np.array([1, 0, 1, 1], np.float32)}
     path = tmp_path / "pruned.onnx"
     onnx.save_model(apply_gates(model, gates), str(path))
-    assert _equivalence(None, model, gates, _ShiftSecondOutput(), path) == pytest.approx(0.5)
+    with pytest.raises(NnfcError, match="output 'y2' differs from the gated supernet's by 0.5"):
+        _equivalence(None, model, gates, _ShiftSecondOutput(), path)  # beyond the tolerance
     with pytest.raises(NnfcError, match="1 output"):
         _equivalence(None, model, gates, _FirstOutputOnly(), path)

@@ -138,16 +138,21 @@ def test_baseline_artifact_paths_are_checked_before_hashing(tmp_path):
         assert baseline_artifact(run, {"artifact": stored, "sha256": "0" * 64}) is None
 
 
-def test_report_memory_of_nan_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("measured, needle", [
+    ('{"memory_mb": NaN}', "NaN is not a JSON number"),
+    ('{"memory_mb": -1}', "field measured.memory_mb: must be > 0"),
+    ('{"memory_mb": 1, "latency_ms": {"median": 0}}', "measured.latency_ms.median: must be > 0"),
+])
+def test_report_figures_are_validated(tmp_path, capsys, measured, needle):
     from cli_runner import run_cli
     out = tmp_path / "compiled"
     out.mkdir()
     (out / "model.onnx").write_bytes(b"")
     (out / "report.json").write_text(
         '{"artifact": "model.onnx", "request": {"target": "desktop"}, '
-        '"measured": {"memory_mb": NaN}}')
+        f'"measured": {measured}}}')
     code, _, err = run_cli(["bench", str(out), "--mem-budget", "1KB"], capsys)
-    assert code == 2 and "NaN is not a JSON number" in err and "report.json" in err
+    assert code == 2 and needle in err and "report.json" in err
 
 
 @pytest.mark.parametrize("change, needle", [
