@@ -237,6 +237,13 @@ def test_jetson_int8_is_an_explicitly_quantized_onnx_built_with_int8(tmp_path, c
     half = target.lower_fp16(model.SerializeToString(), tmp_path / "fp16")
     assert "--fp16" in (tmp_path / "fp16" / "build_engine.sh").read_text()
     assert half.name == "model.trt.onnx"
+    # the precision stage renames the files and the recipe follows them
+    from nnfc.precision.stage import PrecisionStage
+    stage = PrecisionStage(None, ["x"], target, None, tmp_path)
+    final = stage._settle(art, "int8")
+    assert final.name == "model.int8.trt.onnx"
+    script = (tmp_path / "int8.build_engine.sh").read_text()
+    assert "--onnx=model.int8.trt.onnx" in script and "model.int8.engine" in script
     # uint8 activations (zero point 128) are no TensorRT Q/DQ: one clear refusal
     asym = oq.quantize_qdq(model, calibration(), oq.network_nodes(model, ["raw"]))
     with pytest.raises(NnfcError, match="zero point 0"):

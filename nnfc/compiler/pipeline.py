@@ -97,7 +97,8 @@ def load_predictor_for(bundle: Bundle, target: str, path: str | os.PathLike | No
         from nnfc.compiler.jetson_estimate import DEFAULT_MODULE, estimated_predictor
         return estimated_predictor(analyse(onnx.load(str(bundle.supernet_path))),
                                    str(bundle.root), device or DEFAULT_MODULE,
-                                   precision if precision in ("fp16", "int8") else "fp32")
+                                   {"fp16": "fp16", "int8": "int8", "auto": "int8"}.get(
+                                       precision, "fp32"))
     if not path.is_file():
         raise (NnfcError if explicit else ProfileMissing)(
             f"no {target} profile for factory {bundle.root} ({path} is missing); make it "

@@ -134,14 +134,23 @@ class PrecisionStage:
 
     def _settle(self, artifact: Path, precision: str) -> Path:
         """Move the artifact's directory's files to the output with the precision in their
-        names (a TFLite sidecar follows its model)."""
+        names (a TFLite sidecar follows its model; a build recipe, e.g. jetson's
+        ``build_engine.sh``, is rewritten to name the renamed files and its engine)."""
+        files = [f for f in sorted(artifact.parent.iterdir()) if f.is_file()]
+        renamed = {f.name: precision_name(f.name, precision) for f in files}
+        if artifact.suffix != ".engine":
+            renamed.setdefault("model.engine", precision_name("model.engine", precision))
         final = None
-        for f in sorted(artifact.parent.iterdir()):
-            if f.is_file():
-                dest = self.out / precision_name(f.name, precision)
-                os.replace(f, dest)
-                if f.name == artifact.name:
-                    final = dest
+        for f in files:
+            dest = self.out / renamed[f.name]
+            if f.suffix == ".sh":
+                text = f.read_text(encoding="utf-8")
+                for old, new in renamed.items():
+                    text = text.replace(old, new)
+                f.write_text(text, encoding="utf-8")
+            os.replace(f, dest)
+            if f.name == artifact.name:
+                final = dest
         if final is None:
             raise NnfcError(f"the {precision} lowering wrote no {artifact.name}")
         return final
