@@ -87,7 +87,13 @@ def plot(data: dict[str, Any], path) -> None:
                 label="training loss (task + gate)")
         a0.legend(loc="upper right")
     a0.set_xlabel("epoch")
-    a0.set_ylabel("loss (per epoch mean)")
+    if data["loss"] and min(data["loss"]) > 0:  # the first epochs' loss dwarfs the rest
+        from matplotlib.ticker import FuncFormatter
+        a0.set_yscale("log")
+        for axis in (a0.yaxis.set_major_formatter, a0.yaxis.set_minor_formatter):
+            axis(FuncFormatter(lambda v, _: f"{v:g}"))
+    a0.set_ylabel("loss (per-epoch mean, log scale)" if a0.get_yscale() == "log"
+                  else "loss (per-epoch mean)")
     a0.set_title("training loss")
     evals = data["evaluations"]
     limits = sorted({r["limit"] for r in evals})
