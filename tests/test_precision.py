@@ -294,3 +294,21 @@ def test_memory_counts_weights_at_the_precision_size():
     assert memory_mb(4_000_000, 500_000, "fp32") == pytest.approx(4.5)
     assert memory_mb(4_000_000, 500_000, "int8") == pytest.approx(1.5)
     assert memory_mb(4_000_000, 500_000, "fp16") == pytest.approx(2.5)
+
+
+def test_tflite_fallback_ranks_layers_by_rmse_over_scale():
+    from nnfc.targets.tflite_int8_convert import noisiest_layers
+
+    class Debugger:  # what QuantizationDebugger.layer_statistics_dump writes
+        ran = False
+
+        def run(self):
+            self.ran = True
+
+        def layer_statistics_dump(self, buf):
+            buf.write("op_name,tensor_idx,mean_squared_error,scale,zero_point,tensor_name\n"
+                      "CONV_2D,1,0.04,0.1,0,a\nCONV_2D,2,0.01,0.01,0,b\n"
+                      "ADD,3,nan,0.1,0,c\nCONV_2D,4,0.0,0.5,0,d\n")
+    d = Debugger()
+    assert noisiest_layers(d, 2) == ["b", "a"]  # rmse/scale 10 and 2
+    assert d.ran and noisiest_layers(Debugger(), 0) == []

@@ -20,7 +20,7 @@ import onnx
 
 from nnfc.errors import NnfcError
 from nnfc.precision import DEFAULT_MAX_DROP, check_precision, memory_mb
-from nnfc.precision.accuracy import Controlled, control, drop_points
+from nnfc.precision.accuracy import DEFAULT_MAX_REVERTS, Controlled, control, drop_points
 
 
 def supported(target) -> tuple[str, ...]:
@@ -105,10 +105,14 @@ class PrecisionStage:
             built[tuple(kept)] = q
             return Path(self.target.lower(q.SerializeToString(), work))
 
-        fallback = own is None  # layer by layer where nnfc quantizes (onnxruntime QDQ)
-        result = control(build, lambda a: self.metric(a, outputs), float_metric,
-                         (lambda: oq.sensitivity(model, built[()], calibration, nodes))
-                         if fallback else None, self.max_drop, progress=self.progress)
+        # layer by layer: ranked by nnfc where it quantizes (onnxruntime QDQ), else by the
+        # target's own quantizer at build time (TFLite: the n-th attempt keeps n of its
+        # noisiest layers float)
+        rank = ((lambda: oq.sensitivity(model, built[()], calibration, nodes)) if own is None
+                else (lambda: [((f"noisiest layer {i + 1}",), 0.0)
+                               for i in range(DEFAULT_MAX_REVERTS)]))
+        result = control(build, lambda a: self.metric(a, outputs), float_metric, rank,
+                         self.max_drop, progress=self.progress)
         info: dict[str, Any] = {"calibration": calibration.describe()}
         if built:
             qdq = built[tuple(result.best.kept_float)]

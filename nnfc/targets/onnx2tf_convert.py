@@ -107,7 +107,8 @@ def convert(model_path: Path, out_dir: Path, int8: dict | None = None) -> dict:
             from nnfc.targets.tflite_int8_convert import int8_model
             data, kept, aliases = int8_model(
                 work / "tf", np.load(int8["calibration"]), [o.name for o in model.graph.output],
-                list(int8.get("raw_shapes") or []), int8.get("io", "float"))
+                list(int8.get("raw_shapes") or []), int8.get("io", "float"),
+                int(int8.get("keep_float", 0)))
             (out_dir / "model_int8.tflite").write_bytes(data)
             info["int8"] = {"io": int8.get("io", "float"), "tensors_kept_float": kept,
                             "output_names": aliases,

@@ -258,12 +258,13 @@ class TFLiteTarget:
                         calibration=None, raw_outputs=(), keep_float=()) -> Path:
         """The fp16 or int8 artifact of the float deployable ``model`` (see
         :mod:`nnfc.targets.tflite_int8`); int8 keeps the raw outputs' layers and what follows
-        them float, ``keep_float`` (onnxruntime node names) is not used."""
+        them float, and as many more of its noisiest layers (TensorFlow Lite's ranking) as
+        ``keep_float`` names."""
         from nnfc.targets.tflite_int8 import lower_fp16, lower_int8
         if precision == "fp16":
             return lower_fp16(self, model, out_dir)
         return lower_int8(self, model, out_dir, calibration.images, raw_outputs,
-                          io="int8" if self.int8_io else "float")
+                          io="int8" if self.int8_io else "float", keep_float=len(keep_float))
 
     def _convert(self, python: str, model: Path, out: Path) -> dict:
         return converter_process(python).convert(model, out)

@@ -42,8 +42,10 @@ def tensor_shapes(model: onnx.ModelProto, tensors: Sequence[str]) -> list[list[i
 
 
 def lower_int8(target, model: onnx.ModelProto, out_dir: Path, images: np.ndarray,
-               raw_outputs: Sequence[str], io: str = "float") -> Path:
-    """``out_dir/model.tflite`` (full-integer) and its sidecar; ``images``: NCHW calibration."""
+               raw_outputs: Sequence[str], io: str = "float", keep_float: int = 0) -> Path:
+    """``out_dir/model.tflite`` (full-integer) and its sidecar; ``images``: NCHW calibration;
+    ``keep_float``: that many of the noisiest layers stay float (TensorFlow Lite's own
+    ranking, see :func:`nnfc.targets.tflite_int8_convert.noisiest_layers`)."""
     from nnfc.targets.tflite import _check_converter, converter_process, converter_python, \
         sidecar_path
     python = converter_python()
@@ -63,7 +65,7 @@ def lower_int8(target, model: onnx.ModelProto, out_dir: Path, images: np.ndarray
         info = converter_process(python).convert(
             work / "input.onnx", work / "out",
             int8={"calibration": str(work / "calibration.npy"),
-                  "raw_shapes": raw_shapes, "io": io})
+                  "raw_shapes": raw_shapes, "io": io, "keep_float": keep_float})
         produced = work / "out" / "model_int8.tflite"
         if not produced.is_file():
             raise NnfcError("the onnx2tf worker wrote no int8 TFLite model")

@@ -60,12 +60,35 @@ def signature_names(onnx_outputs: list[str], signature: list[str]) -> dict[str, 
             for i, name in enumerate(onnx_outputs)}
 
 
+def noisiest_layers(debugger, count: int) -> list[str]:
+    """The ``count`` quantized tensors with the largest RMSE over their quantization scale
+    (TensorFlow Lite's QuantizationDebugger statistics on the debug samples: the ranking its
+    selective-quantization guide uses), noisiest first."""
+    import csv
+    import io as _io
+    if count <= 0:
+        return []
+    debugger.run()
+    buf = _io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    ranked = []
+    for row in csv.DictReader(_io.StringIO(buf.getvalue())):
+        try:
+            scale, mse = float(row["scale"]), float(row["mean_squared_error"])
+        except (KeyError, ValueError):
+            continue
+        if scale > 0 and np.isfinite(mse):
+            ranked.append((np.sqrt(mse) / scale, row["tensor_name"]))
+    return [name for _, name in sorted(ranked, reverse=True)[:count]]
+
+
 def int8_model(saved_model: Path, calibration: np.ndarray, onnx_outputs: list[str],
-               raw_shapes: list[list[int]], io: str = "float"
+               raw_shapes: list[list[int]], io: str = "float", keep_float: int = 0
                ) -> tuple[bytes, int, dict[str, str]]:
     """Full-integer TFLite bytes (``io``: "float" keeps float32 inputs/outputs, "int8" makes
     them int8), how many tensors were kept float and the signature name of each ONNX output.
-    ``calibration``: NHWC float32 samples."""
+    ``calibration``: NHWC float32 samples; ``keep_float``: also keep that many of the noisiest
+    layers float (:func:`noisiest_layers`; the accuracy control's fallback)."""
     import tensorflow as tf
     ops, names, shapes, outputs = _float_graph(tf, saved_model)
     aliases = signature_names(onnx_outputs, outputs)
@@ -83,11 +106,15 @@ def int8_model(saved_model: Path, calibration: np.ndarray, onnx_outputs: list[st
     if io == "int8":
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: (s for _, s in zip(range(4), samples())),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_nodes=deny))
-    return debugger.get_nondebug_quantized_model(), len(deny), aliases
+    def debugger(denied):
+        return tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=lambda: (s for _, s in zip(range(4), samples())),
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(
+                denylisted_nodes=denied))
+
+    if keep_float:
+        deny = deny + [n for n in noisiest_layers(debugger(deny), keep_float) if n not in deny]
+    return debugger(deny).get_nondebug_quantized_model(), len(deny), aliases
 
 
 def onnx2tf_options(model, calibration_npy: str) -> dict:
