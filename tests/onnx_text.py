@@ -75,3 +75,16 @@ def weight_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     inits = {i.name: tuple(i.dims) for i in model.graph.initializer}
     return {n.output[0]: inits.get(n.input[1]) for n in model.graph.node
             if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")}
+
+
+def gate_contract(model: onnx.ModelProto, names) -> onnx.ModelProto:
+    """A Keras/tf2onnx export made to follow the gate contract: inputs ``gate_<layer>`` of shape
+    ``[1, C]`` become ``gate.<layer>`` of shape ``[C]``; shapes inferred again."""
+    renamed = {n: "gate." + n[len("gate_"):] for n in names}
+    for inp in model.graph.input:
+        if inp.name in renamed:
+            inp.type.tensor_type.shape.dim.pop(0)
+            inp.name = renamed[inp.name]
+    for node in model.graph.node:
+        node.input[:] = [renamed.get(i, i) for i in node.input]
+    return onnx.shape_inference.infer_shapes(model)

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import helper
 
-from onnx_text import check_pruned, model_from_text, weight_shapes
+from onnx_text import check_pruned, gate_contract, model_from_text, weight_shapes
 
 
 def as_constant_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -182,3 +182,48 @@ def test_two_gates_keep_what_either_needs_and_zero_the_rest():
     # on in a (y1 reads it), off in b -> kept for y1, b's zero read as zeros by y2's weights
     pruned, _ = check_pruned(model, {"gate.a": [1, 0, 1, 0, 1, 1], "gate.b": [1, 1, 1, 0, 1, 0]})
     assert weight_shapes(pruned)["c1"][0] == 4 and not zero_gate_muls(pruned)
+
+
+@pytest.mark.android
+@pytest.mark.slow
+def test_keras_patterns_exported_by_tf2onnx():
+    """The second exporter: a Keras model (NHWC, tf2onnx) with a GhostNet module gated at its
+    output, a gate before and after squeeze-excite, hard-swish and swish activations."""
+    tf = pytest.importorskip("tensorflow")
+    tf2onnx = pytest.importorskip("tf2onnx")
+    keras = tf.keras
+    layers = keras.layers
+    rng = np.random.default_rng(0)
+    sizes = {"gate_ghost": 8, "gate_se_in": 8, "gate_se_out": 8}
+    x_in = keras.Input((16, 16, 3), batch_size=1, name="x")
+    gates_in = {n: keras.Input((s,), batch_size=1, name=n) for n, s in sizes.items()}
+
+    def gated(t, name):
+        return layers.Multiply()([t, layers.Reshape((1, 1, sizes[name]))(gates_in[name])])
+
+    primary = layers.ReLU()(layers.Conv2D(4, 1)(x_in))
+    cheap = layers.ReLU()(layers.DepthwiseConv2D(3, padding="same")(primary))
+    h = gated(layers.Concatenate()([primary, cheap]), "gate_ghost")
+    h = layers.Conv2D(8, 3, padding="same", use_bias=False)(h)
+    h = layers.BatchNormalization()(h)
+    h = gated(layers.Activation("hard_swish")(h), "gate_se_in")
+    s = layers.GlobalAveragePooling2D(keepdims=True)(h)
+    s = layers.Conv2D(2, 1, activation="relu")(s)
+    s = layers.Conv2D(8, 1, activation="sigmoid")(s)
+    h = gated(layers.Multiply()([h, s]), "gate_se_out")
+    h = layers.Conv2D(6, 1, activation="swish")(h)
+    out = layers.Dense(5)(layers.GlobalAveragePooling2D()(h))
+    model = keras.Model([x_in, *gates_in.values()], out)
+    for w in model.weights:
+        w.assign(rng.standard_normal(w.shape).astype(np.float32) * 0.3 + (
+            1.0 if "variance" in w.name else 0.0))
+    spec = [tf.TensorSpec((1, 16, 16, 3), tf.float32, name="x")] + [
+        tf.TensorSpec((1, s), tf.float32, name=n) for n, s in sizes.items()]
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=13)
+    proto = gate_contract(proto, sizes)
+    gates = {"gate.ghost": [1, 0, 0, 0, 0, 1, 0, 0], "gate.se_in": [0, 1, 1, 0, 1, 1, 0, 1],
+             "gate.se_out": [1, 1, 0, 0, 1, 0, 0, 1]}
+    pruned, reports = check_pruned(proto, gates, atol=1e-4)
+    assert reports["gate.ghost"].kept == 4      # 2 pairs, each at 2 positions of the Concat
+    assert reports["gate.se_in"].kept == 5      # what the squeeze reads stays
+    assert not zero_gate_muls(pruned), zero_gate_muls(pruned)

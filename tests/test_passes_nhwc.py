@@ -5,7 +5,7 @@ torch's NCHW exports."""
 import numpy as np
 import pytest
 
-from onnx_text import check_pruned, model_from_text, weight_shapes
+from onnx_text import check_pruned, gate_contract, model_from_text, weight_shapes
 
 NHWC = '<ir_version: 8, opset_import: ["" : 18]>\n' + """
     g (float[1,8,8,4] x, float[6] gate_a, float[5] gate_b, float[6,4,3,3] W1, float[6] B1,
@@ -80,17 +80,7 @@ def test_keras_model_exported_by_tf2onnx_prunes_exactly():
     spec = [tf.TensorSpec((1, 16, 16, 3), tf.float32, name="x")] + [
         tf.TensorSpec((1, s), tf.float32, name=n) for n, s in sizes.items()]
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
-    # the gate contract: gate inputs named gate.<layer> of shape [C]
-    import onnx
-    for inp in proto.graph.input:
-        if inp.name.startswith("gate_"):
-            inp.type.tensor_type.shape.dim.pop(0)
-    renamed = {n: "gate." + n[len("gate_"):] for n in sizes}
-    for inp in proto.graph.input:
-        inp.name = renamed.get(inp.name, inp.name)
-    for node in proto.graph.node:
-        node.input[:] = [renamed.get(i, i) for i in node.input]
-    proto = onnx.shape_inference.infer_shapes(proto)
+    proto = gate_contract(proto, sizes)
     gates = {"gate.stem": [1, 0, 1, 0, 0, 1, 1, 0], "gate.b1": [0, 1] * 6,
              "gate.b2": [1, 0, 0, 1] * 4}
     pruned, reports = check_pruned(proto, gates, atol=1e-4)

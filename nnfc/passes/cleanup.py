@@ -12,6 +12,7 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
 from nnfc.passes.gate_tags import identify_gates
 from nnfc.passes.graph_utils import GATE_TAG, const_array, rank_of
+from nnfc.passes.layout import Layout
 from nnfc.passes.rules import GraphRules, RuleSet, default_rules
 
 
@@ -115,7 +116,7 @@ def zero_foldable_producer(mul: ir.Node, gate: ir.Value, rules: GraphRules) -> i
     shape = (1,) * (4 - g.ndim) + tuple(g.shape)
     if shape[0] != 1 or shape[2:] != (1, 1):
         return None
-    value = data
+    value, channels = data, Layout.plain(-3, shape[1])
     while True:
         if len(value.uses()) != 1 or value.is_graph_output():
             return None
@@ -128,14 +129,17 @@ def zero_foldable_producer(mul: ir.Node, gate: ir.Value, rules: GraphRules) -> i
         if not rule.zero_preserving(node) or not node.inputs or node.inputs[0] is None:
             return None
         value = node.inputs[0]  # Resize / Upsample: scales and sizes are the other inputs
+        mapped = rule.layouts(node, node.outputs[0], channels, rules.gated)
+        if mapped is None or value not in mapped or mapped[value].axis != -3:
+            return None  # e.g. a Transpose that moves the channel axis
 
 
 def zero_foldable_consumers(mul: ir.Node, gate: ir.Value, rules: GraphRules
                             ) -> list[ir.Node]:
     """The ops reading ``mul``'s product that can read its gate's zeros from their own weights
-    instead (each rule's ``can_zero_inputs``: a conv's or MatMul's input columns), when those are
-    all its readers; else []. Decided from the graph's structure alone, like
-    :func:`zero_foldable_producer`."""
+    instead (each rule's ``can_zero_inputs``: a conv's or MatMul's input columns), directly or
+    through ops that keep zeros zero (see :func:`_zeroing_readers`); [] unless every reader is
+    one. Decided from the graph's structure alone, like :func:`zero_foldable_producer`."""
     data = next((v for v in mul.inputs if v is not gate), None)
     g = const_array(gate)
     out = mul.outputs[0]
@@ -147,14 +151,36 @@ def zero_foldable_consumers(mul: ir.Node, gate: ir.Value, rules: GraphRules
         big = [a for a in range(-g.ndim, 0) if rank >= -a and data.shape[a] == 1]
     elif len(big) != 1:
         return []
-    readers = [(u.node, u.idx) for u in out.uses()]
-    nodes = [n for n, _ in readers]
-    if not readers or len(set(nodes)) != len(nodes):
-        return []
     for axis in big:
-        if all(rules.get(n).can_zero_inputs(n, i, axis) for n, i in readers):
-            return nodes
+        found = _zeroing_readers(out, Layout.plain(axis, g.size), rules)
+        if found:
+            return found
     return []
+
+
+def _zeroing_readers(value: ir.Value, channels: Layout, rules: GraphRules) -> list[ir.Node]:
+    """The ops that can read ``value``'s ``channels`` as zeros from their own weights, found
+    through ops that keep a channel of zeros zero (a ``Transpose`` between NHWC and NCHW, a
+    ``Relu``): all of ``value``'s readers, or []."""
+    uses = value.uses()
+    if not uses or value.is_graph_output() or len({u.node for u in uses}) != len(uses):
+        return []
+    found: list[ir.Node] = []
+    for use in uses:
+        node, rule = use.node, rules.get(use.node)
+        if rule.can_zero_inputs(node, use.idx, channels.axis):
+            found.append(node)
+            continue
+        mapped = rule.layouts(node, value, channels, rules.gated) \
+            if rule.zero_preserving(node) and use.idx == 0 and len(node.outputs) == 1 else None
+        if mapped is None or node.outputs[0] not in mapped or not np.array_equal(
+                mapped[node.outputs[0]].positions, channels.positions):
+            return []  # the channel must keep its index (its axis may move)
+        further = _zeroing_readers(node.outputs[0], mapped[node.outputs[0]], rules)
+        if not further:
+            return []
+        found.extend(further)
+    return found
 
 
 @dataclass

@@ -35,7 +35,7 @@ import onnx_ir as ir
 
 from nnfc.passes.graph_utils import const_array
 
-from nnfc.passes.channel_state import ChannelState
+from nnfc.passes.channel_state import ChannelState, same
 
 if TYPE_CHECKING:
     from nnfc.passes.channel_state import TransferContext
@@ -154,6 +154,19 @@ class OpRule:
 
     def layer(self, node: ir.Node) -> LayerAxes | None:
         return None
+
+
+class PassThroughRule(OpRule):
+    """A channel-wise op with one data input that moves, windows or pools values: a gate's
+    zeros and a constant plane pass it unchanged."""
+
+    role = "channelwise"
+
+    def carries_gate(self, node: ir.Node, data: list[ir.Value], gated: GateFlow) -> bool:
+        return len(data) == 1 and gated(data[0])
+
+    def transfer(self, node, out, layout, src: ChannelState, ctx) -> ChannelState:
+        return same(src)
 
 
 @dataclass(frozen=True)

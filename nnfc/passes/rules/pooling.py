@@ -7,7 +7,7 @@ import onnx_ir as ir
 
 from nnfc.passes.channel_state import ChannelState, same
 from nnfc.passes.graph_utils import attr, const_array, rank_of
-from nnfc.passes.rules.base import GateFlow, OpRule
+from nnfc.passes.rules.base import PassThroughRule
 
 
 def _reduce_axes(node: ir.Node) -> list[int] | None:
@@ -17,7 +17,7 @@ def _reduce_axes(node: ir.Node) -> list[int] | None:
     return attr(node, "axes")
 
 
-class PoolRule(OpRule):
+class PoolRule(PassThroughRule):
     """MaxPool, AveragePool, the global pools and ReduceMean/Max/Min."""
 
     role = "channelwise"
@@ -40,9 +40,6 @@ class PoolRule(OpRule):
         elif rank + axis != 1:
             return None
         return {x: layout, out: layout}
-
-    def carries_gate(self, node, data, gated: GateFlow) -> bool:
-        return len(data) == 1 and gated(data[0])
 
     def zero_preserving(self, node) -> bool:
         return False

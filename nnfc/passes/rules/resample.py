@@ -8,7 +8,7 @@ import onnx_ir as ir
 
 from nnfc.passes.channel_state import ChannelState, same
 from nnfc.passes.graph_utils import attr, const_array, is_const, new_initializer, rank_of
-from nnfc.passes.rules.base import GateFlow, OpRule
+from nnfc.passes.rules.base import PassThroughRule
 
 
 def channel_axis(value: ir.Value, layout) -> int | None:
@@ -16,7 +16,7 @@ def channel_axis(value: ir.Value, layout) -> int | None:
     return None if rank is None or rank + layout.axis < 0 else rank + layout.axis
 
 
-class ResizeRule(OpRule):
+class ResizeRule(PassThroughRule):
     """Resize / Upsample that leaves the channel axis alone (scale 1 or size = channels)."""
 
     role = "channelwise"
@@ -47,14 +47,9 @@ class ResizeRule(OpRule):
             return {x: layout, out: layout}
         return None
 
-    def carries_gate(self, node, data, gated: GateFlow) -> bool:
-        return len(data) == 1 and gated(data[0])
-
     def zero_preserving(self, node) -> bool:
         return True
 
-    def transfer(self, node, out, layout, src, ctx) -> ChannelState:
-        return same(src)
 
     def slice(self, slicer, node, region) -> None:
         if node.op_type != "Resize" or len(node.inputs) < 4 or node.inputs[3] is None:
@@ -89,7 +84,7 @@ def pad_amounts(node: ir.Node, rank: int) -> np.ndarray | None:
     return full
 
 
-class PadRule(OpRule):
+class PadRule(PassThroughRule):
     """Pad of the spatial axes only; a uniform plane stays uniform when padded with its own
     value or its edges."""
 
@@ -104,9 +99,6 @@ class PadRule(OpRule):
         if len(node.inputs) > 2 and node.inputs[2] is not None and not is_const(node.inputs[2]):
             return None
         return {x: layout, out: layout}
-
-    def carries_gate(self, node, data, gated: GateFlow) -> bool:
-        return len(data) == 1 and gated(data[0])
 
     def transfer(self, node, out, layout, src, ctx) -> ChannelState:
         if attr(node, "mode", "constant") in ("edge", "reflect", "wrap"):

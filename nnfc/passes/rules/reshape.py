@@ -8,13 +8,12 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from nnfc.passes.channel_state import ChannelState, same
 from nnfc.passes.graph_utils import attr, const_array, is_const, new_initializer, rank_of
 from nnfc.passes.layout import Layout
-from nnfc.passes.rules.base import GateFlow, OpRule
+from nnfc.passes.rules.base import GateFlow, OpRule, PassThroughRule
 
 
-class TransposeRule(OpRule):
+class TransposeRule(PassThroughRule):
     """The channel axis moves where the permutation puts it (NHWC <-> NCHW)."""
 
     role = "channelwise"
@@ -31,11 +30,9 @@ class TransposeRule(OpRule):
             return {x: layout, out: layout.with_axis(perm.index(chan) - rank)}
         return {x: layout.with_axis(perm[chan] - rank), out: layout}
 
-    def carries_gate(self, node, data, gated: GateFlow) -> bool:
-        return len(data) == 1 and gated(data[0])
+    def zero_preserving(self, node) -> bool:
+        return True  # moves values, keeps each channel's (its axis may move: see layouts)
 
-    def transfer(self, node, out, layout, src, ctx) -> ChannelState:
-        return same(src)
 
 
 def _reshape_layout(node: ir.Node, value: ir.Value, layout: Layout
@@ -72,18 +69,17 @@ def _reshape_layout(node: ir.Node, value: ir.Value, layout: Layout
     return {value: layout, out: layout.with_axis(pos - len(out_dims))}
 
 
-class ReshapeRule(OpRule):
-    """``Flatten`` and ``Reshape`` (entered from the input side only)."""
+class ReshapeRule(PassThroughRule):
+    """``Flatten`` and ``Reshape`` (entered from the input side only; a gate is not looked for
+    behind them)."""
 
-    role = "channelwise"
+    def carries_gate(self, node, data, gated: GateFlow) -> bool:
+        return False
 
     def layouts(self, node, value, layout, gated=None):
         if value is node.outputs[0]:
             return None
         return _reshape_layout(node, value, layout)
-
-    def transfer(self, node, out, layout, src, ctx) -> ChannelState:
-        return same(src)
 
     def slice(self, slicer, node, region) -> None:
         if node.op_type != "Reshape":
@@ -110,7 +106,7 @@ def _axes(node: ir.Node, inputs: list) -> list[int] | None:
     return None if axes is None else [int(a) for a in axes]
 
 
-class SqueezeRule(OpRule):
+class SqueezeRule(PassThroughRule):
     """``Squeeze`` / ``Unsqueeze`` of axes other than the channel axis: the channels move to the
     axis the others' removal / insertion puts them (a CTC head's ``Squeeze(axis 2)`` of
     ``[N, C, 1, W]``); folded over constants (a gate written ``Unsqueeze(g)``)."""
@@ -155,11 +151,6 @@ class SqueezeRule(OpRule):
             return None
         return {x: layout.with_axis(chan - rank), out: layout}
 
-    def carries_gate(self, node, data, gated: GateFlow) -> bool:
-        return len(data) == 1 and gated(data[0])
-
-    def transfer(self, node, out, layout, src, ctx) -> ChannelState:
-        return same(src)
 
     def fold(self, node, inputs):
         x, axes = inputs[0], _axes(node, inputs)

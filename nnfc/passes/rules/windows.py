@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from nnfc.passes.channel_state import ChannelState, same
+from nnfc.passes.channel_state import ChannelState
 from nnfc.passes.graph_utils import attr, const_array, dim_of, new_initializer, rank_of
 from nnfc.passes.layout import Layout
-from nnfc.passes.rules.base import GateFlow, OpRule
+from nnfc.passes.rules.base import GateFlow, OpRule, PassThroughRule
 from nnfc.passes.rules.resample import channel_axis
 
 
@@ -92,7 +92,7 @@ def split_sizes(node: ir.Node, total: int) -> list[int] | None:
     return [min(step, total - i * step) for i in range(n)]
 
 
-class SplitRule(OpRule):
+class SplitRule(PassThroughRule):
     role = "channelwise"
 
     def layouts(self, node, value, layout, gated=None):
@@ -110,11 +110,6 @@ class SplitRule(OpRule):
             return {x: layout.shifted(int(offsets[j]), total), value: layout}
         return _parts(x, layout, node.outputs, offsets)
 
-    def carries_gate(self, node, data, gated: GateFlow) -> bool:
-        return len(data) == 1 and gated(data[0])
-
-    def transfer(self, node, out, layout, src, ctx) -> ChannelState:
-        return same(src)
 
     def slice(self, slicer, node, region) -> None:
         layout = region.layout(node.inputs[0])
@@ -154,7 +149,7 @@ def slice_window(node: ir.Node, chan: int, rank: int, total: int) -> tuple[int, 
     return start, max(start, stop)
 
 
-class SliceRule(OpRule):
+class SliceRule(PassThroughRule):
     """A step-1 ``Slice`` (opset >= 10: starts/ends/axes/steps as inputs)."""
 
     role = "channelwise"
@@ -173,11 +168,6 @@ class SliceRule(OpRule):
         part = layout.window(*window)
         return {x: layout} if part.absent.all() else {x: layout, out: part}
 
-    def carries_gate(self, node, data, gated: GateFlow) -> bool:
-        return len(data) == 1 and gated(data[0])
-
-    def transfer(self, node, out, layout, src, ctx) -> ChannelState:
-        return same(src)
 
     def slice(self, slicer, node, region) -> None:
         layout = region.layout(node.inputs[0])
