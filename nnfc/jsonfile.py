@@ -139,6 +139,19 @@ def read_text(path: str | os.PathLike, max_bytes: int = 1 << 20, what: str = "fi
         raise NnfcError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
 
 
+def read_toml(path: str | os.PathLike, what: str = "file") -> dict[str, Any]:
+    """A TOML file (training config, pipeline) read by :func:`read_text`; a syntax error or
+    nesting too deep for the parser is one NnfcError naming the file."""
+    import tomllib
+    text = read_text(path, what=what)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise NnfcError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise NnfcError(f"{path} is not valid TOML: nested too deeply") from None
+
+
 def read_json(path: str | os.PathLike, schema: Schema | None = None, *, what: str = "file",
               max_bytes: int = MAX_BYTES) -> Any:
     """Read a JSON file with every check of the module doc; ``what`` names the kind of file in

@@ -148,17 +148,9 @@ def _matrix(raw: Mapping[str, Any]) -> list[Scenario]:
 
 def load_pipeline(path: str | os.PathLike) -> Pipeline:
     """Read and validate a pipeline file; every problem is one NnfcError line."""
-    import tomllib
-
-    from nnfc.jsonfile import read_text
+    from nnfc.jsonfile import read_toml
     path = Path(path)
-    text = read_text(path, what="pipeline file")  # regular file, at most 1 MiB
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise NnfcError(f"{path} is not valid TOML: {exc}") from exc
-    except RecursionError:
-        raise NnfcError(f"{path} is not valid TOML: nested too deeply") from None
+    raw = read_toml(path, what="pipeline file")  # regular file, at most 1 MiB
     _check_keys(raw, TOP_KEYS, str(path))
     items = raw.get("scenario", [])
     if not isinstance(items, list):

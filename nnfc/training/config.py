@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -254,15 +253,9 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
                 ) -> FactoryConfig:
     """Read a TOML config file, apply ``overrides`` (see :func:`config_from_dict`) and validate
     the result; every problem is one line of one NnfcError."""
-    from nnfc.jsonfile import read_text
+    from nnfc.jsonfile import read_toml
     path = Path(path)
-    text = read_text(path, what="config file")  # regular file, at most 1 MiB
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise NnfcError(f"{path} is not valid TOML: {exc}") from exc
-    except RecursionError:
-        raise NnfcError(f"{path} is not valid TOML: nested too deeply") from None
+    data = read_toml(path, what="config file")  # regular file, at most 1 MiB
     try:
         return config_from_dict(data, str(path), overrides)
     except TypeError as exc:
