@@ -59,6 +59,10 @@ def resolve(text: str | Sequence[str], attributes: Sequence[str],
         text = ",".join(str(t) for t in text)
     items = [t.strip() for t in text.split(",") if t.strip()]
     if items and all(t in attributes for t in items):
+        repeated = sorted({t for t in items if items.count(t) > 1})
+        if repeated:
+            raise NnfcError(f"task {text!r}: {', '.join(repr(t) for t in repeated)} given more "
+                            "than once")
         return Resolution(text, [a for a in attributes if a in items])
     by_norm = {normalise(a): a for a in attributes}
     words = {normalise(k): v for k, v in (words or {}).items() if v in attributes}
