@@ -181,6 +181,43 @@ def test_factorized_assembler_entries_read_one_attribute_group(tmp_path):
         Assembler(17, LAYERS, depth=1, gater_hidden=0, attribute_groups=groups)
 
 
+def test_factorized_experts_are_mixed_by_the_limit_alone(tmp_path):
+    """Factorized with experts > 1: every expert keeps the attribute groups apart and the
+    mixing network reads only the limit, so the scores stay additive in the task attributes at
+    every limit while different limits weigh the experts differently; ONNX equals torch."""
+    torch.manual_seed(5)
+    groups = [list(range(0, 8)), list(range(8, 17))]
+    asm = Assembler(17, LAYERS, depth=0, gater_hidden=0, experts=3,
+                    attribute_groups=groups).eval()
+    with torch.no_grad():
+        for g in asm.gaters:
+            for e in g.experts:
+                e[0].weight.normal_()
+            g.mix.weight.normal_()
+    task = torch.zeros(4, 17)
+    task[:, 1] = 1.0
+    task[0::2, 9] = 1.0
+    task[1::2, 12] = 1.0
+    limit = torch.tensor([0.05, 0.05, 0.6, 0.6])
+    with torch.no_grad():
+        scores = asm.scores(task, limit)
+        enc = torch.cat([task, limit_encoding(limit, asm.limit_dim, asm.limit_scale)], 1)
+        g0 = asm.gaters[0]
+        mix = torch.softmax(torch.nn.functional.linear(enc, g0.mix.weight * g0.mix_mask,
+                                                       g0.mix.bias), 1)
+    assert torch.allclose(mix[0], mix[1]) and torch.allclose(mix[2], mix[3])  # task-blind
+    assert not torch.allclose(mix[0], mix[2], atol=1e-3)  # limit-routed
+    for s in scores:
+        assert torch.all((s[0] - s[1]).abs()[0::2] < 1e-5)  # group-0 entries ignore group 1
+    export_assembler(asm, tmp_path / "moe.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "moe.onnx"), providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {"task": task.numpy(), "limit": limit.numpy()})
+    with torch.no_grad():
+        ref = asm(task, limit)
+    for l, o in zip(LAYERS, outs):
+        assert np.array_equal(o, ref[l.name].numpy())
+
+
 def test_cap_in_training_trains_the_capped_subnet():
     """train.cap_in_training: the supernet sees the gates inference's cap leaves (every sample
     within its limit), the gate loss still sees the assembler's uncapped choice, and gradients

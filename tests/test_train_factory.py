@@ -26,8 +26,15 @@ def _train(tmp, name, **overrides):
 
 
 def test_tiny_run_learns_and_respects_limits(tmp_path):
-    root = _train(tmp_path, "f")
+    root = _train(tmp_path, "f", history_eval_every=2, history_eval_per_task=2)
     metrics = read_bundle(root).manifest["training"]["metrics"]
+    # the periodic evaluation (every 2 epochs and after the last) in the training history
+    evals = {h["epoch"]: h["eval"] for h in metrics["history"] if "eval" in h}
+    assert sorted(evals) == [2, 3]
+    assert evals[3]["per_task"] == 2 and evals[3]["metric"] == "accuracy"
+    assert set(evals[3]["seen"]) == set(metrics["seen"])  # the same limits as the final eval
+    assert all(0 <= r["accuracy"] <= 1 and r["activation_ratio"] <= float(lim) + 1e-6
+               for lim, r in evals[3]["seen"].items())
     # two seen tasks, balanced yes/no: chance is 50%
     assert metrics["seen"]["1"]["accuracy"] >= 0.75
     assert metrics["seen"]["0.5"]["activation_ratio"] <= 0.5 + 0.01

@@ -13,7 +13,8 @@ ResNet config uses it; the FC+BN+ReLU stacks learn attribute interactions that d
 attributes (entry ``i`` to group ``i mod G``; AttrOD: colours, categories), its weights for the
 others held at zero. No entry can then single out one colour-category pair: the network has to
 combine colour channels and category channels itself, and an unseen pair is a new combination of
-trained ones.
+trained ones. Factorized gaters may have ``experts > 1``: the mix then reads only the limit's
+encoding, so the scores stay additive in the attributes at every limit (experts per limit range).
 ``weight_l = clamp(1.2σ(v_l) − 0.1, 0, 1)`` and gates ``= weight_l > 0.5`` (i.e. ``v_l > 0``);
 training uses improved SemHash (see semhash.py). At inference ``cap_at_limit`` (default on) keeps
 at most ``floor(limit · total)`` active entries per request — the highest-scoring ones across all
@@ -53,7 +54,7 @@ class Gater(nn.Module):
     """FC+BN+ReLU then a linear score per gate entry; ``experts`` of them mixed by softmax."""
 
     def __init__(self, cin: int, hidden: int, size: int, experts: int = 1,
-                 mask: torch.Tensor | None = None):
+                 mask: torch.Tensor | None = None, num_attributes: int = 0):
         super().__init__()
         # hidden = 0: a plain linear score per gate entry (additive in the task attributes,
         # which helps unseen attribute combinations)
@@ -63,20 +64,32 @@ class Gater(nn.Module):
             for _ in range(experts))
         self.mix = nn.Linear(cin, experts) if experts > 1 else None
         if mask is not None:  # [size, cin] 0/1: which inputs each score may read
-            if hidden or experts > 1:
-                raise ValueError("a factorized gater is additive: hidden = 0, experts = 1")
+            if hidden:
+                raise ValueError("a factorized gater is additive: gater_hidden = 0")
             self.register_buffer("mask", mask.to(torch.float32))
+            # factorized experts are mixed by the limit alone (the mix ignores the task), so
+            # the scores stay additive in the task attributes at every limit: one expert per
+            # range of limits (the paper's remedy for broad sparsity ranges)
+            mix_mask = torch.ones(experts, cin)
+            mix_mask[:, :num_attributes] = 0.0
+            self.register_buffer("mix_mask", mix_mask if experts > 1 else None,
+                                 persistent=False)  # derived from the config, not a weight
         else:
-            self.mask = None
+            self.mask = self.mix_mask = None
+
+    def _expert(self, i: int, enc: torch.Tensor) -> torch.Tensor:
+        if self.mask is None:
+            return self.experts[i](enc)
+        linear = self.experts[i][0]
+        return nn.functional.linear(enc, linear.weight * self.mask, linear.bias)
 
     def forward(self, enc: torch.Tensor) -> torch.Tensor:
-        if self.mask is not None:
-            linear = self.experts[0][0]
-            return nn.functional.linear(enc, linear.weight * self.mask, linear.bias)
         if self.mix is None:
-            return self.experts[0](enc)
-        weights = torch.softmax(self.mix(enc), dim=1)  # [B, E]
-        scores = torch.stack([e(enc) for e in self.experts], dim=2)  # [B, D, E]
+            return self._expert(0, enc)
+        mix_w = self.mix.weight if self.mix_mask is None else self.mix.weight * self.mix_mask
+        weights = torch.softmax(nn.functional.linear(enc, mix_w, self.mix.bias), dim=1)  # [B, E]
+        scores = torch.stack([self._expert(i, enc) for i in range(len(self.experts))],
+                             dim=2)  # [B, D, E]
         return (scores * weights.unsqueeze(1)).sum(2)
 
 
@@ -108,7 +121,8 @@ class Assembler(nn.Module):
             raise ValueError("a factorized assembler is additive: depth = 0")
         self.gaters = nn.ModuleList(
             Gater(cin, gater_hidden, g.size, experts,
-                  factor_mask(groups, g.size, num_attributes, cin) if groups else None)
+                  factor_mask(groups, g.size, num_attributes, cin) if groups else None,
+                  num_attributes)
             for g in self.layers)
         for g in self.gaters:  # init_bias > 0 starts with most gates on, 0 with task-dependent ones
             for e in g.experts:

@@ -12,7 +12,8 @@ Sections (all optional except ``[backbone] family``)::
     [train]     epochs, samples_per_epoch, batch_size, optimizer, lr, momentum, weight_decay,
                 warmup_epochs, lambda_gate, gate_loss, limit_margin, gate_warmup_epochs, limit_min,
                 limit_max, limit_sampling, hard_fraction, cap_in_training,
-                eval_per_task, eval_limits, device, threads
+                eval_per_task, eval_limits, history_eval_every, history_eval_per_task,
+                checkpoint_every, device, threads
     [export]    opset
 
 Unknown sections or keys are an error (a typo must not silently fall back to a default).
@@ -66,6 +67,10 @@ class TrainConfig:
                                    # floor(limit x total) scores), so small limits train what runs
     eval_per_task: int = 100  # test samples per task for the metrics in the manifest
     eval_limits: list[float] = field(default_factory=lambda: [0.03, 0.05, 0.1, 0.25, 1.0])
+    # every this many epochs (and after the last) record the metric at eval_limits in the
+    # training history, history_eval_per_task test samples per task (0: never)
+    history_eval_every: int = 0
+    history_eval_per_task: int = 4
     # also checkpoint every this many steps inside an epoch (0: after each epoch only); a run
     # resumed mid-epoch sees the same data but other SemHash draws than an uninterrupted one
     checkpoint_every: int = 0
@@ -236,6 +241,8 @@ def _value_problems(cfg: FactoryConfig) -> list[str]:
         (t.threads >= 0, "train.threads must be >= 0 (0: torch's default)"),
         (t.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
         (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),
+        (t.history_eval_every >= 0 and t.history_eval_per_task >= 1,
+         "train.history_eval_every must be >= 0 and train.history_eval_per_task >= 1"),
         (bool(t.eval_limits) and all(0 < x <= 1 for x in t.eval_limits),
          "train.eval_limits must be a non-empty list in (0, 1]"),
         (cfg.assembler.experts >= 1, "assembler.experts must be >= 1"),

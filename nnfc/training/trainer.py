@@ -37,6 +37,7 @@ from nnfc.training.checkpoint import load_checkpoint, save_checkpoint
 from nnfc.training.config import FactoryConfig, config_from_dict
 from nnfc.training.gating import GatedSupernet
 from nnfc.training.heads import training_family
+from nnfc.training.metrics import evaluate, history_eval, summarize
 from nnfc.training.model import FamilyModel
 from nnfc.training.semhash import semhash, straight_through
 
@@ -146,51 +147,6 @@ def _lr_at(cfg: FactoryConfig, progress: float) -> float:
         return t.lr * (progress + 1e-3) / t.warmup_epochs
     frac = (progress - t.warmup_epochs) / max(1e-9, t.epochs - t.warmup_epochs)
     return 0.5 * t.lr * (1 + math.cos(math.pi * min(1.0, frac)))
-
-
-@torch.no_grad()
-def evaluate(supernet: GatedSupernet, assembler: Assembler, family, tasks: Sequence[Sequence[str]],
-             limits: Sequence[float], n_per_task: int, seed: int,
-             device: torch.device = torch.device("cpu")) -> list[dict[str, Any]]:
-    """The family's metric (``family.evaluate``) and the actual activation ratio per
-    (task, limit) on the test split, discrete gates (numerically what the pruned model
-    computes)."""
-    supernet.eval(), assembler.eval()
-    results = []
-    for task in tasks:
-        enc = torch.from_numpy(family.encode([task])).to(device)
-        for limit in limits:
-            gates = assembler(enc, torch.tensor([float(limit)], device=device))
-            ratio = float(active_ratio(gates, assembler.layers)[0])
-            one = {k: v[0] for k, v in gates.items()}
-
-            def run(x: np.ndarray) -> dict[str, np.ndarray]:
-                out = supernet(torch.from_numpy(x).to(device), one)
-                return {k: v.cpu().numpy() for k, v in out.items()}
-
-            value = family.evaluate(tuple(task), run, n_per_task, seed)
-            results.append({"task": list(task), "limit": float(limit), family.metric: value,
-                            "activation_ratio": ratio})
-    return results
-
-
-def summarize(results: list[dict[str, Any]], seen: Sequence[Sequence[str]],
-              metric: str = "accuracy") -> dict[str, Any]:
-    """Mean metric / ratio per limit for seen and unseen tasks."""
-    seen_set = {tuple(t) for t in seen}
-    out: dict[str, Any] = {}
-    for group in ("seen", "unseen"):
-        rows = [r for r in results if (tuple(r["task"]) in seen_set) == (group == "seen")]
-        per = {}
-        for limit in sorted({r["limit"] for r in rows}):
-            rs = [r for r in rows if r["limit"] == limit]
-            per[f"{limit:g}"] = {metric: round(float(np.mean([r[metric] for r in rs])), 4),
-                                 "activation_ratio": round(float(np.mean(
-                                     [r["activation_ratio"] for r in rs])), 4),
-                                 "tasks": len(rs)}
-        if per:
-            out[group] = per
-    return out
 
 
 def recipe(cfg: FactoryConfig) -> dict:
@@ -319,6 +275,11 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
         row = {"epoch": epoch + 1, "loss": round(sums[0] / sums[2], 4),
                "ratio_minus_limit": round(sums[1] / sums[2], 4),
                "elapsed_s": round(time.time() - t0, 1)}
+        if di.main and t.history_eval_every and ((epoch + 1) % t.history_eval_every == 0
+                                                 or epoch + 1 == t.epochs):
+            row["eval"] = history_eval(supernet, assembler, family, t.eval_limits,
+                                       t.history_eval_per_task, cfg.seed, device)
+            net.train()
         history.append(row)
         if di.main:
             save_checkpoint(ckpt, net, opt, {"epoch": epoch, "config": cfg.to_dict(),
@@ -362,12 +323,29 @@ def finish_factory(cfg: FactoryConfig, family, supernet: GatedSupernet, assemble
     return bundle.root
 
 
+def trained_modules(root: str | os.PathLike):
+    """A trained bundle's config, task family, supernet and assembler (torch, eval mode) and
+    its manifest's ``training`` table."""
+    from nnfc.bundle import WEIGHTS, read_bundle
+    from nnfc.bundle_weights import torch_state
+    from nnfc.training.bundle_export import ASSEMBLER_WEIGHTS
+
+    src = Path(root)
+    bundle = read_bundle(src)
+    training = bundle.manifest.get("training", {})
+    cfg = config_from_dict(training.get("config", {}), f"{src}/manifest.json")
+    family = build_task_family(cfg)
+    supernet, assembler = build_models(cfg, family)
+    supernet.load_state_dict(legacy_state_dict(torch_state(src / WEIGHTS), supernet.family))
+    assembler.load_state_dict(torch_state(src / ASSEMBLER_WEIGHTS))
+    return cfg, family, supernet.eval(), assembler.eval(), training
+
+
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
                       force: bool = False) -> Path:
     """Write a bundle from a training checkpoint, or re-export an existing bundle (its
     manifest's config and its safetensors weights), e.g. after an exporter change. ``out`` may
     not be, contain or lie inside ``checkpoint``."""
-
     from nnfc.outputs import check_output_dir
     src = Path(checkpoint)
     state_path = src / "state.json"
@@ -376,18 +354,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
                         "factory bundle (no manifest.json)")
     check_output_dir(out, "bundle", force=force, inputs=[src], option="--out")
     if (src / "manifest.json").is_file():
-        from nnfc.bundle import WEIGHTS, read_bundle
-        from nnfc.bundle_weights import torch_state
-        from nnfc.training.bundle_export import ASSEMBLER_WEIGHTS
-
-        bundle = read_bundle(src)
-        training = bundle.manifest.get("training", {})
-        cfg = config_from_dict(training.get("config", {}), f"{src}/manifest.json")
-        family = build_task_family(cfg)
-        supernet, assembler = build_models(cfg, family)
-        supernet.load_state_dict(legacy_state_dict(torch_state(src / WEIGHTS),
-                                                   supernet.family))
-        assembler.load_state_dict(torch_state(src / ASSEMBLER_WEIGHTS))
+        cfg, family, supernet, assembler, training = trained_modules(src)
         history = list(training.get("metrics", {}).get("history", []))
         return finish_factory(cfg, family, supernet, assembler, out, history,
                               {k: v for k, v in training.items()
