@@ -146,6 +146,17 @@ def test_additive_assembler_composes_attributes():
     assert not torch.allclose(s[0] - s[1], s[2] - s[3], atol=1e-3)  # the FC+BN+ReLU path mixes
 
 
+def _assert_onnx_gates_equal_torch(asm, task, limit, path):
+    """The exported assembler's gates equal the torch module's (eval mode), exactly."""
+    export_assembler(asm, path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {"task": task.numpy(), "limit": limit.numpy()})
+    with torch.no_grad():
+        ref = asm(task, limit)
+    for l, o in zip(LAYERS, outs):
+        assert np.array_equal(o, ref[l.name].numpy())
+
+
 def test_factorized_assembler_entries_read_one_attribute_group(tmp_path):
     """Every gate entry of a factorized assembler reads one attribute group (entry i: group
     i mod G): changing an attribute of another group leaves its score alone, in torch and in
@@ -170,13 +181,7 @@ def test_factorized_assembler_entries_read_one_attribute_group(tmp_path):
     assert asm.config["attribute_groups"] == groups
     twin = Assembler(17, LAYERS, depth=0, gater_hidden=0, attribute_groups=groups).eval()
     twin.load_state_dict(asm.state_dict())
-    export_assembler(twin, tmp_path / "f.onnx")
-    sess = ort.InferenceSession(str(tmp_path / "f.onnx"), providers=["CPUExecutionProvider"])
-    outs = sess.run(None, {"task": task.numpy(), "limit": limit.numpy()})
-    with torch.no_grad():
-        ref = twin(task, limit)
-    for l, o in zip(LAYERS, outs):
-        assert np.array_equal(o, ref[l.name].numpy())
+    _assert_onnx_gates_equal_torch(twin, task, limit, tmp_path / "f.onnx")
     with pytest.raises(ValueError, match="additive"):
         Assembler(17, LAYERS, depth=1, gater_hidden=0, attribute_groups=groups)
 
@@ -209,13 +214,7 @@ def test_factorized_experts_are_mixed_by_the_limit_alone(tmp_path):
     assert not torch.allclose(mix[0], mix[2], atol=1e-3)  # limit-routed
     for s in scores:
         assert torch.all((s[0] - s[1]).abs()[0::2] < 1e-5)  # group-0 entries ignore group 1
-    export_assembler(asm, tmp_path / "moe.onnx")
-    sess = ort.InferenceSession(str(tmp_path / "moe.onnx"), providers=["CPUExecutionProvider"])
-    outs = sess.run(None, {"task": task.numpy(), "limit": limit.numpy()})
-    with torch.no_grad():
-        ref = asm(task, limit)
-    for l, o in zip(LAYERS, outs):
-        assert np.array_equal(o, ref[l.name].numpy())
+    _assert_onnx_gates_equal_torch(asm, task, limit, tmp_path / "moe.onnx")
 
 
 def test_cap_in_training_trains_the_capped_subnet():

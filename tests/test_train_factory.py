@@ -88,7 +88,7 @@ def test_config_errors(tmp_path):
     bad.write_text("seed = [")
     with pytest.raises(NnfcError, match="not valid TOML"):
         load_config(bad)
-    for shipped in sorted((REPO / "configs").glob("*.toml")):
+    for shipped in sorted((REPO / "configs").glob("**/*.toml")):
         load_config(shipped)
 
 
