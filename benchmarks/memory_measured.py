@@ -35,6 +35,7 @@ def main() -> None:
     from nnfc.compiler.measured_rounds import lower
     from nnfc.compiler.pipeline import make_target
     from nnfc.compiler.profiler import random_gates
+    from nnfc.errors import NnfcError
     from nnfc.onnx_io import shapes_only
     from nnfc.passes import apply_gates, gate_inputs
     from nnfc.precision.target import precision_target
@@ -57,7 +58,11 @@ def main() -> None:
                 continue
             pruned = apply_gates(supernet, g)
             work = Path(tmp) / f"s{i}"
-            artifact, _ = lower(target, pruned, work, bundle.manifest)
+            try:
+                artifact, _ = lower(target, pruned, work, bundle.manifest)
+            except NnfcError as exc:  # e.g. a conversion refused by the equivalence check
+                print(f"subnet {i}: not lowered ({exc})", file=sys.stderr, flush=True)
+                continue
             stats = graph_stats(shapes_only(pruned))
             computed = stats.memory_mb
             if args.precision == "int8" and artifact.suffix == ".onnx":
