@@ -247,3 +247,13 @@ def test_reference_named_outside_the_profile_is_refused(bundle, tmp_path, capsys
     code, _, err = run_cli(compile_args(bundle, tmp_path / "out"), capsys)
     assert code == 2
     one_error(err, "plain file name")
+
+
+@pytest.mark.parametrize("key, value", [("image_size", "x"), ("stride", 0), ("categories", 7)])
+def test_malformed_task_family_config_is_one_error(key, value):
+    from nnfc.bundle import default_bundle_path
+    from nnfc.families import family_from_manifest
+    manifest = json.loads((default_bundle_path() / "manifest.json").read_text())
+    manifest["task_family"]["config"][key] = value
+    with pytest.raises(NnfcError, match="task_family.config is not a valid attrod configuration"):
+        family_from_manifest(manifest)

@@ -42,7 +42,14 @@ def family_from_manifest(manifest: Mapping[str, Any]) -> TaskFamily:
         config = dict(training_task)
         config.setdefault("family", info.get("family"))
         info = {"family": info.get("family") or config.get("family")}
-    return family_class(str(info.get("family"))).from_config(config)
+    name = str(info.get("family"))
+    cls = family_class(name)
+    try:  # a bundle from someone else: a malformed config is one error, not a traceback
+        return cls.from_config(config)
+    except (TypeError, ValueError, ZeroDivisionError, KeyError, AttributeError, IndexError,
+            OverflowError) as exc:
+        raise NnfcError(f"the bundle's task_family.config is not a valid {name} configuration "
+                        f"({type(exc).__name__}: {exc})") from None
 
 
 def task_config(section: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
