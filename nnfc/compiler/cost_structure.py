@@ -322,9 +322,3 @@ def _short(d: list) -> Monomial:
     return Monomial(float(d[0]), [int(x) for x in d[1]],
                     alive=[int(x) for x in (d[2] if len(d) > 2 else [])])
 
-
-def analyse(model) -> CostStructure:
-    """The cost structure of a gated supernet: ``cost_analysis.analyse`` (use that; this alias
-    stays until ``compiler/pipeline.py`` imports it from there)."""
-    from nnfc.compiler.cost_analysis import analyse as _analyse
-    return _analyse(model)

@@ -93,7 +93,7 @@ def load_predictor_for(bundle: Bundle, target: str, path: str | os.PathLike | No
     explicit = path is not None
     path = profile_in_use(bundle.root, target, path, precision)
     if target == "jetson" and not explicit and not path.is_file():
-        from nnfc.compiler.cost_structure import analyse
+        from nnfc.compiler.cost_analysis import analyse
         from nnfc.compiler.jetson_estimate import DEFAULT_MODULE, estimated_predictor
         return estimated_predictor(analyse(onnx.load(str(bundle.supernet_path))),
                                    str(bundle.root), device or DEFAULT_MODULE,
