@@ -312,3 +312,20 @@ def test_tflite_fallback_ranks_layers_by_rmse_over_scale():
     d = Debugger()
     assert noisiest_layers(d, 2) == ["b", "a"]  # rmse/scale 10 and 2
     assert d.ran and noisiest_layers(Debugger(), 0) == []
+
+
+def test_tflite_convolutions_with_a_near_zero_channel_stay_float():
+    from nnfc.targets.tflite_int8_convert import near_zero_channel_convs
+    weights = {1: np.ones((2, 3, 3, 4), np.float32),                      # fine
+               2: np.stack([np.ones((3, 3, 4)), np.full((3, 3, 4), 1e-9)]).astype(np.float32)}
+
+    class Interp:
+        def get_tensor(self, i):
+            if i not in weights:
+                raise ValueError("not a constant")
+            return weights[i]
+    ops = [{"op_name": "CONV_2D", "inputs": [0, 1], "outputs": [10]},
+           {"op_name": "CONV_2D", "inputs": [10, 2], "outputs": [11]},
+           {"op_name": "ADD", "inputs": [11, 11], "outputs": [12]},
+           {"op_name": "CONV_2D", "inputs": [12, 99], "outputs": [13]}]
+    assert near_zero_channel_convs(Interp(), ops, {10: "a", 11: "b", 12: "c", 13: "d"}) == ["b"]

@@ -15,6 +15,30 @@ from pathlib import Path
 import numpy as np
 
 
+#: XNNPACK refuses an int8 convolution whose requantization scale (input scale x weight scale
+#: / output scale) falls below 2**-32: a pruned subnet's output channel whose weights are all
+#: but zero does that (white,person: weight scale 4e-9). Such convolutions stay float.
+TINY_CHANNEL = 1e-5
+
+
+def near_zero_channel_convs(interp, ops, names: dict[int, str]) -> list[str]:
+    """Output names of the float model's convolutions with an output channel whose largest
+    |weight| is below ``TINY_CHANNEL`` times the layer's largest."""
+    out = []
+    for op in ops:
+        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        try:
+            w = np.asarray(interp.get_tensor(op["inputs"][1]), np.float32)
+        except ValueError:  # not a constant
+            continue
+        axis = 3 if op["op_name"] == "DEPTHWISE_CONV_2D" else 0
+        per = np.max(np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)), axis=1)
+        if per.size and per.min() < TINY_CHANNEL * max(float(per.max()), 1e-30):
+            out += [names[t] for t in op["outputs"] if t in names]
+    return out
+
+
 def _float_graph(tf, saved_model: Path):
     """The saved model as float TFLite, read back: op list, tensor names and shapes, signature
     output names (the names TensorFlow Lite's quantizer uses for the same model)."""
@@ -25,7 +49,9 @@ def _float_graph(tf, saved_model: Path):
     names = {t["index"]: t["name"] for t in details}
     shapes = {t["index"]: [int(d) for d in t["shape"]] for t in details}
     outputs = list(interp.get_signature_runner().get_output_details())
-    return interp._get_ops_details(), names, shapes, outputs
+    interp.allocate_tensors()
+    ops = interp._get_ops_details()
+    return ops, names, shapes, outputs, near_zero_channel_convs(interp, ops, names)
 
 
 def denylist(ops, names: dict[int, str], shapes: dict[int, list[int]],
@@ -90,9 +116,10 @@ def int8_model(saved_model: Path, calibration: np.ndarray, onnx_outputs: list[st
     ``calibration``: NHWC float32 samples; ``keep_float``: also keep that many of the noisiest
     layers float (:func:`noisiest_layers`; the accuracy control's fallback)."""
     import tensorflow as tf
-    ops, names, shapes, outputs = _float_graph(tf, saved_model)
+    ops, names, shapes, outputs, tiny = _float_graph(tf, saved_model)
     aliases = signature_names(onnx_outputs, outputs)
     deny = denylist(ops, names, shapes, raw_shapes)
+    deny += [n for n in tiny if n not in deny]
 
     def samples():
         for i in range(len(calibration)):
