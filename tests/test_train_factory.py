@@ -107,3 +107,22 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert bundle.manifest["training"]["world_size"] == 2
     history = bundle.manifest["training"]["metrics"]["history"]
     assert len(history) == 1 and history[0]["epoch"] == 1
+
+
+def test_progressive_shrinking_lowers_the_smallest_limit_drawn():
+    """train.limit_shrink_epochs: limits drawn in epoch 0 start at limit_shrink_from, fall
+    log-linearly to limit_min, and stay there (Once-for-All's progressive shrinking); off, every
+    epoch draws from limit_min."""
+    from nnfc.training.schedule import limit_floor, sample_limits
+    cfg = config_from_dict(tiny_config(limit_min=0.02, limit_max=1.0, limit_sampling="loguniform",
+                                       limit_shrink_epochs=4.0, limit_shrink_from=0.32))
+    assert limit_floor(cfg, 0) == pytest.approx(0.32)
+    assert limit_floor(cfg, 2) == pytest.approx(0.08)  # halfway in log space
+    assert limit_floor(cfg, 4) == limit_floor(cfg, 9) == pytest.approx(0.02)
+    rng = np.random.default_rng(0)
+    first, late = sample_limits(cfg, 2000, rng, 0), sample_limits(cfg, 2000, rng, 6)
+    assert first.min() >= 0.32 - 1e-6 and late.min() < 0.03 and late.max() <= 1.0
+    off = config_from_dict(tiny_config(limit_min=0.02, limit_sampling="loguniform"))
+    assert sample_limits(off, 2000, np.random.default_rng(0), 0).min() < 0.03
+    with pytest.raises(NnfcError, match="limit_shrink"):
+        config_from_dict(tiny_config(limit_shrink_epochs=-1.0))

@@ -34,7 +34,7 @@ def make_optimizer(cfg, net: nn.Module) -> torch.optim.Optimizer:
 
 def lr_at(cfg, progress: float) -> float:
     """The factory's schedule (warm-up, then cosine) at ``progress`` epochs."""
-    from nnfc.training.trainer import _lr_at
+    from nnfc.training.schedule import lr_at as _lr_at
     return _lr_at(cfg, progress)
 
 

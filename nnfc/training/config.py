@@ -11,7 +11,8 @@ Sections (all optional except ``[backbone] family``)::
                 cap_at_limit
     [train]     epochs, samples_per_epoch, batch_size, optimizer, lr, momentum, weight_decay,
                 warmup_epochs, lambda_gate, gate_loss, limit_margin, gate_warmup_epochs, limit_min,
-                limit_max, limit_sampling, hard_fraction, cap_in_training,
+                limit_max, limit_sampling, limit_shrink_epochs, limit_shrink_from, hard_fraction,
+                cap_in_training,
                 eval_per_task, eval_limits, history_eval_every, history_eval_per_task,
                 checkpoint_every, device, threads
     [export]    opset
@@ -62,6 +63,10 @@ class TrainConfig:
     limit_min: float = 0.01
     limit_max: float = 1.0
     limit_sampling: str = "uniform"  # uniform | loguniform
+    # progressive shrinking (Once-for-All): the smallest limit drawn starts at limit_shrink_from
+    # and falls log-linearly to limit_min over the first limit_shrink_epochs epochs (0: off)
+    limit_shrink_epochs: float = 0.0
+    limit_shrink_from: float = 0.25
     hard_fraction: float = 0.5  # SemHash: share of samples using discrete (straight-through) gates
     cap_in_training: bool = False  # the network sees the gates inference's cap leaves (top
                                    # floor(limit x total) scores), so small limits train what runs
@@ -231,6 +236,8 @@ def _value_problems(cfg: FactoryConfig) -> list[str]:
          "train.warmup_epochs and train.gate_warmup_epochs must be >= 0"),
         (t.lambda_gate >= 0, "train.lambda_gate must be >= 0"),
         (0 < t.limit_min <= t.limit_max <= 1, "need 0 < train.limit_min <= limit_max <= 1"),
+        (t.limit_shrink_epochs >= 0 and 0 < t.limit_shrink_from <= t.limit_max,
+         "train.limit_shrink_epochs must be >= 0 and 0 < limit_shrink_from <= limit_max"),
         (t.limit_sampling in ("uniform", "loguniform"),
          "train.limit_sampling must be 'uniform' or 'loguniform'"),
         (0 <= t.limit_margin < 1, "train.limit_margin must be in [0, 1)"),

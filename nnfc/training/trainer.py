@@ -16,7 +16,6 @@ Checkpoints after every epoch; ``resume`` continues from the last one.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from nnfc.training.gating import GatedSupernet
 from nnfc.training.heads import training_family
 from nnfc.training.metrics import evaluate, history_eval, summarize
 from nnfc.training.model import FamilyModel
+from nnfc.training.schedule import lr_at, sample_limits
 from nnfc.training.semhash import semhash, straight_through
 
 
@@ -133,22 +133,6 @@ def build_models(cfg: FactoryConfig, family) -> tuple[FamilyModel, Assembler]:
     return supernet, assembler
 
 
-def sample_limits(cfg: FactoryConfig, n: int, rng: np.random.Generator) -> np.ndarray:
-    t = cfg.train
-    if t.limit_sampling == "loguniform":
-        return np.exp(rng.uniform(math.log(t.limit_min), math.log(t.limit_max), n)).astype(np.float32)
-    return rng.uniform(t.limit_min, t.limit_max, n).astype(np.float32)
-
-
-def _lr_at(cfg: FactoryConfig, progress: float) -> float:
-    """Linear warm-up then cosine decay; ``progress`` in epochs."""
-    t = cfg.train
-    if progress < t.warmup_epochs:
-        return t.lr * (progress + 1e-3) / t.warmup_epochs
-    frac = (progress - t.warmup_epochs) / max(1e-9, t.epochs - t.warmup_epochs)
-    return 0.5 * t.lr * (1 + math.cos(math.pi * min(1.0, frac)))
-
-
 def recipe(cfg: FactoryConfig) -> dict:
     """The config without the settings that only decide where and how fast it runs (device,
     threads): what a resumed run must share with the checkpoint."""
@@ -230,7 +214,7 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
         rng = np.random.default_rng([cfg.seed, epoch])
         data = family.batch(seen, per_task, "train", rng, augment=True)
         n_all = len(data["task"])
-        lim_all = sample_limits(cfg, n_all, rng)
+        lim_all = sample_limits(cfg, n_all, rng, epoch)
         order = rng.permutation(n_all)[di.rank::di.world][: steps * t.batch_size]
         torch.manual_seed(cfg.seed * 100003 + epoch * 101 + di.rank)
         model.train()
@@ -243,7 +227,7 @@ def _train(cfg: FactoryConfig, out: Path, ckpt: Path, resume: bool, progress: bo
                    dynamic_ncols=True)
         for step in bar:
             idx = order[step * t.batch_size:(step + 1) * t.batch_size]
-            lr = _lr_at(cfg, epoch + step / steps)
+            lr = lr_at(cfg, epoch + step / steps)
             for group in opt.param_groups:
                 group["lr"] = lr
             batch = _slice_batch(data, idx, device)
