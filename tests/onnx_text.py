@@ -88,3 +88,18 @@ def gate_contract(model: onnx.ModelProto, names) -> onnx.ModelProto:
     for node in model.graph.node:
         node.input[:] = [renamed.get(i, i) for i in node.input]
     return onnx.shape_inference.infer_shapes(model)
+
+
+def keras_export(model, sizes, opset: int, rng) -> onnx.ModelProto:
+    """A Keras model with inputs ``x`` ``[1,16,16,3]`` and one ``gate_<layer>`` ``[1, C]`` per
+    entry of ``sizes``: random weights (BatchNorm variances near 1), exported by tf2onnx and
+    made to follow the gate contract."""
+    import tensorflow as tf
+    import tf2onnx
+    for w in model.weights:
+        w.assign(rng.standard_normal(w.shape).astype(np.float32) * 0.3 + (
+            1.0 if "variance" in w.name else 0.0))
+    spec = [tf.TensorSpec((1, 16, 16, 3), tf.float32, name="x")] + [
+        tf.TensorSpec((1, s), tf.float32, name=n) for n, s in sizes.items()]
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    return gate_contract(proto, sizes)
