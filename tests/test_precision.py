@@ -150,16 +150,8 @@ def test_precision_names_and_refusals():
 
 @pytest.mark.slow
 def test_compile_int8_on_the_default_factory(tmp_path, capsys):
-    prof = tmp_path / "prof" / "desktop.json"
-    code, _, err = run_cli(["profile", "--target", "desktop", "--subnets", "10", "--runs", "3",
-                            "--rounds", "2", "-o", str(prof)], capsys)
-    assert code == 0, err
-    out = tmp_path / "int8"
-    code, stdout, err = run_cli(["compile", "--task", "red,car", "--lat", "1s", "--profile",
-                                 str(prof), "--precision", "int8", "--runs", "3", "--rounds",
-                                 "1", "-o", str(out)], capsys)
-    assert code in (0, 3), err
-    report = json.loads((out / "report.json").read_text())
+    prof, out = tmp_path / "prof" / "desktop.json", tmp_path / "int8"
+    code, stdout, report = _profile_and_compile_int8(prof, out, capsys)
     prec = report["precision"]
     assert prec["requested"] == "int8" and prec["built"] == "int8"
     assert report["artifact"] == "model.int8.ort.onnx"
@@ -271,17 +263,9 @@ def test_precision_target_builds_int8_and_keeps_the_float_lowering(tmp_path):
 @pytest.mark.slow
 def test_profile_per_precision_drives_the_compile(tmp_path, capsys):
     prof = tmp_path / "desktop-int8.json"
-    code, _, err = run_cli(["profile", "--target", "desktop", "--precision", "int8",
-                            "--subnets", "10", "--runs", "3", "--rounds", "2", "-o",
-                            str(prof)], capsys)
-    assert code == 0, err
-    assert json.loads(prof.read_text())["precision"] == "int8"
     out = tmp_path / "int8"
-    code, stdout, err = run_cli(["compile", "--task", "red,car", "--lat", "1s", "--profile",
-                                 str(prof), "--precision", "int8", "--runs", "3", "--rounds",
-                                 "1", "-o", str(out)], capsys)
-    assert code in (0, 3), err
-    report = json.loads((out / "report.json").read_text())
+    _, _, report = _profile_and_compile_int8(prof, out, capsys, "--precision", "int8")
+    assert json.loads(prof.read_text())["precision"] == "int8"
     assert report["precision"]["profile_precision"] == "int8"
     assert report["precision"]["built"] == "int8"
     assert report["max_abs_diff_vs_supernet"] is not None  # the float twin was verified
@@ -329,3 +313,16 @@ def test_tflite_convolutions_with_a_near_zero_channel_stay_float():
            {"op_name": "ADD", "inputs": [11, 11], "outputs": [12]},
            {"op_name": "CONV_2D", "inputs": [12, 99], "outputs": [13]}]
     assert near_zero_channel_convs(Interp(), ops, {10: "a", 11: "b", 12: "c", 13: "d"}) == ["b"]
+
+
+def _profile_and_compile_int8(prof, out, capsys, *profile_args: str) -> tuple[int, str, dict]:
+    """Profile the default factory on desktop into ``prof`` (``profile_args``: e.g. a
+    precision), compile red,car in int8 with it into ``out``: exit code, stdout, report."""
+    code, _, err = run_cli(["profile", "--target", "desktop", *profile_args, "--subnets", "10",
+                            "--runs", "3", "--rounds", "2", "-o", str(prof)], capsys)
+    assert code == 0, err
+    code, stdout, err = run_cli(["compile", "--task", "red,car", "--lat", "1s", "--profile",
+                                 str(prof), "--precision", "int8", "--runs", "3", "--rounds",
+                                 "1", "-o", str(out)], capsys)
+    assert code in (0, 3), err
+    return code, stdout, json.loads((out / "report.json").read_text())
