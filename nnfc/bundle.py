@@ -170,7 +170,7 @@ def check_external_data(model_path: Path, listed: Mapping[str, int], where: str)
             continue
         info = ExternalDataInfo(tensor)
         name = info.location
-        if name not in listed or Path(name).name != name:
+        if name not in listed:
             raise NnfcError(f"{where}: {model_path.name} keeps tensor {tensor.name!r} in "
                             f"{name!r}, which the manifest does not list (and so does not "
                             "hash); refusing it")

@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, external_data_helper, numpy_helper
 
+from nnfc.atomic import write_bytes_atomic
 from nnfc.errors import NnfcError
 
 #: initializers smaller than this stay inside the ONNX file (shape constants and the like)
@@ -127,9 +128,7 @@ def store_once(onnx_path: str | os.PathLike, state: Mapping[str, np.ndarray],
                                                length=end - start)
         t.data_location = TensorProto.EXTERNAL
         t.ClearField("raw_data")
-    tmp = onnx_path.with_name(onnx_path.name + ".tmp")
-    tmp.write_bytes(model.SerializeToString())
-    os.replace(tmp, onnx_path)
+    write_bytes_atomic(onnx_path, model.SerializeToString())
     return counts
 
 

@@ -57,10 +57,3 @@ def resolve_factory(name_or_path: str | os.PathLike | None) -> Path:
     return path
 
 
-def is_installed(path: str | os.PathLike) -> bool:
-    """Whether ``path`` lies inside the installed (read-only) factories."""
-    root = _installed_dir()
-    try:
-        return root is not None and Path(path).resolve().is_relative_to(root.resolve())
-    except OSError:
-        return False

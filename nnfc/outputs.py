@@ -303,7 +303,7 @@ def check_output_file(path: str | os.PathLike, marker: bytes, what: str, *,
         raise NnfcError(f"{option} needs a file path (got an empty string)")
     path = Path(path)
     for item in inputs:
-        if item is not None and os.path.exists(item) and os.path.lexists(path) and \
+        if item is not None and os.path.exists(item) and os.path.exists(path) and \
                 os.path.samefile(item, path):
             raise NnfcError(f"{option} {path} is the input {item}: nnfc never writes over its "
                             "inputs; choose another output file")

@@ -10,6 +10,7 @@ user cache (``~/.cache/nnfc`` on Linux, following ``$XDG_CACHE_HOME``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -33,11 +34,17 @@ def host_key(host: Mapping[str, Any] | None = None) -> str:
     """A short stable name for this machine's measuring conditions: CPU model, core count and
     architecture (what ``Predictor`` checks before trusting a local profile)."""
     if host is None:
-        from nnfc.compiler.predictor import host_info
-        host = host_info()
+        return _this_host_key()
     text = f"{host.get('cpu')}|{host.get('cores')}|{host.get('machine')}"
     cpu = re.sub(r"[^a-z0-9]+", "-", str(host.get("cpu", "cpu")).lower()).strip("-")[:32]
     return f"{cpu}-{host.get('cores')}c-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+@functools.lru_cache(maxsize=1)
+def _this_host_key() -> str:
+    """:func:`host_key` of this machine, read once per process (/proc/cpuinfo, onnxruntime)."""
+    from nnfc.compiler.predictor import host_info
+    return host_key(host_info())
 
 
 def fingerprint(bundle_root: str | os.PathLike) -> str:

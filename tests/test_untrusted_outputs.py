@@ -163,3 +163,14 @@ def test_run_never_overwrites_a_users_summary(tmp_path, capsys):
     code, _, err = run_cli(["run", str(pipe)], capsys)
     assert code == 2 and "not written by nnfc" in _err_line(err)
     assert sorted(os.listdir(out)) == ["summary.md"]
+
+
+def test_a_dangling_symlink_output_is_one_error_not_a_traceback(tmp_path):
+    from nnfc.errors import NnfcError
+    from nnfc.outputs import check_output_file
+    given = tmp_path / "in.onnx"
+    given.write_bytes(b"x")
+    (tmp_path / "out.json").symlink_to(tmp_path / "missing.json")
+    with pytest.raises(NnfcError, match="symbolic link"):
+        check_output_file(tmp_path / "out.json", b"nnfc", "a JSON file", inputs=[given])
+    assert not (tmp_path / "missing.json").exists()

@@ -19,7 +19,6 @@ and bundle it was made for. Never imports torch.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from dataclasses import dataclass, field

@@ -176,7 +176,8 @@ def measurement_problem(data: Any, need_index: bool = True) -> str:
 
 
 def read_measurement_json(path: Path, what: str) -> Any:
-    """A measurement or plan file through :func:`nnfc.jsonfile.read_json` (no schema yet)."""
+    """A measurement or plan file through :func:`nnfc.jsonfile.read_json`; callers check its
+    schema (``file_schemas.MEASUREMENTS`` / ``DEVICE_PLAN``)."""
     from nnfc.jsonfile import read_json
     return read_json(path, what=what, max_bytes=MAX_MEASUREMENTS_BYTES)
 

@@ -47,8 +47,9 @@ __all__ = ["apply_gates", "apply_gates_with_report", "gate_passes", "BindGatesPa
 
 def gate_passes(gates: Mapping[str, np.ndarray], rules: RuleSet | None = None
                 ) -> tuple[PassManager, PruneGatedChannelsPass, RemoveIdentityGatesPass]:
-    """The pass manager :func:`apply_gates` runs, and its pruning and gate-removing passes (for
-    the reports)."""
+    """The passes of :func:`apply_gates` as a pass manager (``apply_gates`` runs its passes one
+    at a time, to name the one that fails), and its pruning and gate-removing passes (for the
+    reports)."""
     rules = rules if rules is not None else default_rules()
     prune, identity = PruneGatedChannelsPass(rules), RemoveIdentityGatesPass(rules)
     manager = PassManager([BindGatesPass(gates), FoldGateConstantsPass(rules), prune, identity,

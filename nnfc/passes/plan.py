@@ -66,7 +66,7 @@ class RegionPlan:
     region: Region
     members: list[ir.Node]           # the gate Muls it holds (the seed first)
     rules: GraphRules
-    keep_rules: KeepRules = None     # type: ignore[assignment]
+    keep_rules: KeepRules = field(init=False)
 
     def __post_init__(self):
         self.keep_rules = KeepRules.of(self.region)

@@ -105,11 +105,6 @@ class OpRule:
         """Groups its weight splits the channels into (1: none)."""
         return 1
 
-    def slice_source(self, slicer, node: ir.Node, layout: Layout) -> None:
-        keep = slicer.keep_index(layout)
-        for index, axis in self.source_constants(node):
-            slicer.const(node, index, axis, keep)
-
     def slice_sink(self, slicer, node: ir.Node, layout: Layout) -> None:
         slicer.const(node, *self.sink_constant(node), slicer.keep_index(layout))
 
