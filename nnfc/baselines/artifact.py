@@ -21,10 +21,8 @@ import torch
 from torch import nn
 
 from nnfc.atomic import write_json_atomic
-from nnfc.bundle import Bundle
 from nnfc.compiler.graph_stats import graph_stats
 from nnfc.compiler.pipeline import _measured, report_provenance
-from nnfc.compiler.predictor import Predictor
 from nnfc.onnx_io import save_onnx
 from nnfc.outputs import output_dir
 from nnfc.units import format_mb, format_ms

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from pathlib import Path
 
 from nnfc.bundle import Bundle
 

@@ -65,11 +65,14 @@ def profile_in_use(bundle_root: str | os.PathLike, target: str,
     """The profile a compile reads: ``explicit``, else the cached or shipped one of
     ``precision`` (``auto``: an int8, else fp16 one), else the fp32 one, else where a new one
     would be written."""
-    from nnfc.profile_cache import find_profile
+    from nnfc.profile_cache import cache_profile_path, find_profile
     if explicit:
         return Path(explicit)
     wanted = {"fp32": [], "auto": ["int8", "fp16"]}.get(precision, [precision])
-    own = next((p for p in (find_profile(bundle_root, target, w) for w in wanted) if p), None)
+    # a precision's own profile lives only in the cache (a bundle ships one fp32 profile per
+    # target): else this host's fp32 profile must win over the bundle's
+    own = next((p for p in (cache_profile_path(bundle_root, target, w) for w in wanted)
+                if p.is_file()), None)
     return own or find_profile(bundle_root, target) or default_profile_path(bundle_root, target)
 
 
@@ -328,7 +331,7 @@ def _measured_rounds(req, builder: RoundBuilder, assembler, predictor, task_vec,
 
 
 def _profile_dir(bundle: Bundle, req: CompileRequest) -> Path:
-    return profile_in_use(bundle.root, req.target, req.profile).parent
+    return profile_in_use(bundle.root, req.target, req.profile, req.precision).parent
 
 
 def _measured(bench, mem: float) -> dict[str, Any]:

@@ -55,18 +55,3 @@ def calibration_for(bundle, task: Sequence[str], samples: int = DEFAULT_SAMPLES,
                                              f"{','.join(parsed)}")
     raise NnfcError(f"the {family.name} family draws no samples of the deployed input shape "
                     f"{list(shape)} to calibrate int8 with (got {list(images.shape[1:])})")
-
-
-class OrtReader:
-    """The calibration as an onnxruntime ``CalibrationDataReader`` (a fresh pass per call of
-    :meth:`rewind`, as ORT's quantizer reads it once per calibration)."""
-
-    def __init__(self, calibration: Calibration):
-        self.calibration = calibration
-        self._it = calibration.feeds()
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._it, None)
-
-    def rewind(self) -> None:
-        self._it = self.calibration.feeds()

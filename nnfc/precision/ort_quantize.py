@@ -78,13 +78,12 @@ def output_producers(model: onnx.ModelProto, outputs: Iterable[str]) -> set[str]
     return {n.name for n in model.graph.node if wanted & set(n.output)}
 
 
-def _reader(calibration: Calibration, limit: int | None = None):
+def _reader(calibration: Calibration):
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            feeds = calibration.feeds()
-            self._it = (f for i, f in enumerate(feeds) if limit is None or i < limit)
+            self._it = iter(calibration.feeds())
 
         def get_next(self):
             return next(self._it, None)
@@ -174,8 +173,6 @@ def _fused_inputs(node, sqnr: dict[str, float], producer: dict) -> tuple[list[st
             group.insert(0, producer[tensor].name)
             todo.extend(producer[tensor].input)
     return group, lowest
-
-    return sorted(ranked, key=lambda kv: -kv[1])
 
 
 _DQ = "_DequantizeLinear_Output"  # onnxruntime's name of a quantized tensor's float copy
